@@ -1,0 +1,480 @@
+//! The rules that turn a request body into validated property values.
+//!
+//! A body is a JSON object whose members are the view's property names. Instance annotations
+//! (any member name containing `@`) are ignored, except `@odata.type`, which must name this
+//! entity type. Each value must have the JSON form of the property's EDM type:
+//!
+//! - `Edm.String`: a JSON string.
+//! - `Edm.Int64`: a JSON integer from 0 to 9223372036854775807, or, when the request's
+//!   `Content-Type` carries `IEEE754Compatible=true`, also a JSON string of decimal digits.
+//! - `Edm.DateTimeOffset`: a JSON string in the form [`DateTimeOffset::parse`] accepts.
+//!
+//! `null` is accepted for any property the view does not require.
+
+use std::fmt;
+
+use crate::datetime::DateTimeOffset;
+use crate::entity::{Fields, Value};
+use crate::json::{self, JsonError, JsonNumber, JsonValue};
+use crate::model::{EdmType, FIELD_COUNT, Property, View};
+
+/// How a body is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Accept Int64 values written as JSON strings, as `IEEE754Compatible=true` allows.
+    pub int64_as_string: bool,
+}
+
+/// The properties a body gives, before the view's create or update rules apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EntityInput {
+    /// The key, when the body gives a non-empty string.
+    pub id: Option<String>,
+    /// Per field: `None` when absent, `Some(None)` for an explicit `null`.
+    pub fields: [Option<Option<Value>>; FIELD_COUNT],
+}
+
+/// Why a body was rejected. Each message is a full sentence for the client.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The body is not one well-formed JSON document, or it repeats a key.
+    #[error(transparent)]
+    Json(#[from] JsonError),
+    /// The body is valid JSON but not an object.
+    #[error("The request body must be a JSON object, but it is {0}.")]
+    NotAnObject(&'static str),
+    /// A member names no property of the view.
+    #[error("{}", unknown_property_message(.name, *.view))]
+    UnknownProperty {
+        /// The member name as given.
+        name: String,
+        /// The view the body was sent to.
+        view: View,
+    },
+    /// `@odata.type` names a different type.
+    #[error("The @odata.type '{given}' does not match this entity set, which takes '#{expected}'.")]
+    WrongEntityType {
+        /// The value given.
+        given: String,
+        /// The type name of the view.
+        expected: &'static str,
+    },
+    /// A value has the wrong JSON kind or is out of range for its property.
+    #[error("The value of '{property}' is invalid: {reason}.")]
+    InvalidValue {
+        /// The property name in the view.
+        property: &'static str,
+        /// What is wrong, completing the sentence.
+        reason: String,
+    },
+    /// A property that the view requires is `null`.
+    #[error("The value of '{0}' must not be null.")]
+    NullNotAllowed(&'static str),
+    /// Properties that the view requires on create are absent.
+    #[error("{}", missing_message(.0))]
+    MissingProperties(Vec<&'static str>),
+}
+
+fn unknown_property_message(name: &str, view: View) -> String {
+    let mut message = format!(
+        "The property '{name}' does not exist on type '{}'.",
+        view.type_name()
+    );
+
+    // Point a caller who mixed the two views' names to the name this view uses.
+    let other = if view == View::Seed {
+        View::Graph
+    } else {
+        View::Seed
+    };
+    if let Some(property) = other.property(name) {
+        message.push_str(&format!(
+            " This entity set names it '{}'.",
+            property.name(view)
+        ));
+    } else if let Some(property) = Property::ALL
+        .into_iter()
+        .find(|p| p.name(view).eq_ignore_ascii_case(name))
+    {
+        message.push_str(&format!(
+            " Property names are case-sensitive: did you mean '{}'?",
+            property.name(view)
+        ));
+    }
+    message
+}
+
+fn missing_message(names: &[&'static str]) -> String {
+    let list = names
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() == 1 {
+        format!("The required property {list} is missing.")
+    } else {
+        format!("The required properties {list} are missing.")
+    }
+}
+
+/// Parses and checks a body sent to `view`, without applying the create rules.
+pub fn decode(view: View, text: &[u8], options: ReadOptions) -> Result<EntityInput, BodyError> {
+    let members = match json::parse(text)? {
+        JsonValue::Object(members) => members,
+        other => return Err(BodyError::NotAnObject(other.kind())),
+    };
+
+    let mut input = EntityInput::default();
+    for (name, value) in members {
+        if name == "@odata.type" {
+            check_entity_type(view, &value)?;
+            continue;
+        }
+        if name.contains('@') {
+            continue;
+        }
+        let Some(property) = view.property(&name) else {
+            return Err(BodyError::UnknownProperty { name, view });
+        };
+        match property.field_index() {
+            None => input.id = decode_id(value)?,
+            Some(index) => {
+                let decoded = decode_value(view, property, value, options)?;
+                input.fields[index] = Some(decoded);
+            }
+        }
+    }
+    Ok(input)
+}
+
+impl EntityInput {
+    /// Applies the create rules of `view`: every required property must be present and not
+    /// null, and absent ones become null.
+    pub fn into_create(self, view: View) -> Result<(Option<String>, Fields), BodyError> {
+        let missing: Vec<&'static str> = Property::FIELDS
+            .into_iter()
+            .zip(&self.fields)
+            .filter(|(property, given)| view.requires_on_create(*property) && given.is_none())
+            .map(|(property, _)| property.name(view))
+            .collect();
+        if !missing.is_empty() {
+            return Err(BodyError::MissingProperties(missing));
+        }
+        Ok((self.id, self.fields.map(Option::flatten)))
+    }
+}
+
+fn check_entity_type(view: View, value: &JsonValue) -> Result<(), BodyError> {
+    let given = match value {
+        JsonValue::String(text) => text.as_str(),
+        other => {
+            return Err(BodyError::WrongEntityType {
+                given: other.kind().to_owned(),
+                expected: view.type_name(),
+            });
+        }
+    };
+    let name = given.strip_prefix('#').unwrap_or(given);
+    if View::ALL.iter().any(|v| v.type_name() == name) {
+        Ok(())
+    } else {
+        Err(BodyError::WrongEntityType {
+            given: given.to_owned(),
+            expected: view.type_name(),
+        })
+    }
+}
+
+fn decode_id(value: JsonValue) -> Result<Option<String>, BodyError> {
+    match value {
+        JsonValue::Null => Ok(None),
+        JsonValue::String(text) if text.is_empty() => Ok(None),
+        JsonValue::String(text) => Ok(Some(text)),
+        other => Err(BodyError::InvalidValue {
+            property: "id",
+            reason: format!("expected a string, but it is {}", other.kind()),
+        }),
+    }
+}
+
+fn decode_value(
+    view: View,
+    property: Property,
+    value: JsonValue,
+    options: ReadOptions,
+) -> Result<Option<Value>, BodyError> {
+    let name = property.name(view);
+    let invalid = |reason: String| BodyError::InvalidValue {
+        property: name,
+        reason,
+    };
+
+    if value == JsonValue::Null {
+        if view.requires_on_create(property) {
+            return Err(BodyError::NullNotAllowed(name));
+        }
+        return Ok(None);
+    }
+    let decoded = match (property.edm_type(), value) {
+        (EdmType::String, JsonValue::String(text)) => Value::String(text),
+        (EdmType::Int64, JsonValue::Number(number)) => {
+            Value::Int64(count_from_number(number).map_err(invalid)?)
+        }
+        (EdmType::Int64, JsonValue::String(text)) if options.int64_as_string => {
+            Value::Int64(count_from_text(&text).map_err(invalid)?)
+        }
+        (EdmType::Int64, JsonValue::String(_)) => {
+            return Err(invalid(
+                "expected a JSON integer; an Int64 given as a string is accepted only with \
+                 'IEEE754Compatible=true' in the Content-Type"
+                    .to_owned(),
+            ));
+        }
+        (EdmType::DateTimeOffset, JsonValue::String(text)) => {
+            let instant = DateTimeOffset::parse(&text).map_err(|error| {
+                invalid(format!(
+                    "'{text}' is not a DateTimeOffset such as 2024-03-01T07:30:00Z ({error})"
+                ))
+            })?;
+            Value::DateTimeOffset(instant)
+        }
+        (edm_type, other) => {
+            return Err(invalid(format!(
+                "expected {}, but it is {}",
+                expected_form(edm_type),
+                other.kind()
+            )));
+        }
+    };
+    Ok(Some(decoded))
+}
+
+fn expected_form(edm_type: EdmType) -> &'static str {
+    match edm_type {
+        EdmType::String => "a string",
+        EdmType::Int64 => "an integer from 0 to 9223372036854775807",
+        EdmType::DateTimeOffset => "a DateTimeOffset string such as 2024-03-01T07:30:00Z",
+    }
+}
+
+/// The range every device counter must be in.
+const COUNT_RANGE: &str = "from 0 to 9223372036854775807";
+
+fn count_from_number(number: JsonNumber) -> Result<i64, String> {
+    match number {
+        JsonNumber::Unsigned(value) => i64::try_from(value)
+            .map_err(|_| format!("{value} is out of range; a count must be {COUNT_RANGE}")),
+        JsonNumber::Negative(value) => Err(format!(
+            "{value} is negative; a count must be {COUNT_RANGE}"
+        )),
+        JsonNumber::Float(value) => Err(format!(
+            "{} is not an integer {COUNT_RANGE}",
+            FloatText(value)
+        )),
+    }
+}
+
+fn count_from_text(text: &str) -> Result<i64, String> {
+    let digits = text.strip_prefix('+').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("'{text}' is not an integer {COUNT_RANGE}"));
+    }
+    digits
+        .parse::<i64>()
+        .map_err(|_| format!("'{text}' is out of range; a count must be {COUNT_RANGE}"))
+}
+
+/// Writes a float the way the client most likely wrote it.
+struct FloatText(f64);
+
+impl fmt::Display for FloatText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.fract() == 0.0 && self.0.abs() < 1e21 {
+            write!(f, "{:.1}", self.0)
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED_EXAMPLE: &str = r##"{
+        "@odata.type": "#microsoft.management.services.api.aggregatedPolicyCompliance",
+        "organizationId": "4a3bc0d2-51e2-4c5f-9c61-0d6a4e1f0b7a",
+        "organizationDisplayName": "Contoso Ltd",
+        "compliancePolicyId": "0c4bd1d4-1d3f-4b86-8b93-3f0a5d0e5c21",
+        "compliancePolicyName": "Windows 10 baseline",
+        "compliancePolicyType": "deviceCompliancePolicy",
+        "compliancePolicyPlatform": "windows10AndLater",
+        "numberOfCompliantDevices": 120,
+        "numberOfNonCompliantDevices": 7,
+        "numberOfErrorDevices": 1,
+        "policyModifiedDateTime": "2024-02-12T09:15:00Z",
+        "lastRefreshedDateTime": "2024-03-01T07:30:00.1234567Z"
+    }"##;
+
+    fn create(view: View, text: &str, options: ReadOptions) -> Result<Fields, BodyError> {
+        decode(view, text.as_bytes(), options)?
+            .into_create(view)
+            .map(|(_, fields)| fields)
+    }
+
+    fn message(view: View, text: &str) -> String {
+        create(view, text, ReadOptions::default())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn seed_example_decodes_every_property() {
+        let fields = create(View::Seed, SEED_EXAMPLE, ReadOptions::default()).unwrap();
+        assert!(fields.iter().all(Option::is_some));
+        assert_eq!(
+            fields[Property::NumberOfCompliantDevices.field_index().unwrap()],
+            Some(Value::Int64(120))
+        );
+    }
+
+    #[test]
+    fn graph_view_accepts_an_empty_object() {
+        let fields = create(View::Graph, "{}", ReadOptions::default()).unwrap();
+        assert!(fields.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn seed_view_names_every_missing_property() {
+        let text = message(View::Seed, r#"{"organizationId":"x"}"#);
+        assert!(text.starts_with("The required properties 'organizationDisplayName', "));
+        assert!(text.contains("'lastRefreshedDateTime'"));
+        assert!(!text.contains("'organizationId'"));
+    }
+
+    #[test]
+    fn seed_view_rejects_null_for_a_required_property() {
+        let text = message(View::Seed, r#"{"organizationId":null}"#);
+        assert_eq!(text, "The value of 'organizationId' must not be null.");
+    }
+
+    #[test]
+    fn unknown_property_is_named_with_a_hint() {
+        let text = message(View::Graph, r#"{"organizationId":"x"}"#);
+        assert!(text.contains("'organizationId' does not exist"));
+        assert!(text.contains("names it 'tenantId'"));
+        let text = message(View::Graph, r#"{"TenantId":"x"}"#);
+        assert!(text.contains("did you mean 'tenantId'"));
+    }
+
+    #[test]
+    fn int64_rules_reject_fractions_strings_booleans_negatives_and_overflow() {
+        for bad in [
+            "12.5",
+            "\"12\"",
+            "true",
+            "-1",
+            "9223372036854775808",
+            "1e3",
+            "[1]",
+        ] {
+            let body = format!(r#"{{"numberOfErrorDevices":{bad}}}"#);
+            let text = message(View::Graph, &body);
+            assert!(
+                text.starts_with("The value of 'numberOfErrorDevices' is invalid"),
+                "{bad}: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn int64_keeps_values_past_two_to_the_fifty_third() {
+        let fields = create(
+            View::Graph,
+            r#"{"numberOfErrorDevices":9007199254740993}"#,
+            ReadOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            fields[Property::NumberOfErrorDevices.field_index().unwrap()],
+            Some(Value::Int64(9_007_199_254_740_993))
+        );
+    }
+
+    #[test]
+    fn int64_as_string_needs_ieee754_compatibility() {
+        let body = r#"{"numberOfErrorDevices":"9223372036854775807"}"#;
+        let options = ReadOptions {
+            int64_as_string: true,
+        };
+        let fields = create(View::Graph, body, options).unwrap();
+        assert_eq!(
+            fields[Property::NumberOfErrorDevices.field_index().unwrap()],
+            Some(Value::Int64(i64::MAX))
+        );
+        for bad in [
+            "\"-1\"",
+            "\"1.0\"",
+            "\"\"",
+            "\"9223372036854775808\"",
+            "\" 1\"",
+        ] {
+            let body = format!(r#"{{"numberOfErrorDevices":{bad}}}"#);
+            assert!(
+                create(View::Graph, &body, options).is_err(),
+                "{bad} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn odata_type_must_name_this_entity_type() {
+        let other = r##"{"@odata.type":"#microsoft.graph.user"}"##;
+        assert!(message(View::Graph, other).contains("'#microsoft.graph.user'"));
+        let seed_name =
+            r##"{"@odata.type":"#microsoft.management.services.api.aggregatedPolicyCompliance"}"##;
+        assert!(create(View::Graph, seed_name, ReadOptions::default()).is_ok());
+        assert!(create(View::Graph, r#"{"@odata.type":5}"#, ReadOptions::default()).is_err());
+    }
+
+    #[test]
+    fn other_annotations_are_ignored() {
+        let body =
+            r##"{"@odata.context":"x","tenantId@odata.type":"#String","@custom.thing":[1]}"##;
+        assert!(create(View::Graph, body, ReadOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn dates_need_an_offset() {
+        let text = message(
+            View::Graph,
+            r#"{"lastRefreshedDateTime":"2024-03-01T07:30:00"}"#,
+        );
+        assert!(text.contains("lastRefreshedDateTime"), "{text}");
+    }
+
+    #[test]
+    fn bodies_that_are_not_objects_are_rejected() {
+        assert!(matches!(
+            decode(View::Graph, b"[]", ReadOptions::default()),
+            Err(BodyError::NotAnObject("an array"))
+        ));
+        assert!(matches!(
+            decode(
+                View::Graph,
+                b"{\"tenantId\":1,\"tenantId\":1}",
+                ReadOptions::default()
+            ),
+            Err(BodyError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn id_may_be_given_left_empty_or_null() {
+        let given = decode(View::Graph, br#"{"id":"a/b'c"}"#, ReadOptions::default()).unwrap();
+        assert_eq!(given.id.as_deref(), Some("a/b'c"));
+        let empty = decode(View::Graph, br#"{"id":""}"#, ReadOptions::default()).unwrap();
+        assert_eq!(empty.id, None);
+        assert!(decode(View::Graph, br#"{"id":7}"#, ReadOptions::default()).is_err());
+    }
+}

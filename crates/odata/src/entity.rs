@@ -1,0 +1,226 @@
+//! An entity's values and how a view writes them as OData JSON.
+//!
+//! The writers here produce the `odata.metadata=minimal` form that Graph sends: the control
+//! information `@odata.context` and `@odata.type` first, then `id` and every declared property
+//! in declaration order, with `null` for a property that has no value. Int64 values are JSON
+//! integers, or JSON strings when the client asked for `IEEE754Compatible=true`.
+
+use serde::Serialize;
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+
+use crate::datetime::DateTimeOffset;
+use crate::model::{FIELD_COUNT, Property, View};
+
+/// A property value; which variant a property takes follows from its [`crate::model::EdmType`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Value {
+    /// An `Edm.String` value.
+    String(String),
+    /// An `Edm.Int64` value.
+    Int64(i64),
+    /// An `Edm.DateTimeOffset` value.
+    DateTimeOffset(DateTimeOffset),
+}
+
+/// The values of the non-key properties, indexed by [`Property::field_index`]; `None` is null.
+pub type Fields = [Option<Value>; FIELD_COUNT];
+
+/// One `aggregatedPolicyCompliance` as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entity {
+    /// The key.
+    pub id: String,
+    /// Every other property.
+    pub fields: Fields,
+}
+
+impl Entity {
+    /// The value of a non-key property; `None` for null and for [`Property::Id`].
+    pub fn get(&self, property: Property) -> Option<&Value> {
+        property.field_index().and_then(|i| self.fields[i].as_ref())
+    }
+}
+
+/// How values are written in a response.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Write Int64 values as JSON strings, as `IEEE754Compatible=true` asks.
+    pub int64_as_string: bool,
+}
+
+/// A single-entity response body.
+#[derive(Debug)]
+pub struct EntityDocument<'a> {
+    /// The absolute `@odata.context` URL.
+    pub context: &'a str,
+    /// The view whose names and type the body uses.
+    pub view: View,
+    /// The entity written.
+    pub entity: &'a Entity,
+    /// How values are written.
+    pub options: WriteOptions,
+}
+
+impl Serialize for EntityDocument<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("@odata.context", self.context)?;
+        write_members(&mut map, self.view, self.entity, self.options)?;
+        map.end()
+    }
+}
+
+/// A collection response body: one page of entities and the link to the next page.
+#[derive(Debug)]
+pub struct CollectionDocument<'a> {
+    /// The absolute `@odata.context` URL.
+    pub context: &'a str,
+    /// The view whose names and type the body uses.
+    pub view: View,
+    /// The entities of this page, in order.
+    pub entities: &'a [Entity],
+    /// The absolute URL of the next page, when there is one.
+    pub next_link: Option<&'a str>,
+    /// How values are written.
+    pub options: WriteOptions,
+}
+
+impl Serialize for CollectionDocument<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("@odata.context", self.context)?;
+        map.serialize_entry("value", &Items(self))?;
+        if let Some(link) = self.next_link {
+            map.serialize_entry("@odata.nextLink", link)?;
+        }
+        map.end()
+    }
+}
+
+/// The `value` array of a collection document.
+struct Items<'a, 'b>(&'a CollectionDocument<'b>);
+
+impl Serialize for Items<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let document = self.0;
+        let mut seq = serializer.serialize_seq(Some(document.entities.len()))?;
+        for entity in document.entities {
+            seq.serialize_element(&Member {
+                view: document.view,
+                entity,
+                options: document.options,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+/// One entity inside a collection, without its own `@odata.context`.
+struct Member<'a> {
+    view: View,
+    entity: &'a Entity,
+    options: WriteOptions,
+}
+
+impl Serialize for Member<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        write_members(&mut map, self.view, self.entity, self.options)?;
+        map.end()
+    }
+}
+
+fn write_members<M: SerializeMap>(
+    map: &mut M,
+    view: View,
+    entity: &Entity,
+    options: WriteOptions,
+) -> Result<(), M::Error> {
+    map.serialize_entry("@odata.type", &format_args!("#{}", view.type_name()))?;
+    map.serialize_entry("id", &entity.id)?;
+    for property in Property::FIELDS {
+        let name = property.name(view);
+        match entity.get(property) {
+            None => map.serialize_entry(name, &())?,
+            Some(Value::String(text)) => map.serialize_entry(name, text)?,
+            Some(Value::Int64(number)) if options.int64_as_string => {
+                map.serialize_entry(name, &format_args!("{number}"))?
+            }
+            Some(Value::Int64(number)) => map.serialize_entry(name, number)?,
+            Some(Value::DateTimeOffset(instant)) => {
+                map.serialize_entry(name, &format_args!("{instant}"))?
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Entity {
+        let mut fields: Fields = Default::default();
+        fields[Property::TenantId.field_index().unwrap()] = Some(Value::String("t".into()));
+        fields[Property::NumberOfCompliantDevices.field_index().unwrap()] =
+            Some(Value::Int64(9_007_199_254_740_993));
+        fields[Property::LastRefreshedDateTime.field_index().unwrap()] = Some(
+            Value::DateTimeOffset(DateTimeOffset::parse("2024-03-01T07:30:00.1234567Z").unwrap()),
+        );
+        Entity {
+            id: "a".into(),
+            fields,
+        }
+    }
+
+    #[test]
+    fn entity_document_uses_the_view_names_in_declaration_order() {
+        let entity = sample();
+        let document = EntityDocument {
+            context: "ctx",
+            view: View::Seed,
+            entity: &entity,
+            options: WriteOptions::default(),
+        };
+        let text = serde_json::to_string(&document).unwrap();
+        assert!(text.starts_with(
+            r##"{"@odata.context":"ctx","@odata.type":"#microsoft.management.services.api.aggregatedPolicyCompliance","id":"a","organizationId":"t","organizationDisplayName":null,"##
+        ));
+        assert!(text.contains(r#""numberOfCompliantDevices":9007199254740993,"#));
+        assert!(text.ends_with(r#""lastRefreshedDateTime":"2024-03-01T07:30:00.1234567Z"}"#));
+    }
+
+    #[test]
+    fn int64_is_a_string_when_ieee754_compatibility_is_asked() {
+        let entity = sample();
+        let document = EntityDocument {
+            context: "ctx",
+            view: View::Graph,
+            entity: &entity,
+            options: WriteOptions {
+                int64_as_string: true,
+            },
+        };
+        let text = serde_json::to_string(&document).unwrap();
+        assert!(text.contains(r#""numberOfCompliantDevices":"9007199254740993""#));
+        assert!(text.contains(r#""tenantId":"t""#));
+    }
+
+    #[test]
+    fn collection_document_puts_the_next_link_after_the_value() {
+        let entities = [sample(), sample()];
+        let document = CollectionDocument {
+            context: "ctx",
+            view: View::Graph,
+            entities: &entities,
+            next_link: Some("next"),
+            options: WriteOptions::default(),
+        };
+        let value: serde_json::Value = serde_json::to_value(&document).unwrap();
+        assert_eq!(value["value"].as_array().unwrap().len(), 2);
+        assert_eq!(value["@odata.nextLink"], "next");
+        assert!(value["value"][0].get("@odata.context").is_none());
+        let text = serde_json::to_string(&document).unwrap();
+        assert!(text.ends_with(r#"],"@odata.nextLink":"next"}"#));
+    }
+}

@@ -1,0 +1,27 @@
+//! The OData and Microsoft Graph vocabulary that Beacon speaks, with no I/O.
+//!
+//! Everything here is pure: it turns request text into typed values and typed values into
+//! response text, so the storage and HTTP layers never interpret OData themselves.
+//!
+//! # Layout
+//!
+//! - [`model`]: the `aggregatedPolicyCompliance` entity type, its properties with their EDM
+//!   types, and the two views (the older seed names and Graph's shipped names) that expose it.
+//! - [`datetime`]: the `Edm.DateTimeOffset` value, exact to 100 nanoseconds, with its text form.
+//! - [`json`]: strict JSON parsing that rejects duplicate keys and keeps integers exact.
+//! - [`body`]: the rules that turn a request body into validated property values.
+//! - [`entity`]: an entity's values and how a view writes them as an OData JSON response.
+//! - [`error`]: the Graph error body `{"error":{"code","message","innerError"}}`.
+//! - [`media`]: `Content-Type` and `Accept` parsing, including the `IEEE754Compatible` parameter.
+//! - [`path`]: the resource path of a request URL, such as a collection or one entity by key.
+//! - [`query`]: the system query options of a request URL.
+
+pub mod body;
+pub mod datetime;
+pub mod entity;
+pub mod error;
+pub mod json;
+pub mod media;
+pub mod model;
+pub mod path;
+pub mod query;

@@ -1,0 +1,252 @@
+//! The resource path of a request URL: which view, and the whole collection or one entity.
+//!
+//! Paths are matched segment by segment after percent-decoding each segment on its own, so a
+//! key may contain an encoded `/` (`%2F`). Segment names compare case-insensitively, as Graph
+//! does. A key is given either as its own segment (`…/aggregatedPolicyCompliances/{id}`, the
+//! form Graph documents) or in OData's canonical form (`…/aggregatedPolicyCompliances('{id}')`,
+//! with a `'` inside the key doubled).
+
+use std::borrow::Cow;
+
+use percent_encoding::percent_decode_str;
+
+use crate::model::View;
+
+/// The service root that Beacon serves, as the first path segment.
+pub const SERVICE_VERSION: &str = "beta";
+
+/// What a request path addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resource {
+    /// The entity set of a view.
+    Collection(View),
+    /// One entity of a view, by key.
+    Entity(View, String),
+    /// The `$count` segment after a collection.
+    Count(View),
+}
+
+/// Why a path addresses nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// The first segment is not a version this service serves.
+    #[error("Invalid version: '{0}'. This service serves the '/beta' version.")]
+    UnknownVersion(String),
+    /// A segment names nothing at its place.
+    #[error("Resource not found for the segment '{0}'.")]
+    NotFound(String),
+    /// A segment does not decode to UTF-8 text.
+    #[error("The path segment '{0}' is not valid percent-encoded UTF-8.")]
+    InvalidEncoding(String),
+    /// A key in parentheses is not a single quoted string.
+    #[error(
+        "The key in '{0}' is invalid; write it as ('value') with each ' inside the value doubled, \
+         or as its own path segment."
+    )]
+    InvalidKey(String),
+}
+
+/// Parses an absolute request path such as `/beta/aggregatedPolicyCompliances('a''b')`.
+pub fn parse(raw: &str) -> Result<Resource, PathError> {
+    let mut raw_segments: Vec<&str> = raw.strip_prefix('/').unwrap_or(raw).split('/').collect();
+
+    // The version segment comes first; one trailing slash is tolerated.
+    let version = decode(raw_segments.remove(0))?;
+    if !version.eq_ignore_ascii_case(SERVICE_VERSION) {
+        if version.is_empty() {
+            return Err(PathError::NotFound(String::new()));
+        }
+        return Err(PathError::UnknownVersion(version.into_owned()));
+    }
+    if raw_segments.last() == Some(&"") {
+        raw_segments.pop();
+    }
+    let segments = raw_segments
+        .into_iter()
+        .map(decode)
+        .collect::<Result<Vec<Cow<'_, str>>, _>>()?;
+
+    // Find the entity set, which may carry a key in parentheses.
+    let (view, set_segment, rest) = match segments.as_slice() {
+        [first, rest @ ..]
+            if set_name(first).eq_ignore_ascii_case("aggregatedPolicyCompliances") =>
+        {
+            (View::Seed, first, rest)
+        }
+        [first, second, third, rest @ ..]
+            if first.eq_ignore_ascii_case("tenantRelationships")
+                && second.eq_ignore_ascii_case("managedTenants")
+                && set_name(third).eq_ignore_ascii_case("aggregatedPolicyCompliances") =>
+        {
+            (View::Graph, third, rest)
+        }
+        [] => return Err(PathError::NotFound(String::new())),
+        [first, ..] if first.eq_ignore_ascii_case("tenantRelationships") => {
+            return Err(not_found_after(
+                &segments,
+                &["tenantRelationships", "managedTenants"],
+            ));
+        }
+        [first, ..] => return Err(PathError::NotFound(first.to_string())),
+    };
+    let parenthesized_key = key_in_parentheses(set_segment)?;
+
+    // Then at most one more segment: a key, or `$count` on the collection.
+    match (parenthesized_key, rest) {
+        (Some(key), []) => Ok(Resource::Entity(view, key)),
+        (Some(_), [next, ..]) => Err(PathError::NotFound(next.to_string())),
+        (None, []) => Ok(Resource::Collection(view)),
+        (None, [next]) if next.eq_ignore_ascii_case("$count") => Ok(Resource::Count(view)),
+        (None, [next]) if next.starts_with('$') || next.is_empty() => {
+            Err(PathError::NotFound(next.to_string()))
+        }
+        (None, [key]) => Ok(Resource::Entity(view, key.to_string())),
+        (None, [_, next, ..]) => Err(PathError::NotFound(next.to_string())),
+    }
+}
+
+fn decode(segment: &str) -> Result<Cow<'_, str>, PathError> {
+    percent_decode_str(segment)
+        .decode_utf8()
+        .map_err(|_| PathError::InvalidEncoding(segment.to_owned()))
+}
+
+/// The first segment that does not continue `expected`, for a partial match.
+fn not_found_after(segments: &[Cow<'_, str>], expected: &[&str]) -> PathError {
+    for (i, segment) in segments.iter().enumerate() {
+        if expected
+            .get(i)
+            .is_none_or(|e| !segment.eq_ignore_ascii_case(e))
+        {
+            return PathError::NotFound(segment.to_string());
+        }
+    }
+    PathError::NotFound(segments.last().map(|s| s.to_string()).unwrap_or_default())
+}
+
+/// The part of a segment before any `(`.
+fn set_name(segment: &str) -> &str {
+    segment.split_once('(').map_or(segment, |(name, _)| name)
+}
+
+/// The key of `name('key')` or `name(id='key')`, or `None` when the segment has no parentheses.
+fn key_in_parentheses(segment: &str) -> Result<Option<String>, PathError> {
+    let Some((_, after)) = segment.split_once('(') else {
+        return Ok(None);
+    };
+    let invalid = || PathError::InvalidKey(segment.to_owned());
+    let inner = after.strip_suffix(')').ok_or_else(invalid)?;
+    let inner = inner.strip_prefix("id=").unwrap_or(inner);
+    let quoted = inner
+        .strip_prefix('\'')
+        .and_then(|s| s.strip_suffix('\''))
+        .ok_or_else(invalid)?;
+
+    // Inside the quotes, every `'` must be one of a doubled pair.
+    let mut key = String::with_capacity(quoted.len());
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        if c == '\'' && chars.next() != Some('\'') {
+            return Err(invalid());
+        }
+        key.push(c);
+    }
+    if key.is_empty() {
+        return Err(invalid());
+    }
+    Ok(Some(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_views_resolve_collections() {
+        assert_eq!(
+            parse("/beta/aggregatedPolicyCompliances"),
+            Ok(Resource::Collection(View::Seed))
+        );
+        assert_eq!(
+            parse("/beta/tenantRelationships/managedTenants/aggregatedPolicyCompliances/"),
+            Ok(Resource::Collection(View::Graph))
+        );
+        assert_eq!(
+            parse("/BETA/TenantRelationships/managedtenants/AggregatedPolicyCompliances"),
+            Ok(Resource::Collection(View::Graph))
+        );
+    }
+
+    #[test]
+    fn keys_are_percent_decoded_per_segment() {
+        assert_eq!(
+            parse("/beta/aggregatedPolicyCompliances/a%2Fb'c%20d"),
+            Ok(Resource::Entity(View::Seed, "a/b'c d".into()))
+        );
+    }
+
+    #[test]
+    fn parenthesized_keys_undouble_quotes() {
+        assert_eq!(
+            parse("/beta/aggregatedPolicyCompliances('a''b%2Fc')"),
+            Ok(Resource::Entity(View::Seed, "a'b/c".into()))
+        );
+        assert_eq!(
+            parse("/beta/tenantRelationships/managedTenants/aggregatedPolicyCompliances(id='x')"),
+            Ok(Resource::Entity(View::Graph, "x".into()))
+        );
+        for bad in ["('a'b')", "(a)", "('a'", "('')", "('a')x"] {
+            let path = format!("/beta/aggregatedPolicyCompliances{bad}");
+            assert!(
+                matches!(parse(&path), Err(PathError::InvalidKey(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_versions_and_segments_are_named() {
+        assert_eq!(
+            parse("/v2.0/aggregatedPolicyCompliances"),
+            Err(PathError::UnknownVersion("v2.0".into()))
+        );
+        assert_eq!(
+            parse("/beta/users"),
+            Err(PathError::NotFound("users".into()))
+        );
+        assert_eq!(
+            parse("/beta/tenantRelationships/managedTenants/tenants"),
+            Err(PathError::NotFound("tenants".into()))
+        );
+        assert_eq!(
+            parse("/beta/aggregatedPolicyCompliances/a/b"),
+            Err(PathError::NotFound("b".into()))
+        );
+        assert_eq!(
+            parse("/beta/aggregatedPolicyCompliances('a')/b"),
+            Err(PathError::NotFound("b".into()))
+        );
+        assert_eq!(
+            parse("/beta/aggregatedPolicyCompliances/$ref"),
+            Err(PathError::NotFound("$ref".into()))
+        );
+        assert_eq!(parse("/beta"), Err(PathError::NotFound(String::new())));
+        assert_eq!(parse("/"), Err(PathError::NotFound(String::new())));
+    }
+
+    #[test]
+    fn count_segment_is_recognized() {
+        assert_eq!(
+            parse("/beta/aggregatedPolicyCompliances/$count"),
+            Ok(Resource::Count(View::Seed))
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_rejected() {
+        assert!(matches!(
+            parse("/beta/aggregatedPolicyCompliances/%FF"),
+            Err(PathError::InvalidEncoding(_))
+        ));
+    }
+}
