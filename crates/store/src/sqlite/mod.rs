@@ -1,0 +1,271 @@
+//! The embedded store: a SQLite database file in WAL mode.
+//!
+//! SQLite allows one writer at a time, so all writes go to a single writer thread through a
+//! queue. The writer takes every write that is waiting, applies them in one transaction with a
+//! savepoint each (a failing write fails only its own request), commits once, and only then
+//! answers each request. With `synchronous=FULL`, a commit has reached the disk when it
+//! returns, so an answered write survives a crash of the process or of the machine, and
+//! concurrent writers share the cost of that sync.
+//!
+//! Reads run on a small pool of read-only connections on the blocking thread pool, so they
+//! never wait for the writer and never block the async runtime.
+
+mod migrate;
+mod rows;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use beacon_odata::entity::Entity;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::sql::{Sqlite, Statements};
+use crate::{PageRequest, PartnerTenantId, Store, StoreError, StoredEntity};
+
+pub use migrate::MIGRATIONS;
+use writer::WriteCommand;
+
+/// How long a statement waits for a lock held by another connection before failing as busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many writes may wait in the queue before new ones wait to enter it.
+const WRITE_QUEUE_CAPACITY: usize = 4096;
+
+/// Settings of the embedded store.
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    /// How many read connections to open.
+    pub readers: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self { readers: 4 }
+    }
+}
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// SQLite could not open or set up the file.
+    #[error("cannot open the database {path}: {source}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// The driver's error.
+        source: rusqlite::Error,
+    },
+    /// The file's schema was written by a newer version of Beacon.
+    #[error(
+        "the database {path} has schema version {found}, newer than version {known} that this \
+         build of Beacon knows; run a newer Beacon"
+    )]
+    SchemaTooNew {
+        /// The database file.
+        path: PathBuf,
+        /// The version recorded in the file.
+        found: i64,
+        /// The newest version this build knows.
+        known: i64,
+    },
+    /// A migration failed; the file is left at the last version that applied fully.
+    #[error("cannot migrate the database {path}: {source}")]
+    Migrate {
+        /// The database file.
+        path: PathBuf,
+        /// The driver's error.
+        source: rusqlite::Error,
+    },
+    /// The writer thread could not be started.
+    #[error("cannot start the database writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The embedded SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    /// The queue to the writer thread; `None` once closed.
+    writes: Mutex<Option<mpsc::Sender<WriteCommand>>>,
+    /// The writer thread, joined on close.
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// Idle read connections.
+    readers: Arc<Mutex<Vec<Connection>>>,
+    /// One permit per read connection, so a read waits for a connection without blocking.
+    reader_permits: Semaphore,
+    /// The statement texts, shared with the writer.
+    statements: Arc<Statements>,
+}
+
+impl SqliteStore {
+    /// Opens or creates the database at `path`, applies pending migrations and starts the
+    /// writer thread.
+    pub fn open(path: &Path, options: &SqliteOptions) -> Result<Self, OpenError> {
+        let open_error = |source| OpenError::Open {
+            path: path.to_owned(),
+            source,
+        };
+
+        // The writer connection creates the file and owns the schema.
+        let mut connection = Connection::open(path).map_err(open_error)?;
+        configure(&connection, false).map_err(open_error)?;
+        migrate::run(&mut connection, path)?;
+
+        let readers = (0..options.readers.max(1))
+            .map(|_| {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let reader = Connection::open_with_flags(path, flags)?;
+                configure(&reader, true)?;
+                Ok(reader)
+            })
+            .collect::<Result<Vec<_>, rusqlite::Error>>()
+            .map_err(open_error)?;
+
+        let statements = Arc::new(Statements::new(&Sqlite));
+        let (sender, receiver) = mpsc::channel(WRITE_QUEUE_CAPACITY);
+        let writer = writer::spawn(connection, receiver, Arc::clone(&statements))
+            .map_err(OpenError::Thread)?;
+
+        Ok(Self {
+            writes: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(writer)),
+            reader_permits: Semaphore::new(readers.len()),
+            readers: Arc::new(Mutex::new(readers)),
+            statements,
+        })
+    }
+
+    /// Queues a write and waits for the writer's answer.
+    async fn write(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<StoredEntity, StoreError>>) -> WriteCommand,
+    ) -> Result<StoredEntity, StoreError> {
+        let sender = lock(&self.writes).clone().ok_or(StoreError::ShuttingDown)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::ShuttingDown)?;
+        answer.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// Runs `read` on an idle read connection on the blocking thread pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection, &Statements) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let _permit = self
+            .reader_permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::ShuttingDown)?;
+        let readers = Arc::clone(&self.readers);
+        let statements = Arc::clone(&self.statements);
+        let connection = lock(&readers).pop().ok_or(StoreError::ShuttingDown)?;
+
+        let (connection, result) = tokio::task::spawn_blocking(move || {
+            let result = read(&connection, &statements);
+            (connection, result)
+        })
+        .await
+        .map_err(|error| StoreError::Internal(Box::new(error)))?;
+
+        lock(&readers).push(connection);
+        result.map_err(classify)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create(
+        &self,
+        partner: &PartnerTenantId,
+        entity: Entity,
+    ) -> Result<StoredEntity, StoreError> {
+        let partner = partner.clone();
+        self.write(|reply| WriteCommand::Create {
+            partner,
+            entity,
+            reply,
+        })
+        .await
+    }
+
+    async fn get(
+        &self,
+        partner: &PartnerTenantId,
+        id: &str,
+    ) -> Result<Option<StoredEntity>, StoreError> {
+        let partner = partner.as_str().to_owned();
+        let id = id.to_owned();
+        self.read(move |connection, statements| {
+            rows::select_one(connection, statements, &partner, &id)
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        partner: &PartnerTenantId,
+        page: PageRequest,
+    ) -> Result<Vec<StoredEntity>, StoreError> {
+        let partner = partner.as_str().to_owned();
+        self.read(move |connection, statements| {
+            rows::select_page(connection, statements, &partner, &page)
+        })
+        .await
+    }
+
+    async fn close(&self) {
+        // Dropping the sender lets the writer finish the queue and return.
+        drop(lock(&self.writes).take());
+        let writer = lock(&self.writer).take();
+        if let Some(writer) = writer {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+    }
+}
+
+/// Sets the pragmas every connection needs.
+fn configure(connection: &Connection, read_only: bool) -> Result<(), rusqlite::Error> {
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    if read_only {
+        connection.pragma_update(None, "query_only", true)?;
+    } else {
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
+    }
+    Ok(())
+}
+
+/// Maps a driver error to the store's error kinds.
+fn classify(error: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy,
+        Some(ErrorCode::DiskFull) => StoreError::Full,
+        Some(ErrorCode::ConstraintViolation)
+            if matches!(
+                error,
+                rusqlite::Error::SqliteFailure(ref failure, _)
+                    if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ) =>
+        {
+            StoreError::Conflict
+        }
+        _ => StoreError::Internal(Box::new(error)),
+    }
+}
+
+/// Locks a mutex, taking the data even if a thread panicked while holding it: every value
+/// guarded here stays valid across a panic.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

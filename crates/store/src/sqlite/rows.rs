@@ -1,0 +1,108 @@
+//! Conversion between entities and table rows.
+
+use beacon_odata::datetime::DateTimeOffset;
+use beacon_odata::entity::{Entity, Fields, Value};
+use beacon_odata::model::{EdmType, Property};
+use rusqlite::types::{Type, Value as SqlValue};
+use rusqlite::{Connection, Row, params_from_iter};
+
+use crate::sql::Statements;
+use crate::{PageRequest, StoredEntity};
+
+/// The bound values of an insert: the partner, then the entity columns in order.
+pub(super) fn insert_values(partner: &str, entity: &Entity, version: i64) -> Vec<SqlValue> {
+    let mut values = vec![
+        SqlValue::Text(partner.to_owned()),
+        SqlValue::Text(entity.id.clone()),
+    ];
+    for (property, value) in Property::FIELDS.into_iter().zip(&entity.fields) {
+        match (property.edm_type(), value) {
+            (EdmType::DateTimeOffset, Some(Value::DateTimeOffset(instant))) => {
+                values.push(SqlValue::Integer(instant.ticks()));
+                values.push(SqlValue::Integer(i64::from(instant.digits())));
+            }
+            (EdmType::DateTimeOffset, _) => values.extend([SqlValue::Null, SqlValue::Null]),
+            (_, None) => values.push(SqlValue::Null),
+            (_, Some(Value::String(text))) => values.push(SqlValue::Text(text.clone())),
+            (_, Some(Value::Int64(number))) => values.push(SqlValue::Integer(*number)),
+            (_, Some(Value::DateTimeOffset(_))) => values.push(SqlValue::Null),
+        }
+    }
+    values.push(SqlValue::Integer(version));
+    values
+}
+
+/// Reads a row selected with the entity columns in order.
+pub(super) fn read_entity(row: &Row<'_>) -> Result<StoredEntity, rusqlite::Error> {
+    let id: String = row.get(0)?;
+    let mut fields: Fields = Default::default();
+    let mut column = 1;
+    for (slot, property) in fields.iter_mut().zip(Property::FIELDS) {
+        *slot = match property.edm_type() {
+            EdmType::String => row.get::<_, Option<String>>(column)?.map(Value::String),
+            EdmType::Int64 => row.get::<_, Option<i64>>(column)?.map(Value::Int64),
+            EdmType::DateTimeOffset => {
+                let ticks: Option<i64> = row.get(column)?;
+                let digits: Option<u8> = row.get(column + 1)?;
+                column += 1;
+                match (ticks, digits) {
+                    (Some(ticks), Some(digits)) => {
+                        let instant =
+                            DateTimeOffset::from_ticks(ticks, digits).ok_or_else(|| {
+                                rusqlite::Error::FromSqlConversionFailure(
+                                    column,
+                                    Type::Integer,
+                                    "a stored DateTimeOffset is out of range".into(),
+                                )
+                            })?;
+                        Some(Value::DateTimeOffset(instant))
+                    }
+                    _ => None,
+                }
+            }
+        };
+        column += 1;
+    }
+    let version = row.get(column)?;
+    Ok(StoredEntity {
+        entity: Entity { id, fields },
+        version,
+    })
+}
+
+pub(super) fn select_one(
+    connection: &Connection,
+    statements: &Statements,
+    partner: &str,
+    id: &str,
+) -> Result<Option<StoredEntity>, rusqlite::Error> {
+    let mut statement = connection.prepare_cached(&statements.select_one)?;
+    let mut rows = statement.query((partner, id))?;
+    rows.next()?.map(read_entity).transpose()
+}
+
+pub(super) fn select_page(
+    connection: &Connection,
+    statements: &Statements,
+    partner: &str,
+    page: &PageRequest,
+) -> Result<Vec<StoredEntity>, rusqlite::Error> {
+    let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
+    let (text, values) = match &page.after {
+        None => (
+            &statements.select_first_page,
+            vec![SqlValue::Text(partner.to_owned()), SqlValue::Integer(limit)],
+        ),
+        Some(after) => (
+            &statements.select_page_after,
+            vec![
+                SqlValue::Text(partner.to_owned()),
+                SqlValue::Text(after.clone()),
+                SqlValue::Integer(limit),
+            ],
+        ),
+    };
+    let mut statement = connection.prepare_cached(text)?;
+    let rows = statement.query_map(params_from_iter(values), read_entity)?;
+    rows.collect()
+}

@@ -1,0 +1,234 @@
+//! The embedded store against real database files in temporary folders.
+
+use beacon_odata::datetime::DateTimeOffset;
+use beacon_odata::entity::{Entity, Fields, Value};
+use beacon_odata::model::Property;
+use beacon_store::sqlite::{OpenError, SqliteOptions, SqliteStore};
+use beacon_store::{PageRequest, PartnerTenantId, Store, StoreError};
+
+fn partner(name: &str) -> PartnerTenantId {
+    PartnerTenantId::new(name)
+}
+
+fn entity(id: &str) -> Entity {
+    let mut fields: Fields = Default::default();
+    let set = |fields: &mut Fields, property: Property, value: Value| {
+        fields[property.field_index().unwrap()] = Some(value);
+    };
+    set(
+        &mut fields,
+        Property::TenantId,
+        Value::String("tenant".into()),
+    );
+    set(
+        &mut fields,
+        Property::NumberOfCompliantDevices,
+        Value::Int64(9_007_199_254_740_993),
+    );
+    set(
+        &mut fields,
+        Property::LastRefreshedDateTime,
+        Value::DateTimeOffset(DateTimeOffset::parse("2024-03-01T07:30:00.100Z").unwrap()),
+    );
+    Entity {
+        id: id.into(),
+        fields,
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(
+        &dir.path().join("beacon.sqlite3"),
+        &SqliteOptions::default(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn created_entity_reads_back_equal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+
+    let created = store.create(&partner("p"), entity("a")).await.unwrap();
+    let read = store.get(&partner("p"), "a").await.unwrap();
+
+    assert_eq!(created.version, 1);
+    assert_eq!(read, Some(created));
+}
+
+#[tokio::test]
+async fn duplicate_key_conflicts_and_keeps_the_first_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create(&partner("p"), entity("a")).await.unwrap();
+
+    let mut other = entity("a");
+    other.fields = Default::default();
+    let error = store.create(&partner("p"), other).await.unwrap_err();
+
+    assert!(matches!(error, StoreError::Conflict), "{error:?}");
+    assert_eq!(
+        store.get(&partner("p"), "a").await.unwrap().unwrap().entity,
+        entity("a")
+    );
+}
+
+#[tokio::test]
+async fn partners_do_not_see_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create(&partner("p1"), entity("a")).await.unwrap();
+
+    assert_eq!(store.get(&partner("p2"), "a").await.unwrap(), None);
+    let page = store
+        .list(
+            &partner("p2"),
+            PageRequest {
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(page.is_empty());
+    store.create(&partner("p2"), entity("a")).await.unwrap();
+}
+
+#[tokio::test]
+async fn pages_follow_code_point_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for id in ["b", "a", "Z", "é", "😀", "ab", "\u{ffff}"] {
+        store.create(&partner("p"), entity(id)).await.unwrap();
+    }
+
+    let mut ids = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list(
+                &partner("p"),
+                PageRequest {
+                    after: after.clone(),
+                    limit: 2,
+                },
+            )
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = Some(page.last().unwrap().entity.id.clone());
+        ids.extend(page.into_iter().map(|s| s.entity.id));
+    }
+
+    let mut expected: Vec<String> = ["b", "a", "Z", "é", "😀", "ab", "\u{ffff}"]
+        .map(String::from)
+        .to_vec();
+    expected.sort_by(|x, y| x.chars().cmp(y.chars()));
+    assert_eq!(ids, expected);
+}
+
+#[tokio::test]
+async fn concurrent_creates_each_get_their_own_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(open(&dir));
+
+    // Half of the ids repeat, so each group mixes successes and conflicts.
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .create(&partner("p"), entity(&format!("{:03}", i % 100)))
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    let mut conflicts = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(StoreError::Conflict) => conflicts += 1,
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+
+    assert_eq!((created, conflicts), (100, 100));
+    let page = store
+        .list(
+            &partner("p"),
+            PageRequest {
+                after: None,
+                limit: 1000,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 100);
+}
+
+#[tokio::test]
+async fn rows_survive_closing_and_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create(&partner("p"), entity("a")).await.unwrap();
+    store.close().await;
+    drop(store);
+
+    let reopened = open(&dir);
+    assert_eq!(
+        reopened
+            .get(&partner("p"), "a")
+            .await
+            .unwrap()
+            .unwrap()
+            .entity,
+        entity("a")
+    );
+}
+
+#[tokio::test]
+async fn closed_store_rejects_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.close().await;
+
+    let error = store.create(&partner("p"), entity("a")).await.unwrap_err();
+    assert!(matches!(error, StoreError::ShuttingDown), "{error:?}");
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("beacon.sqlite3");
+    drop(SqliteStore::open(&path, &SqliteOptions::default()).unwrap());
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection
+        .execute(
+            "INSERT INTO schema_migrations VALUES (999, 'future', 'now')",
+            [],
+        )
+        .unwrap();
+    drop(connection);
+
+    let error = SqliteStore::open(&path, &SqliteOptions::default()).unwrap_err();
+    assert!(
+        matches!(error, OpenError::SchemaTooNew { found: 999, .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("beacon.sqlite3");
+    std::fs::write(&path, b"not a database, but the user's data all the same").unwrap();
+
+    assert!(SqliteStore::open(&path, &SqliteOptions::default()).is_err());
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        b"not a database, but the user's data all the same"
+    );
+}
