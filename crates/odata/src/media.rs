@@ -97,12 +97,13 @@ pub fn check_json_content_type(header: Option<&str>) -> Result<bool, MediaError>
     if media.essence != "application/json" {
         return Err(unsupported());
     }
-    if let Some(charset) = media.parameter("charset") {
-        if !charset.eq_ignore_ascii_case("utf-8") && !charset.eq_ignore_ascii_case("utf8") {
-            return Err(MediaError::UnsupportedContentType(format!(
-                "The charset '{charset}' is not supported; send the body as UTF-8."
-            )));
-        }
+    if let Some(charset) = media.parameter("charset")
+        && !charset.eq_ignore_ascii_case("utf-8")
+        && !charset.eq_ignore_ascii_case("utf8")
+    {
+        return Err(MediaError::UnsupportedContentType(format!(
+            "The charset '{charset}' is not supported; send the body as UTF-8."
+        )));
     }
     Ok(media.ieee754_compatible())
 }

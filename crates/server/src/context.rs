@@ -1,0 +1,110 @@
+//! The request-context middleware: request ids, the request span, and Graph error bodies.
+//!
+//! Every response leaves through [`request_context`], which
+//! - gives the request a new `request-id` and echoes the caller's `client-request-id` (or the
+//!   request id when the caller sent none or an unusable one),
+//! - runs the request inside a `request` span carrying those ids,
+//! - writes the Graph error body for every status of 400 or above, from the handler's
+//!   [`ErrorReport`] or, for responses no handler produced, from the status alone,
+//! - logs internal causes once and every request's outcome.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use beacon_odata::datetime::DateTimeOffset;
+use beacon_odata::error::{ErrorDetail, ErrorDocument, InnerError};
+use tracing::Instrument;
+
+use crate::error::{ApiError, ErrorReport};
+
+/// The `Content-Type` of every JSON response.
+pub(crate) const JSON_CONTENT_TYPE: &str = "application/json;odata.metadata=minimal";
+
+/// The longest `client-request-id` echoed back.
+const MAX_CLIENT_REQUEST_ID: usize = 256;
+
+/// Runs the rest of the stack with request ids, a span and Graph-shaped errors.
+pub(crate) async fn request_context(request: Request, next: Next) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let client_request_id =
+        usable_client_request_id(request.headers()).unwrap_or_else(|| request_id.clone());
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+        client_request_id = %client_request_id,
+    );
+
+    async move {
+        let started = Instant::now();
+        let mut response = next.run(request).await;
+
+        // Write the error body from the handler's report, or from the bare status.
+        let status = response.status();
+        if status.is_client_error() || status.is_server_error() {
+            let report = response
+                .extensions_mut()
+                .remove::<ErrorReport>()
+                .unwrap_or_else(|| ApiError::report_for_status(status));
+            if let Some(cause) = &report.cause {
+                tracing::error!(error.message = %cause, error.cause_chain = ?cause, "request failed");
+            } else {
+                tracing::debug!(code = report.code, message = %report.message, "request rejected");
+            }
+            let body = error_body(&report, &request_id, &client_request_id);
+            *response.body_mut() = Body::from(body);
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
+            headers.remove(header::CONTENT_LENGTH);
+        }
+
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            headers.insert("request-id", value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&client_request_id) {
+            headers.insert("client-request-id", value);
+        }
+        headers.insert("odata-version", HeaderValue::from_static("4.0"));
+
+        tracing::info!(
+            status = status.as_u16(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request finished"
+        );
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// The caller's `client-request-id`, if it is printable ASCII of a sensible length.
+fn usable_client_request_id(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("client-request-id")?.to_str().ok()?.trim();
+    let usable = !value.is_empty()
+        && value.len() <= MAX_CLIENT_REQUEST_ID
+        && value.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+    usable.then(|| value.to_owned())
+}
+
+fn error_body(report: &ErrorReport, request_id: &str, client_request_id: &str) -> Vec<u8> {
+    let date = DateTimeOffset::now().to_string();
+    let document = ErrorDocument {
+        error: ErrorDetail {
+            code: report.code,
+            message: &report.message,
+            inner_error: InnerError {
+                date: &date,
+                request_id,
+                client_request_id,
+            },
+        },
+    };
+    // Serializing plain strings cannot fail.
+    serde_json::to_vec(&document).unwrap_or_default()
+}

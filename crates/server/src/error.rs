@@ -1,0 +1,219 @@
+//! The HTTP layer's error type and its mapping to statuses and Graph error codes.
+//!
+//! A handler returns an [`ApiError`]; its response carries an [`ErrorReport`] in the response
+//! extensions and no body yet. The request-context middleware, which knows the request ids,
+//! writes the Graph error body from that report and logs internal causes once, inside the
+//! request's span. This keeps `IntoResponse` free of side effects and gives errors raised
+//! outside a handler (a panic, a framework rejection) the same shape.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use beacon_odata::body::BodyError;
+use beacon_odata::media::MediaError;
+use beacon_odata::path::PathError;
+use beacon_odata::query::QueryError;
+use beacon_store::StoreError;
+
+use crate::auth::TokenError;
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed: body, query, path or header. `400`, `BadRequest`.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The token is missing or invalid. `401`, `InvalidAuthenticationToken`, with
+    /// `WWW-Authenticate: Bearer`.
+    #[error("{0}")]
+    InvalidToken(String),
+    /// The token lacks the permission the operation needs. `403`,
+    /// `Authorization_RequestDenied`.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Nothing exists at the path. `404`, `ResourceNotFound`.
+    #[error("{0}")]
+    NotFound(String),
+    /// The path exists but does not take this method. `405`, `MethodNotAllowed`, with `Allow`.
+    #[error("The method {method} is not allowed here; allowed methods are {allow}.")]
+    MethodNotAllowed {
+        /// The method the request used.
+        method: String,
+        /// The methods the path takes, as the `Allow` header lists them.
+        allow: &'static str,
+    },
+    /// `Accept` rules out JSON. `406`, `NotAcceptable`.
+    #[error("{0}")]
+    NotAcceptable(String),
+    /// The entity already exists. `409`, `Conflict`.
+    #[error("{0}")]
+    Conflict(String),
+    /// The body is larger than the limit. `413`, `RequestEntityTooLarge`.
+    #[error("The request body is larger than the limit of {limit} bytes.")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body is not JSON, or is compressed. `415`, `UnsupportedMediaType`.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The store cannot serve for now. `503`, `ServiceUnavailable`, with `Retry-After`.
+    #[error("The service is temporarily unavailable; retry the request shortly.")]
+    Unavailable,
+    /// The store is out of space. `507`, `InsufficientStorage`.
+    #[error("The service has no storage space left for this change; retry after space is freed.")]
+    InsufficientStorage,
+    /// A fault inside the service; the cause is logged, never sent. `500`,
+    /// `InternalServerError`.
+    #[error("The service failed to process the request.")]
+    Internal(Arc<dyn StdError + Send + Sync>),
+}
+
+impl ApiError {
+    /// The status and the Graph error code of this error.
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
+            ApiError::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "Authorization_RequestDenied"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "ResourceNotFound"),
+            ApiError::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed")
+            }
+            ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "NotAcceptable"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
+            ApiError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge")
+            }
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
+            }
+            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            ApiError::InsufficientStorage => {
+                (StatusCode::INSUFFICIENT_STORAGE, "InsufficientStorage")
+            }
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError"),
+        }
+    }
+
+    /// The error a bare status stands for, for responses that no handler produced.
+    pub(crate) fn report_for_status(status: StatusCode) -> ErrorReport {
+        let (code, message) = match status {
+            StatusCode::BAD_REQUEST => ("BadRequest", "The request is invalid."),
+            StatusCode::NOT_FOUND => ("ResourceNotFound", "The requested resource does not exist."),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "MethodNotAllowed",
+                "The method is not allowed for this resource.",
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                ("RequestEntityTooLarge", "The request body is too large.")
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+                "UnsupportedMediaType",
+                "The request body's media type is not supported.",
+            ),
+            status if status.is_server_error() => (
+                "InternalServerError",
+                "The service failed to process the request.",
+            ),
+            _ => ("BadRequest", "The request is invalid."),
+        };
+        ErrorReport {
+            code,
+            message: message.to_owned(),
+            cause: None,
+        }
+    }
+}
+
+/// What the request-context middleware needs to write an error body.
+#[derive(Clone, Debug)]
+pub(crate) struct ErrorReport {
+    /// The Graph error code.
+    pub code: &'static str,
+    /// The message for the client.
+    pub message: String,
+    /// The internal cause, logged and never sent.
+    pub cause: Option<Arc<dyn StdError + Send + Sync>>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let mut response = status.into_response();
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::InvalidToken(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::Unavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        let cause = match &self {
+            ApiError::Internal(cause) => Some(Arc::clone(cause)),
+            _ => None,
+        };
+        response.extensions_mut().insert(ErrorReport {
+            code,
+            message: self.to_string(),
+            cause,
+        });
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict => {
+                ApiError::Conflict("An entity with the same id already exists.".to_owned())
+            }
+            StoreError::Busy | StoreError::ShuttingDown => ApiError::Unavailable,
+            StoreError::Full => ApiError::InsufficientStorage,
+            StoreError::Internal(cause) => ApiError::Internal(Arc::from(cause)),
+        }
+    }
+}
+
+impl From<PathError> for ApiError {
+    fn from(error: PathError) -> Self {
+        match error {
+            PathError::NotFound(_) => ApiError::NotFound(error.to_string()),
+            _ => ApiError::BadRequest(error.to_string()),
+        }
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(error: QueryError) -> Self {
+        ApiError::BadRequest(error.to_string())
+    }
+}
+
+impl From<BodyError> for ApiError {
+    fn from(error: BodyError) -> Self {
+        ApiError::BadRequest(error.to_string())
+    }
+}
+
+impl From<MediaError> for ApiError {
+    fn from(error: MediaError) -> Self {
+        match error {
+            MediaError::UnsupportedContentType(message) => ApiError::UnsupportedMediaType(message),
+            MediaError::NotAcceptable(message) => ApiError::NotAcceptable(message),
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(error: TokenError) -> Self {
+        ApiError::InvalidToken(error.0)
+    }
+}

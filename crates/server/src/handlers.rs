@@ -1,0 +1,397 @@
+//! Request handling: resolve the OData resource path, check the caller, run the operation.
+//!
+//! One fallback handler serves the whole `/beta` tree because OData paths do not fit a route
+//! table: a key may be its own segment or sit in parentheses, segment names compare
+//! case-insensitively, and unknown segments must be named in the error.
+
+use std::any::Any;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use beacon_odata::body::{self, ReadOptions};
+use beacon_odata::entity::{CollectionDocument, Entity, EntityDocument, WriteOptions};
+use beacon_odata::media;
+use beacon_odata::model::View;
+use beacon_odata::path::{self, Resource, SERVICE_VERSION};
+use beacon_odata::query::{self, Target};
+use beacon_store::{PageRequest, StoreError};
+use http_body_util::{LengthLimitError, Limited};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::auth::{Principal, READ_PERMISSION, READ_WRITE_PERMISSION};
+use crate::context::JSON_CONTENT_TYPE;
+use crate::error::ApiError;
+use crate::paging::{self, MAX_PAGE_SIZE};
+use crate::{AppState, MAX_BODY_BYTES};
+
+/// Characters left as they are in a key written into a URL path segment: RFC 3986's unreserved
+/// characters.
+const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `GET /healthz`: whether the process is up. Needs no token.
+pub(crate) async fn healthz() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
+        .into_response()
+}
+
+/// Turns a panic in a handler into a plain `500`, which the request-context middleware gives
+/// the Graph error shape.
+pub(crate) fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic.message = %message, "request handler panicked");
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+}
+
+/// Serves every path that no fixed route matches.
+pub(crate) async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
+    match route(&state, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+/// What the handlers of one request share.
+struct Call {
+    principal: Principal,
+    /// `scheme://authority/beta`, the prefix of every absolute URL in the response.
+    service_root: String,
+    write_options: WriteOptions,
+}
+
+async fn route(state: &AppState, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+
+    // Resolve the path and check the method before anything else is read.
+    let resource = path::parse(parts.uri.path())?;
+    let is_read = parts.method == Method::GET || parts.method == Method::HEAD;
+    let allow = match resource {
+        Resource::Collection(_) => "GET, HEAD, POST",
+        Resource::Entity(..) | Resource::Count(_) => "GET, HEAD",
+    };
+    let is_create = parts.method == Method::POST && matches!(resource, Resource::Collection(_));
+    if !is_read && !is_create {
+        return Err(ApiError::MethodNotAllowed {
+            method: parts.method.to_string(),
+            allow,
+        });
+    }
+
+    // Then the caller, then what the caller accepts.
+    let principal = authenticate(state, &parts.headers)?;
+    let int64_as_string = media::negotiate_json(header_text(&parts.headers, header::ACCEPT)?)?;
+    let call = Call {
+        principal,
+        service_root: format!("{}/{SERVICE_VERSION}", public_base(state, &parts)?),
+        write_options: WriteOptions { int64_as_string },
+    };
+
+    match resource {
+        Resource::Collection(view) if is_read => list(state, &call, &parts, view).await,
+        Resource::Collection(view) => create(state, &call, &parts, body, view).await,
+        Resource::Entity(view, id) => get(state, &call, &parts, view, &id).await,
+        Resource::Count(_) => Err(ApiError::BadRequest(
+            "The $count segment is not supported yet.".to_owned(),
+        )),
+    }
+}
+
+/// `POST` on a collection: validate the body, store the entity, answer `201` with it.
+async fn create(
+    state: &AppState,
+    call: &Call,
+    parts: &Parts,
+    body: Body,
+    view: View,
+) -> Result<Response, ApiError> {
+    require_write(&call.principal)?;
+    query::parse(parts.uri.query(), Target::Entity)?;
+
+    // The body must be uncompressed JSON within the size limit.
+    if let Some(encoding) = header_text(&parts.headers, header::CONTENT_ENCODING)?
+        && !encoding.trim().eq_ignore_ascii_case("identity")
+    {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "The Content-Encoding '{encoding}' is not supported; send the body uncompressed."
+        )));
+    }
+    let int64_as_string =
+        media::check_json_content_type(header_text(&parts.headers, header::CONTENT_TYPE)?)?;
+    let bytes = read_body(&parts.headers, body).await?;
+
+    // Apply the view's rules, then store.
+    let input = body::decode(view, &bytes, ReadOptions { int64_as_string })?;
+    let (id, fields) = input.into_create(view)?;
+    let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let stored = match state
+        .store
+        .create(&call.principal.partner, Entity { id, fields })
+        .await
+    {
+        Ok(stored) => stored,
+        Err(StoreError::Conflict) => {
+            return Err(ApiError::Conflict(
+                "An aggregatedPolicyCompliance with this id already exists.".to_owned(),
+            ));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    tracing::info!(entity.id = %stored.entity.id, view = %view, "created entity");
+
+    let entity_url = entity_url(&call.service_root, view, &stored.entity.id);
+    let context = format!(
+        "{}/$metadata#{}/$entity",
+        call.service_root,
+        view.collection_path()
+    );
+    let document = EntityDocument {
+        context: &context,
+        view,
+        entity: &stored.entity,
+        options: call.write_options,
+    };
+    let mut response = json_response(StatusCode::CREATED, &document, call.write_options)?;
+    if let Ok(location) = HeaderValue::from_str(&entity_url) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// `GET` on one entity.
+async fn get(
+    state: &AppState,
+    call: &Call,
+    parts: &Parts,
+    view: View,
+    id: &str,
+) -> Result<Response, ApiError> {
+    require_read(&call.principal)?;
+    query::parse(parts.uri.query(), Target::Entity)?;
+
+    let Some(stored) = state.store.get(&call.principal.partner, id).await? else {
+        return Err(ApiError::NotFound(format!(
+            "No aggregatedPolicyCompliance with the id '{id}' exists."
+        )));
+    };
+    let context = format!(
+        "{}/$metadata#{}/$entity",
+        call.service_root,
+        view.collection_path()
+    );
+    let document = EntityDocument {
+        context: &context,
+        view,
+        entity: &stored.entity,
+        options: call.write_options,
+    };
+    json_response(StatusCode::OK, &document, call.write_options)
+}
+
+/// `GET` on a collection: one page in key order, with a next link when more remain.
+async fn list(
+    state: &AppState,
+    call: &Call,
+    parts: &Parts,
+    view: View,
+) -> Result<Response, ApiError> {
+    require_read(&call.principal)?;
+    let options = query::parse(parts.uri.query(), Target::Collection)?;
+
+    // The page holds the preferred size, at most MAX_PAGE_SIZE, and no more than $top leaves.
+    let preferred = paging::preferred_page_size(&parts.headers);
+    let page_size = preferred.unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE);
+    let after = options
+        .skiptoken
+        .as_deref()
+        .map(paging::decode_skiptoken)
+        .transpose()?;
+    let limit = options.top.map_or(page_size, |top| {
+        page_size.min(usize::try_from(top).unwrap_or(usize::MAX))
+    });
+
+    // Read one row past the page to learn whether another page follows.
+    let mut entities: Vec<Entity> = if limit == 0 {
+        Vec::new()
+    } else {
+        let page = PageRequest {
+            after,
+            limit: limit + 1,
+        };
+        state
+            .store
+            .list(&call.principal.partner, page)
+            .await?
+            .into_iter()
+            .map(|s| s.entity)
+            .collect()
+    };
+    let more = entities.len() > limit;
+    entities.truncate(limit);
+
+    let collection_url = format!("{}/{}", call.service_root, view.collection_path());
+    let remaining_top = options.top.map(|top| top - entities.len() as u64);
+    let next_link = match (more, remaining_top, entities.last()) {
+        (true, Some(0), _) | (false, _, _) | (_, _, None) => None,
+        (true, remaining, Some(last)) => {
+            let top = remaining.map(|n| format!("$top={n}&")).unwrap_or_default();
+            Some(format!(
+                "{collection_url}?{top}$skiptoken={}",
+                paging::encode_skiptoken(&last.id)
+            ))
+        }
+    };
+
+    let context = format!("{}/$metadata#{}", call.service_root, view.collection_path());
+    let document = CollectionDocument {
+        context: &context,
+        view,
+        entities: &entities,
+        next_link: next_link.as_deref(),
+        options: call.write_options,
+    };
+    let mut response = json_response(StatusCode::OK, &document, call.write_options)?;
+    if preferred.is_some()
+        && let Ok(value) = HeaderValue::from_str(&format!("odata.maxpagesize={page_size}"))
+    {
+        response.headers_mut().insert("preference-applied", value);
+    }
+    Ok(response)
+}
+
+/// Verifies the bearer token of a request.
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        let message = if headers.contains_key(header::AUTHORIZATION) {
+            "The request has more than one Authorization header."
+        } else {
+            "The access token is missing; send it as 'Authorization: Bearer <token>'."
+        };
+        return Err(ApiError::InvalidToken(message.to_owned()));
+    };
+
+    let text = value.to_str().unwrap_or("").trim();
+    let (scheme, token) = text.split_once(' ').unwrap_or((text, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::InvalidToken(
+            "The Authorization header must use the Bearer scheme: 'Authorization: Bearer <token>'."
+                .to_owned(),
+        ));
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(ApiError::InvalidToken(
+            "The access token is empty.".to_owned(),
+        ));
+    }
+    Ok(state.verifier.verify(token)?)
+}
+
+fn require_read(principal: &Principal) -> Result<(), ApiError> {
+    if principal.can_read {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(format!(
+        "Insufficient privileges to complete the operation: reading needs the permission \
+         {READ_PERMISSION} or {READ_WRITE_PERMISSION}."
+    )))
+}
+
+fn require_write(principal: &Principal) -> Result<(), ApiError> {
+    if principal.can_write {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(format!(
+        "Insufficient privileges to complete the operation: changes need the permission \
+         {READ_WRITE_PERMISSION}."
+    )))
+}
+
+/// A header's value as text; `None` when absent, an error when not visible ASCII.
+fn header_text(headers: &HeaderMap, name: HeaderName) -> Result<Option<&str>, ApiError> {
+    match headers.get(&name) {
+        None => Ok(None),
+        Some(value) => value.to_str().map(Some).map_err(|_| {
+            ApiError::BadRequest(format!(
+                "The {name} header contains characters that are not allowed."
+            ))
+        }),
+    }
+}
+
+/// `scheme://authority` of the service as the client addressed it.
+fn public_base(state: &AppState, parts: &Parts) -> Result<String, ApiError> {
+    if let Some(url) = &state.public_url {
+        return Ok(url.trim_end_matches('/').to_owned());
+    }
+    let host = match parts.uri.authority() {
+        Some(authority) => authority.as_str(),
+        None => header_text(&parts.headers, header::HOST)?.unwrap_or(""),
+    };
+    let valid = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
+    if !valid {
+        return Err(ApiError::BadRequest(
+            "The Host header is missing or invalid.".to_owned(),
+        ));
+    }
+    Ok(format!("http://{host}"))
+}
+
+fn entity_url(service_root: &str, view: View, id: &str) -> String {
+    format!(
+        "{service_root}/{}/{}",
+        view.collection_path(),
+        utf8_percent_encode(id, KEY_SEGMENT)
+    )
+}
+
+/// Reads the whole body, rejecting one over [`MAX_BODY_BYTES`] before and while reading it.
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let too_large = ApiError::PayloadTooLarge {
+        limit: MAX_BODY_BYTES,
+    };
+    let declared =
+        header_text(headers, header::CONTENT_LENGTH)?.and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return Err(too_large);
+    }
+    match http_body_util::BodyExt::collect(Limited::new(body, MAX_BODY_BYTES)).await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
+        Err(_) => Err(ApiError::BadRequest(
+            "The request body could not be read completely.".to_owned(),
+        )),
+    }
+}
+
+fn json_response(
+    status: StatusCode,
+    document: &impl serde::Serialize,
+    options: WriteOptions,
+) -> Result<Response, ApiError> {
+    let body = serde_json::to_vec(document)
+        .map_err(|error| ApiError::Internal(std::sync::Arc::new(error)))?;
+    let content_type = if options.int64_as_string {
+        HeaderValue::from_static("application/json;odata.metadata=minimal;IEEE754Compatible=true")
+    } else {
+        HeaderValue::from_static(JSON_CONTENT_TYPE)
+    };
+    Ok((status, [(header::CONTENT_TYPE, content_type)], body).into_response())
+}
