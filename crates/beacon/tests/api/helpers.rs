@@ -1,0 +1,205 @@
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+pub const SEED: &str = "aggregatedPolicyCompliances";
+pub const GRAPH: &str = "tenantRelationships/managedTenants/aggregatedPolicyCompliances";
+pub const READ_WRITE: &str = "DeviceManagementConfiguration.ReadWrite.All";
+pub const READ: &str = "DeviceManagementConfiguration.Read.All";
+
+/// The starting document's example request, with realistic values.
+pub fn seed_example() -> Value {
+    json!({
+        "@odata.type": "#microsoft.management.services.api.aggregatedPolicyCompliance",
+        "organizationId": "4a3bc0d2-51e2-4c5f-9c61-0d6a4e1f0b7a",
+        "organizationDisplayName": "Contoso Ltd",
+        "compliancePolicyId": "0c4bd1d4-1d3f-4b86-8b93-3f0a5d0e5c21",
+        "compliancePolicyName": "Windows 10 baseline",
+        "compliancePolicyType": "deviceCompliancePolicy",
+        "compliancePolicyPlatform": "windows10AndLater",
+        "numberOfCompliantDevices": 120,
+        "numberOfNonCompliantDevices": 7,
+        "numberOfErrorDevices": 1,
+        "policyModifiedDateTime": "2024-02-12T09:15:00Z",
+        "lastRefreshedDateTime": "2024-03-01T07:30:00.1234567Z"
+    })
+}
+
+/// The path of the beacon binary under test.
+pub fn beacon_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_beacon")
+}
+
+/// A running `beacon serve` process with its own data folder.
+pub struct TestServer {
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub client: reqwest::Client,
+    token: String,
+    child: Child,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// Starts a server on a new temporary data folder.
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let mut server = Self::start_in(&data_dir).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Starts a server on `data_dir`, which the caller keeps.
+    pub async fn start_in(data_dir: &Path) -> TestServer {
+        let data_dir = data_dir.to_owned();
+        let (child, base) = tokio::task::spawn_blocking({
+            let data_dir = data_dir.clone();
+            move || spawn_serve(&data_dir)
+        })
+        .await
+        .unwrap();
+        let token = mint_token(&data_dir, &[]);
+        TestServer { base, data_dir, client: reqwest::Client::new(), token, child, _dir: None }
+    }
+
+    /// Kills the process with SIGKILL and waits for it to be gone.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Sends SIGTERM, then waits for the process to exit, and returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap()
+    }
+
+    /// The absolute URL of a path below `/beta`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/beta/{path}", self.base)
+    }
+
+    /// The token minted for this server's default dev partner with read and write rights.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Mints a token for this server with the given `beacon token` arguments.
+    pub fn token_with(&self, args: &[&str]) -> String {
+        mint_token(&self.data_dir, args)
+    }
+
+    /// A request with this server's token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(&self.token)
+    }
+
+    /// POSTs a JSON body to a collection.
+    pub async fn create(&self, collection: &str, body: &Value) -> reqwest::Response {
+        self.request(reqwest::Method::POST, collection).json(body).send().await.unwrap()
+    }
+
+    /// GETs a path and returns the status and the parsed JSON body.
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.request(reqwest::Method::GET, path).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    /// Reads every entity of a collection by following next links.
+    pub async fn list_all(&self, collection: &str) -> Vec<Value> {
+        let mut entities = Vec::new();
+        let mut url = self.url(collection);
+        loop {
+            let response = self.client.get(&url).bearer_auth(&self.token).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            let page: Value = response.json().await.unwrap();
+            entities.extend(page["value"].as_array().unwrap().iter().cloned());
+            match page["@odata.nextLink"].as_str() {
+                Some(next) => url = next.to_owned(),
+                None => return entities,
+            }
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `beacon serve` and waits for its "listening on" line.
+fn spawn_serve(data_dir: &Path) -> (Child, String) {
+    let mut child = Command::new(beacon_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Keep draining standard error so the server never blocks on a full pipe.
+    let stderr = child.stderr.take().unwrap();
+    let (found, listening) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut found = Some(found);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("listening on http://") {
+                let url = line[at + "listening on ".len()..].split_whitespace().next().unwrap().to_owned();
+                if let Some(sender) = found.take() {
+                    let _ = sender.send(url);
+                }
+            }
+            if std::env::var_os("BEACON_TEST_LOG").is_some() {
+                eprintln!("server: {line}");
+            }
+        }
+    });
+    let base = listening
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server did not report its address within 30 seconds");
+    (child, base)
+}
+
+/// Runs `beacon token` for `data_dir` with extra arguments.
+pub fn mint_token(data_dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(beacon_binary())
+        .arg("token")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "beacon token failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// Asserts that a response is a Graph error with the given status and code, and returns its
+/// message.
+pub async fn assert_graph_error(response: reqwest::Response, status: u16, code: &str) -> String {
+    assert_eq!(response.status().as_u16(), status, "unexpected status");
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("application/json"), "content type {content_type}");
+    let request_id = response.headers()["request-id"].to_str().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    let error = &body["error"];
+    assert_eq!(error["code"], code, "body {body}");
+    let message = error["message"].as_str().expect("a message").to_owned();
+    assert!(!message.is_empty());
+    let inner = &error["innerError"];
+    assert_eq!(inner["request-id"], request_id.as_str());
+    assert!(inner["client-request-id"].is_string());
+    let date = inner["date"].as_str().unwrap();
+    assert!(date.ends_with('Z') || date.contains('+'), "date without offset: {date}");
+    message
+}

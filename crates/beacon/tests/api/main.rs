@@ -1,0 +1,18 @@
+//! End-to-end tests of the `beacon` binary over real HTTP on loopback.
+//!
+//! Every test starts its own server process on a free port with a temporary data folder, so
+//! tests run in parallel and leave nothing behind.
+
+/// Starting servers, minting tokens, sending requests.
+mod helpers;
+
+/// Creating entities through both views and reading them back.
+mod create_and_read;
+/// Every kind of bad input: its status, its Graph error body, and an unchanged collection.
+mod bad_input;
+/// Tokens and permissions.
+mod auth;
+/// Server-driven paging and `$top`.
+mod paging;
+/// Durability across `kill -9`, and graceful shutdown.
+mod lifecycle;
