@@ -169,7 +169,13 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
     let options = SqliteOptions {
         readers: args.db_readers.max(1),
     };
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&database, &options)?);
+    let opened = tokio::task::spawn_blocking({
+        let database = database.clone();
+        move || SqliteStore::open(&database, &options)
+    })
+    .await
+    .context("the database open task failed")??;
+    let store: Arc<dyn Store> = Arc::new(opened);
     tracing::info!(database = %database.display(), key_id = key.key_id(), "store opened");
 
     let public_url = args

@@ -32,8 +32,9 @@ pub enum PathError {
     /// The first segment is not a version this service serves.
     #[error("Invalid version: '{0}'. This service serves the '/beta' version.")]
     UnknownVersion(String),
-    /// A segment names nothing at its place.
-    #[error("Resource not found for the segment '{0}'.")]
+    /// A segment names nothing at its place; an empty segment means the path ended before
+    /// naming a resource.
+    #[error("{}", not_found_message(.0))]
     NotFound(String),
     /// A segment does not decode to UTF-8 text.
     #[error("The path segment '{0}' is not valid percent-encoded UTF-8.")]
@@ -44,6 +45,16 @@ pub enum PathError {
          or as its own path segment."
     )]
     InvalidKey(String),
+}
+
+fn not_found_message(segment: &str) -> String {
+    if segment.is_empty() {
+        "The path names no resource; the entity sets are /beta/aggregatedPolicyCompliances and \
+         /beta/tenantRelationships/managedTenants/aggregatedPolicyCompliances."
+            .to_owned()
+    } else {
+        format!("Resource not found for the segment '{segment}'.")
+    }
 }
 
 /// Parses an absolute request path such as `/beta/aggregatedPolicyCompliances('a''b')`.

@@ -149,7 +149,7 @@ async fn create(
         }
         Err(other) => return Err(other.into()),
     };
-    tracing::info!(entity.id = %stored.entity.id, view = %view, "created entity");
+    tracing::debug!(entity.id = %stored.entity.id, view = %view, "created entity");
 
     let entity_url = entity_url(&call.service_root, view, &stored.entity.id);
     let context = format!(

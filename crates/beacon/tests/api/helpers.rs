@@ -64,7 +64,14 @@ impl TestServer {
         .await
         .unwrap();
         let token = mint_token(&data_dir, &[]);
-        TestServer { base, data_dir, client: reqwest::Client::new(), token, child, _dir: None }
+        TestServer {
+            base,
+            data_dir,
+            client: reqwest::Client::new(),
+            token,
+            child,
+            _dir: None,
+        }
     }
 
     /// Kills the process with SIGKILL and waits for it to be gone.
@@ -75,7 +82,11 @@ impl TestServer {
 
     /// Sends SIGTERM, then waits for the process to exit, and returns its exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
         self.child.wait().unwrap()
     }
@@ -97,17 +108,27 @@ impl TestServer {
 
     /// A request with this server's token.
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, self.url(path)).bearer_auth(&self.token)
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.token)
     }
 
     /// POSTs a JSON body to a collection.
     pub async fn create(&self, collection: &str, body: &Value) -> reqwest::Response {
-        self.request(reqwest::Method::POST, collection).json(body).send().await.unwrap()
+        self.request(reqwest::Method::POST, collection)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// GETs a path and returns the status and the parsed JSON body.
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        let response = self.request(reqwest::Method::GET, path).send().await.unwrap();
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap())
     }
@@ -117,7 +138,13 @@ impl TestServer {
         let mut entities = Vec::new();
         let mut url = self.url(collection);
         loop {
-            let response = self.client.get(&url).bearer_auth(&self.token).send().await.unwrap();
+            let response = self
+                .client
+                .get(&url)
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(response.status(), 200);
             let page: Value = response.json().await.unwrap();
             entities.extend(page["value"].as_array().unwrap().iter().cloned());
@@ -155,7 +182,11 @@ fn spawn_serve(data_dir: &Path) -> (Child, String) {
         let mut found = Some(found);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(at) = line.find("listening on http://") {
-                let url = line[at + "listening on ".len()..].split_whitespace().next().unwrap().to_owned();
+                let url = line[at + "listening on ".len()..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .to_owned();
                 if let Some(sender) = found.take() {
                     let _ = sender.send(url);
                 }
@@ -180,7 +211,11 @@ pub fn mint_token(data_dir: &Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap();
-    assert!(output.status.success(), "beacon token failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "beacon token failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
@@ -188,9 +223,18 @@ pub fn mint_token(data_dir: &Path, args: &[&str]) -> String {
 /// message.
 pub async fn assert_graph_error(response: reqwest::Response, status: u16, code: &str) -> String {
     assert_eq!(response.status().as_u16(), status, "unexpected status");
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(content_type.starts_with("application/json"), "content type {content_type}");
-    let request_id = response.headers()["request-id"].to_str().unwrap().to_owned();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "content type {content_type}"
+    );
+    let request_id = response.headers()["request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let body: Value = response.json().await.unwrap();
     let error = &body["error"];
     assert_eq!(error["code"], code, "body {body}");
@@ -200,6 +244,9 @@ pub async fn assert_graph_error(response: reqwest::Response, status: u16, code: 
     assert_eq!(inner["request-id"], request_id.as_str());
     assert!(inner["client-request-id"].is_string());
     let date = inner["date"].as_str().unwrap();
-    assert!(date.ends_with('Z') || date.contains('+'), "date without offset: {date}");
+    assert!(
+        date.ends_with('Z') || date.contains('+'),
+        "date without offset: {date}"
+    );
     message
 }

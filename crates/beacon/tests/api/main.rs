@@ -6,13 +6,13 @@
 /// Starting servers, minting tokens, sending requests.
 mod helpers;
 
-/// Creating entities through both views and reading them back.
-mod create_and_read;
-/// Every kind of bad input: its status, its Graph error body, and an unchanged collection.
-mod bad_input;
 /// Tokens and permissions.
 mod auth;
-/// Server-driven paging and `$top`.
-mod paging;
+/// Every kind of bad input: its status, its Graph error body, and an unchanged collection.
+mod bad_input;
+/// Creating entities through both views and reading them back.
+mod create_and_read;
 /// Durability across `kill -9`, and graceful shutdown.
 mod lifecycle;
+/// Server-driven paging and `$top`.
+mod paging;
