@@ -27,7 +27,7 @@ const DATABASE_FILE: &str = "beacon.sqlite3";
 /// The signing key's file name inside the data folder.
 const SIGNING_KEY_FILE: &str = "signing-key.pem";
 
-/// The longest lifetime `beacon token` issues.
+/// The maximum lifetime of a token from `beacon token`.
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
 
 #[derive(Debug, Parser)]
@@ -50,10 +50,10 @@ enum Command {
     Token(TokenArgs),
 }
 
-/// Where the data folder and the signing key are; shared by every subcommand.
+/// Locations of the data folder and the signing key, shared by every subcommand.
 #[derive(Debug, Args)]
 struct StorageArgs {
-    /// Folder for the database and, unless --signing-key-file says otherwise, the signing key.
+    /// Folder for the database and, unless --signing-key-file is given, the signing key.
     /// Created with owner-only permissions if absent.
     #[arg(
         long,
@@ -120,7 +120,7 @@ struct TokenArgs {
     #[command(flatten)]
     storage: StorageArgs,
 
-    /// Partner tenant id (a GUID) the token acts for; each partner sees only its own data.
+    /// Partner tenant id (a GUID) the token acts for. Each partner can read only its own data.
     #[arg(long, default_value = DEV_PARTNER_TENANT, value_name = "GUID")]
     tenant: String,
 

@@ -18,7 +18,7 @@ use crate::entity::{Fields, Value};
 use crate::json::{self, JsonError, JsonNumber, JsonValue};
 use crate::model::{EdmType, FIELD_COUNT, Property, View};
 
-/// How a body is read.
+/// Options for reading a body.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReadOptions {
     /// Accept Int64 values written as JSON strings, as `IEEE754Compatible=true` allows.
@@ -34,7 +34,7 @@ pub struct EntityInput {
     pub fields: [Option<Option<Value>>; FIELD_COUNT],
 }
 
-/// Why a body was rejected. Each message is a full sentence for the client.
+/// A body rejection. Each message is a full sentence for the client.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
     /// The body is not one well-formed JSON document, or it repeats a key.
@@ -64,7 +64,7 @@ pub enum BodyError {
     InvalidValue {
         /// The property name in the view.
         property: &'static str,
-        /// What is wrong, completing the sentence.
+        /// The problem found, as a clause that completes the message.
         reason: String,
     },
     /// A property that the view requires is `null`.
@@ -368,7 +368,7 @@ mod tests {
     }
 
     #[test]
-    fn int64_rules_reject_fractions_strings_booleans_negatives_and_overflow() {
+    fn int64_rejects_non_counts() {
         for bad in [
             "12.5",
             "\"12\"",
@@ -388,7 +388,7 @@ mod tests {
     }
 
     #[test]
-    fn int64_keeps_values_past_two_to_the_fifty_third() {
+    fn int64_past_2_pow_53_is_exact() {
         let fields = create(
             View::Graph,
             r#"{"numberOfErrorDevices":9007199254740993}"#,

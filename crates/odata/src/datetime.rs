@@ -27,8 +27,7 @@ pub struct DateTimeOffset {
     digits: u8,
 }
 
-/// Why a text is not a valid `Edm.DateTimeOffset`. The message completes the sentence
-/// "The value is not a valid DateTimeOffset: …".
+/// The reason a text is not a valid `Edm.DateTimeOffset`, as a lowercase clause.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct DateTimeError(&'static str);
@@ -49,7 +48,7 @@ impl DateTimeOffset {
         Some(Self { ticks, digits })
     }
 
-    /// The current time, with all 7 fractional digits.
+    /// Returns the current time, with all 7 fractional digits.
     pub fn now() -> Self {
         let ticks = match SystemTime::now().duration_since(UNIX_EPOCH) {
             Ok(elapsed) => i64::try_from(elapsed.as_nanos() / 100).unwrap_or(MAX_TICKS),
@@ -66,7 +65,7 @@ impl DateTimeOffset {
         self.ticks
     }
 
-    /// How many fractional second digits the text form shows, from 0 to 7.
+    /// Returns the number of fractional second digits of the text form, from 0 to 7.
     pub fn digits(self) -> u8 {
         self.digits
     }
@@ -177,8 +176,12 @@ impl fmt::Display for DateTimeOffset {
             second_of_day % 60
         )?;
         if self.digits > 0 {
-            let shown = fraction / 10_i64.pow(7 - u32::from(self.digits));
-            write!(f, ".{shown:0width$}", width = usize::from(self.digits))?;
+            let fraction_digits = fraction / 10_i64.pow(7 - u32::from(self.digits));
+            write!(
+                f,
+                ".{fraction_digits:0width$}",
+                width = usize::from(self.digits)
+            )?;
         }
         f.write_str("Z")
     }
@@ -256,7 +259,7 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
-/// The proleptic Gregorian date of a day count from 1970-01-01; the inverse of
+/// Converts a day count from 1970-01-01 to a proleptic Gregorian date, the inverse of
 /// [`days_from_civil`].
 fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let days = days + 719_468;
@@ -327,7 +330,7 @@ mod tests {
     }
 
     #[test]
-    fn the_extremes_of_the_range_are_accepted() {
+    fn range_extremes_are_accepted() {
         assert_eq!(round_trip("0001-01-01T00:00:00Z"), "0001-01-01T00:00:00Z");
         assert_eq!(
             round_trip("9999-12-31T23:59:59.9999999Z"),
@@ -348,7 +351,7 @@ mod tests {
     }
 
     #[test]
-    fn the_unix_epoch_is_tick_zero() {
+    fn unix_epoch_is_tick_zero() {
         assert_eq!(
             DateTimeOffset::parse("1970-01-01T00:00:00Z")
                 .unwrap()

@@ -35,16 +35,16 @@ pub struct Entity {
 }
 
 impl Entity {
-    /// The value of a non-key property; `None` for null and for [`Property::Id`].
+    /// Returns the value of a non-key property, or `None` for null and for [`Property::Id`].
     pub fn get(&self, property: Property) -> Option<&Value> {
         property.field_index().and_then(|i| self.fields[i].as_ref())
     }
 }
 
-/// How values are written in a response.
+/// Options for writing values in a response.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriteOptions {
-    /// Write Int64 values as JSON strings, as `IEEE754Compatible=true` asks.
+    /// Write Int64 values as JSON strings, as `IEEE754Compatible=true` requests.
     pub int64_as_string: bool,
 }
 
@@ -57,7 +57,7 @@ pub struct EntityDocument<'a> {
     pub view: View,
     /// The entity written.
     pub entity: &'a Entity,
-    /// How values are written.
+    /// Options for writing values.
     pub options: WriteOptions,
 }
 
@@ -81,7 +81,7 @@ pub struct CollectionDocument<'a> {
     pub entities: &'a [Entity],
     /// The absolute URL of the next page, when there is one.
     pub next_link: Option<&'a str>,
-    /// How values are written.
+    /// Options for writing values.
     pub options: WriteOptions,
 }
 
@@ -174,7 +174,7 @@ mod tests {
     }
 
     #[test]
-    fn entity_document_uses_the_view_names_in_declaration_order() {
+    fn entity_document_uses_view_names_in_order() {
         let entity = sample();
         let document = EntityDocument {
             context: "ctx",
@@ -191,7 +191,7 @@ mod tests {
     }
 
     #[test]
-    fn int64_is_a_string_when_ieee754_compatibility_is_asked() {
+    fn int64_is_string_with_ieee754() {
         let entity = sample();
         let document = EntityDocument {
             context: "ctx",
@@ -207,7 +207,7 @@ mod tests {
     }
 
     #[test]
-    fn collection_document_puts_the_next_link_after_the_value() {
+    fn collection_next_link_follows_value() {
         let entities = [sample(), sample()];
         let document = CollectionDocument {
             context: "ctx",

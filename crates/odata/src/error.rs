@@ -19,7 +19,7 @@ pub struct ErrorDetail<'a> {
     pub code: &'a str,
     /// A sentence for the person reading the response.
     pub message: &'a str,
-    /// Where and when the error happened, for correlation with the server's logs.
+    /// The time and request ids of the error, for correlation with the server's logs.
     #[serde(rename = "innerError")]
     pub inner_error: InnerError<'a>,
 }

@@ -27,7 +27,7 @@ pub enum JsonValue {
     Object(Vec<(String, JsonValue)>),
 }
 
-/// A JSON number in the narrowest form that holds it exactly.
+/// A JSON number in the narrowest form that represents it exactly.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum JsonNumber {
     /// An integer from 0 to `u64::MAX`.
@@ -39,7 +39,7 @@ pub enum JsonNumber {
 }
 
 impl JsonValue {
-    /// A short name of the value's JSON kind, for error messages.
+    /// Returns a short name of the value's JSON kind, for error messages.
     pub fn kind(&self) -> &'static str {
         match self {
             JsonValue::Null => "null",
@@ -53,7 +53,7 @@ impl JsonValue {
     }
 }
 
-/// Why a text is not acceptable JSON.
+/// The reason a text is not acceptable JSON.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct JsonError(String);

@@ -46,7 +46,7 @@ impl MediaType {
         })
     }
 
-    /// The value of a parameter, looked up by its lowercase name.
+    /// Returns the value of a parameter, looked up by its lowercase name.
     pub fn parameter(&self, name: &str) -> Option<&str> {
         self.parameters
             .iter()
@@ -54,7 +54,7 @@ impl MediaType {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Whether `IEEE754Compatible=true` is among the parameters.
+    /// Returns whether `IEEE754Compatible=true` is among the parameters.
     pub fn ieee754_compatible(&self) -> bool {
         self.parameter("ieee754compatible")
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
@@ -68,7 +68,7 @@ fn is_token(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// Why a `Content-Type` or `Accept` header was rejected.
+/// Reasons a `Content-Type` or `Accept` header is rejected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MediaError {
     /// The body's media type is missing or not JSON; becomes `415`.
@@ -79,8 +79,8 @@ pub enum MediaError {
     NotAcceptable(String),
 }
 
-/// Checks the `Content-Type` of a request body and returns whether it asks for
-/// `IEEE754Compatible` reading of Int64 values.
+/// Checks the `Content-Type` of a request body and returns whether it carries
+/// `IEEE754Compatible=true`, which allows Int64 values as strings.
 pub fn check_json_content_type(header: Option<&str>) -> Result<bool, MediaError> {
     let Some(header) = header else {
         return Err(MediaError::UnsupportedContentType(
@@ -108,7 +108,7 @@ pub fn check_json_content_type(header: Option<&str>) -> Result<bool, MediaError>
     Ok(media.ieee754_compatible())
 }
 
-/// Checks that `Accept` allows JSON and returns whether it asks for Int64 values as strings.
+/// Checks that `Accept` allows JSON and returns whether it requests Int64 values as strings.
 ///
 /// A missing or empty header accepts anything. Media ranges with `q=0` do not count.
 pub fn negotiate_json(header: Option<&str>) -> Result<bool, MediaError> {
@@ -121,14 +121,14 @@ pub fn negotiate_json(header: Option<&str>) -> Result<bool, MediaError> {
         let Some(media) = MediaType::parse(range) else {
             continue;
         };
-        let refused = media
+        let excluded = media
             .parameter("q")
             .is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0));
         let matches_json = matches!(
             media.essence.as_str(),
             "*/*" | "application/*" | "application/json"
         );
-        if matches_json && !refused {
+        if matches_json && !excluded {
             accepted = true;
             ieee754 |= media.ieee754_compatible();
         }

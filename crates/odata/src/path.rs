@@ -15,7 +15,7 @@ use crate::model::View;
 /// The service root that Beacon serves, as the first path segment.
 pub const SERVICE_VERSION: &str = "beta";
 
-/// What a request path addresses.
+/// The resource a request path addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resource {
     /// The entity set of a view.
@@ -26,7 +26,7 @@ pub enum Resource {
     Count(View),
 }
 
-/// Why a path addresses nothing.
+/// Reasons a path addresses no resource.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
     /// The first segment is not a version this service serves.
@@ -122,7 +122,7 @@ fn decode(segment: &str) -> Result<Cow<'_, str>, PathError> {
         .map_err(|_| PathError::InvalidEncoding(segment.to_owned()))
 }
 
-/// The first segment that does not continue `expected`, for a partial match.
+/// Returns the error naming the first segment that does not continue `expected`.
 fn not_found_after(segments: &[Cow<'_, str>], expected: &[&str]) -> PathError {
     for (i, segment) in segments.iter().enumerate() {
         if expected
@@ -135,12 +135,13 @@ fn not_found_after(segments: &[Cow<'_, str>], expected: &[&str]) -> PathError {
     PathError::NotFound(segments.last().map(|s| s.to_string()).unwrap_or_default())
 }
 
-/// The part of a segment before any `(`.
+/// Returns the part of a segment before any `(`.
 fn set_name(segment: &str) -> &str {
     segment.split_once('(').map_or(segment, |(name, _)| name)
 }
 
-/// The key of `name('key')` or `name(id='key')`, or `None` when the segment has no parentheses.
+/// Parses the key of `name('key')` or `name(id='key')`, or returns `None` when the segment
+/// has no parentheses.
 fn key_in_parentheses(segment: &str) -> Result<Option<String>, PathError> {
     let Some((_, after)) = segment.split_once('(') else {
         return Ok(None);

@@ -3,7 +3,7 @@
 //! As OData 4.01 allows, option names compare case-insensitively and the `$` prefix is
 //! optional, so `top=5` and `$TOP=5` both mean `$top=5`. Any system option given twice is
 //! rejected. Names that are neither system options nor `$`-prefixed are custom query options,
-//! which OData tells services to ignore when they do not know them; parameter aliases (`@name`)
+//! which OData directs services to ignore when they do not know them; parameter aliases (`@name`)
 //! are ignored the same way.
 //!
 //! Supported so far: `$top`, `$skiptoken` (only as written into `@odata.nextLink`) and
@@ -56,7 +56,7 @@ pub struct QueryOptions {
     pub skiptoken: Option<String>,
 }
 
-/// Why the query string was rejected; each becomes `400`.
+/// A query string rejection. Each becomes `400`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError {
     /// A system option appears twice.
@@ -81,7 +81,7 @@ pub enum QueryError {
         option: String,
         /// The value as given.
         value: String,
-        /// What is wrong.
+        /// The problem found.
         reason: &'static str,
     },
     /// The query string does not decode to UTF-8 text.
@@ -193,14 +193,14 @@ mod tests {
     }
 
     #[test]
-    fn names_are_case_insensitive_and_the_dollar_is_optional() {
+    fn option_names_ignore_case_and_dollar() {
         assert_eq!(collection("$TOP=5").unwrap().top, Some(5));
         assert_eq!(collection("top=5").unwrap().top, Some(5));
         assert_eq!(collection("%24top=5").unwrap().top, Some(5));
     }
 
     #[test]
-    fn an_option_given_twice_is_rejected() {
+    fn duplicate_option_is_rejected() {
         assert_eq!(
             collection("$top=1&top=2"),
             Err(QueryError::Duplicate("top".into()))

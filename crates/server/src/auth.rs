@@ -30,7 +30,7 @@ pub const READ_PERMISSION: &str = "DeviceManagementConfiguration.Read.All";
 /// The permission that allows reading and changing compliance data.
 pub const READ_WRITE_PERMISSION: &str = "DeviceManagementConfiguration.ReadWrite.All";
 
-/// The partner tenant that `beacon token` uses unless told otherwise.
+/// The partner tenant of `beacon token` when `--tenant` is not given.
 pub const DEV_PARTNER_TENANT: &str = "8d4c7a2e-5b1f-4e0a-9c3d-6f2b1a0e7d95";
 
 /// The `iss` claim of development tokens.
@@ -42,7 +42,7 @@ pub const DEV_AUDIENCE: &str = "beacon";
 /// How far the clocks of the token's minter and of the server may disagree.
 const CLOCK_SKEW: Duration = Duration::from_secs(60);
 
-/// Why the signing key could not be loaded, created or used.
+/// Failures to load, create or use the signing key.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The key file could not be read or written.
@@ -53,7 +53,7 @@ pub enum KeyError {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// The file holds no usable key.
+    /// The file contains no usable key.
     #[error(
         "the signing key file {path} is not usable: {reason}; it must hold a PKCS#8 PEM private \
          key ('BEGIN PRIVATE KEY') for P-256 (ES256) or RSA of at least 2048 bits (RS256)"
@@ -61,7 +61,7 @@ pub enum KeyError {
     Invalid {
         /// The key file.
         path: PathBuf,
-        /// What is wrong with it.
+        /// The problem found.
         reason: String,
     },
     /// Creating a key or signing a token failed inside the crypto library.
@@ -146,7 +146,7 @@ impl SigningKey {
         }
     }
 
-    /// The key id (`kid`): the RFC 7638 thumbprint of the public key.
+    /// Returns the key id (`kid`), the RFC 7638 thumbprint of the public key.
     pub fn key_id(&self) -> &str {
         &self.key_id
     }
@@ -171,7 +171,7 @@ impl SigningKey {
             .map_err(|e| KeyError::Crypto(e.to_string()))
     }
 
-    /// A verifier that accepts the tokens this key signs.
+    /// Builds a verifier that accepts the tokens this key signs.
     pub fn verifier(&self) -> TokenVerifier {
         let mut validation = Validation::new(self.algorithm);
         validation.set_issuer(&[DEV_ISSUER]);
@@ -188,7 +188,7 @@ impl SigningKey {
     }
 }
 
-/// What a development token grants.
+/// The grants of a development token.
 #[derive(Clone, Debug)]
 pub struct TokenRequest {
     /// The partner tenant id, a GUID.
@@ -226,7 +226,7 @@ pub struct Principal {
     pub can_write: bool,
 }
 
-/// Why a token was rejected; each becomes `401` with the message shown to the caller.
+/// A token rejection. It becomes `401`, and its message is sent to the caller.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct TokenError(pub String);
@@ -402,7 +402,8 @@ mod tests {
             .verify(&key.mint(&request()).unwrap())
             .unwrap();
         assert_eq!(principal.partner.as_str(), DEV_PARTNER_TENANT);
-        assert!(principal.can_read && principal.can_write);
+        assert!(principal.can_read);
+        assert!(principal.can_write);
     }
 
     #[test]
@@ -471,7 +472,8 @@ mod tests {
         let mut request = request();
         request.scopes = vec![READ_PERMISSION.to_owned()];
         let principal = key.verifier().verify(&key.mint(&request).unwrap()).unwrap();
-        assert!(principal.can_read && !principal.can_write);
+        assert!(principal.can_read);
+        assert!(!principal.can_write);
     }
 
     #[test]

@@ -83,7 +83,8 @@ pub(crate) async fn request_context(request: Request, next: Next) -> Response {
     .await
 }
 
-/// The caller's `client-request-id`, if it is printable ASCII of a sensible length.
+/// Returns the caller's `client-request-id` if it is printable ASCII of at most
+/// [`MAX_CLIENT_REQUEST_ID`] bytes.
 fn usable_client_request_id(headers: &HeaderMap) -> Option<String> {
     let value = headers.get("client-request-id")?.to_str().ok()?.trim();
     let usable = !value.is_empty()

@@ -1,7 +1,7 @@
 //! The HTTP layer's error type and its mapping to statuses and Graph error codes.
 //!
 //! A handler returns an [`ApiError`]; its response carries an [`ErrorReport`] in the response
-//! extensions and no body yet. The request-context middleware, which knows the request ids,
+//! extensions and no body yet. The request-context middleware, which has the request ids,
 //! writes the Graph error body from that report and logs internal causes once, inside the
 //! request's span. This keeps `IntoResponse` free of side effects and gives errors raised
 //! outside a handler (a panic, a framework rejection) the same shape.
@@ -72,7 +72,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// The status and the Graph error code of this error.
+    /// Returns the status and the Graph error code of this error.
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
@@ -128,7 +128,7 @@ impl ApiError {
     }
 }
 
-/// What the request-context middleware needs to write an error body.
+/// The content of an error body, for the request-context middleware to write.
 #[derive(Clone, Debug)]
 pub(crate) struct ErrorReport {
     /// The Graph error code.

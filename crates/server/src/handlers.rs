@@ -64,7 +64,7 @@ pub(crate) async fn dispatch(State(state): State<AppState>, request: Request) ->
     }
 }
 
-/// What the handlers of one request share.
+/// Per-request values that every operation handler uses.
 struct Call {
     principal: Principal,
     /// `scheme://authority/beta`, the prefix of every absolute URL in the response.
@@ -109,7 +109,7 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
     }
 }
 
-/// `POST` on a collection: validate the body, store the entity, answer `201` with it.
+/// Handles `POST` on a collection: validates the body, stores the entity, returns `201`.
 async fn create(
     state: &AppState,
     call: &Call,
@@ -210,7 +210,7 @@ async fn list(
     require_read(&call.principal)?;
     let options = query::parse(parts.uri.query(), Target::Collection)?;
 
-    // The page holds the preferred size, at most MAX_PAGE_SIZE, and no more than $top leaves.
+    // The page size is the preferred size, capped at MAX_PAGE_SIZE and at what $top leaves.
     let preferred = paging::preferred_page_size(&parts.headers);
     let page_size = preferred.unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE);
     let after = options
@@ -320,7 +320,7 @@ fn require_write(principal: &Principal) -> Result<(), ApiError> {
     )))
 }
 
-/// A header's value as text; `None` when absent, an error when not visible ASCII.
+/// Returns a header's value as text, `None` when absent, or an error when not visible ASCII.
 fn header_text(headers: &HeaderMap, name: HeaderName) -> Result<Option<&str>, ApiError> {
     match headers.get(&name) {
         None => Ok(None),

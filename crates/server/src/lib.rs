@@ -1,6 +1,6 @@
 //! The HTTP layer of Beacon: a Microsoft Graph–compatible OData API over a [`Store`].
 //!
-//! The router holds no state of its own beyond what [`AppState`] is built with (the store, the
+//! The router keeps no state of its own beyond what [`AppState`] is built with (the store, the
 //! token verifier and settings), so any number of servers can serve one database.
 //!
 //! # Layout
@@ -31,10 +31,10 @@ use crate::auth::TokenVerifier;
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// What every request handler shares.
+/// Shared state of every request handler.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    /// Where entities live.
+    /// The entity store.
     pub store: Arc<dyn Store>,
     /// Checks bearer tokens.
     pub verifier: Arc<TokenVerifier>,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 
-/// The most entities one page holds.
+/// The maximum number of entities in one page.
 pub const MAX_PAGE_SIZE: usize = 100;
 
 /// The content of a skiptoken.
@@ -43,7 +43,7 @@ pub fn decode_skiptoken(token: &str) -> Result<String, ApiError> {
     Ok(position.after)
 }
 
-/// The page size a `Prefer: odata.maxpagesize=N` header asks for, if any and valid.
+/// Returns the page size that a `Prefer: odata.maxpagesize=N` header requests, if valid.
 pub fn preferred_page_size(headers: &axum::http::HeaderMap) -> Option<usize> {
     headers
         .get_all("prefer")

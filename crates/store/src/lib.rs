@@ -31,7 +31,7 @@ impl PartnerTenantId {
         Self(id.into())
     }
 
-    /// The id as text.
+    /// Returns the id as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -52,7 +52,7 @@ pub struct StoredEntity {
     pub version: i64,
 }
 
-/// Which page of a collection to read: entities in ascending key order after a given key.
+/// A page of a collection to read: entities in ascending key order after a given key.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PageRequest {
     /// Read only keys greater than this one, by code point; `None` starts at the first key.
@@ -61,7 +61,7 @@ pub struct PageRequest {
     pub limit: usize,
 }
 
-/// Why a store operation failed. The HTTP layer maps each variant to one status.
+/// A store operation failure. The HTTP layer maps each variant to one status.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// An entity with the given key already exists for this partner; becomes `409`.

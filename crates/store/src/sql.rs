@@ -53,7 +53,7 @@ pub enum Columns {
     },
 }
 
-/// Where a property is stored.
+/// Returns the column or columns that store `property`.
 pub fn columns(property: Property) -> Columns {
     match property {
         Property::Id => Columns::One("id"),

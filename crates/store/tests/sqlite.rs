@@ -221,7 +221,7 @@ fn newer_schema_is_refused() {
 }
 
 #[test]
-fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
+fn non_database_file_is_rejected_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("beacon.sqlite3");
     std::fs::write(&path, b"not a database, but the user's data all the same").unwrap();

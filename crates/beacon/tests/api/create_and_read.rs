@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-/// The starting document's body as the Graph view names it.
+/// Builds the example body with the Graph view's property names.
 fn graph_example() -> Value {
     let mut body = seed_example();
     let object = body.as_object_mut().unwrap();
@@ -16,7 +16,7 @@ fn graph_example() -> Value {
 }
 
 #[tokio::test]
-async fn seed_example_is_created_and_reads_back_through_both_views() {
+async fn seed_example_reads_back_through_both_views() {
     let server = TestServer::start().await;
 
     let response = server.create(SEED, &seed_example()).await;
@@ -77,7 +77,7 @@ async fn seed_example_is_created_and_reads_back_through_both_views() {
 }
 
 #[tokio::test]
-async fn graph_view_creates_with_graph_names_and_seed_view_reads_them() {
+async fn graph_view_create_reads_back_in_seed() {
     let server = TestServer::start().await;
 
     let response = server.create(GRAPH, &graph_example()).await;
@@ -97,7 +97,7 @@ async fn graph_view_creates_with_graph_names_and_seed_view_reads_them() {
 }
 
 #[tokio::test]
-async fn graph_view_accepts_a_sparse_body_and_returns_nulls() {
+async fn graph_view_sparse_body_gives_nulls() {
     let server = TestServer::start().await;
 
     let response = server
@@ -117,7 +117,7 @@ async fn graph_view_accepts_a_sparse_body_and_returns_nulls() {
 }
 
 #[tokio::test]
-async fn int64_beyond_two_to_the_fifty_third_round_trips_exactly() {
+async fn int64_past_2_pow_53_is_exact() {
     let server = TestServer::start().await;
     let body = r#"{"id":"big","numberOfCompliantDevices":9007199254740993,"numberOfErrorDevices":9223372036854775807}"#;
 
@@ -150,7 +150,7 @@ async fn int64_beyond_two_to_the_fifty_third_round_trips_exactly() {
 }
 
 #[tokio::test]
-async fn int64_is_read_and_written_as_strings_with_ieee754_compatibility() {
+async fn int64_as_string_with_ieee754() {
     let server = TestServer::start().await;
 
     let response = server
@@ -179,7 +179,7 @@ async fn int64_is_read_and_written_as_strings_with_ieee754_compatibility() {
 }
 
 #[tokio::test]
-async fn date_times_are_normalized_to_utc_keeping_every_given_digit() {
+async fn date_time_normalized_to_utc_keeps_digits() {
     let server = TestServer::start().await;
     let body = json!({
         "id": "dates",
@@ -246,7 +246,7 @@ async fn missing_entity_is_404_in_graph_shape() {
 }
 
 #[tokio::test]
-async fn client_request_id_is_echoed_and_request_id_is_a_new_guid() {
+async fn request_ids_are_echoed_and_new() {
     let server = TestServer::start().await;
 
     let response = server

@@ -11,7 +11,7 @@ pub const GRAPH: &str = "tenantRelationships/managedTenants/aggregatedPolicyComp
 pub const READ_WRITE: &str = "DeviceManagementConfiguration.ReadWrite.All";
 pub const READ: &str = "DeviceManagementConfiguration.Read.All";
 
-/// The starting document's example request, with realistic values.
+/// Builds the seed view's example create body, with realistic values.
 pub fn seed_example() -> Value {
     json!({
         "@odata.type": "#microsoft.management.services.api.aggregatedPolicyCompliance",
@@ -29,7 +29,7 @@ pub fn seed_example() -> Value {
     })
 }
 
-/// The path of the beacon binary under test.
+/// Returns the path of the beacon binary under test.
 pub fn beacon_binary() -> &'static str {
     env!("CARGO_BIN_EXE_beacon")
 }
@@ -91,12 +91,12 @@ impl TestServer {
         self.child.wait().unwrap()
     }
 
-    /// The absolute URL of a path below `/beta`.
+    /// Returns the absolute URL of a path below `/beta`.
     pub fn url(&self, path: &str) -> String {
         format!("{}/beta/{path}", self.base)
     }
 
-    /// The token minted for this server's default dev partner with read and write rights.
+    /// Returns the read-write token minted for the default dev partner.
     pub fn token(&self) -> &str {
         &self.token
     }
@@ -106,7 +106,7 @@ impl TestServer {
         mint_token(&self.data_dir, args)
     }
 
-    /// A request with this server's token.
+    /// Starts a request that carries this server's token.
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client
             .request(method, self.url(path))

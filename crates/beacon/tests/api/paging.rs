@@ -38,7 +38,7 @@ fn ids(page: &Value) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn collection_pages_hold_at_most_100_in_key_order() {
+async fn pages_have_100_rows_in_key_order() {
     let server = TestServer::start().await;
     create_numbered(&server, 230).await;
 
@@ -103,7 +103,7 @@ async fn max_page_size_preference_is_honoured() {
 }
 
 #[tokio::test]
-async fn paging_returns_every_row_exactly_once_while_rows_are_inserted() {
+async fn paging_during_inserts_returns_rows_once() {
     let server = TestServer::start().await;
     create_numbered(&server, 250).await;
 

@@ -3,7 +3,7 @@
 //! SQLite allows one writer at a time, so all writes go to a single writer thread through a
 //! queue. The writer takes every write that is waiting, applies them in one transaction with a
 //! savepoint each (a failing write fails only its own request), commits once, and only then
-//! answers each request. With `synchronous=FULL`, a commit has reached the disk when it
+//! replies to each request. With `synchronous=FULL`, a commit has reached the disk when it
 //! returns, so an answered write survives a crash of the process or of the machine, and
 //! concurrent writers share the cost of that sync.
 //!
@@ -49,7 +49,7 @@ impl Default for SqliteOptions {
     }
 }
 
-/// Why the database could not be opened.
+/// Failures to open the database.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// SQLite could not open or set up the file.
@@ -70,7 +70,7 @@ pub enum OpenError {
         path: PathBuf,
         /// The version recorded in the file.
         found: i64,
-        /// The newest version this build knows.
+        /// The newest version this build supports.
         known: i64,
     },
     /// A migration failed; the file is left at the last version that applied fully.
@@ -139,7 +139,7 @@ impl SqliteStore {
         })
     }
 
-    /// Queues a write and waits for the writer's answer.
+    /// Queues a write and waits for the writer thread to reply.
     async fn write(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<StoredEntity, StoreError>>) -> WriteCommand,

@@ -9,7 +9,7 @@ use rusqlite::{Connection, Row, params_from_iter};
 use crate::sql::Statements;
 use crate::{PageRequest, StoredEntity};
 
-/// The bound values of an insert: the partner, then the entity columns in order.
+/// Returns the bound values of an insert: the partner, then the entity columns in order.
 pub(super) fn insert_values(partner: &str, entity: &Entity, version: i64) -> Vec<SqlValue> {
     let mut values = vec![
         SqlValue::Text(partner.to_owned()),

@@ -11,7 +11,7 @@ use super::{classify, rows};
 use crate::sql::Statements;
 use crate::{PartnerTenantId, StoreError, StoredEntity};
 
-/// The most writes committed in one transaction; bounds the latency one group adds.
+/// The maximum number of writes in one transaction, which bounds the latency a group adds.
 const MAX_GROUP: usize = 512;
 
 /// A write waiting for the writer thread.
@@ -53,7 +53,7 @@ fn run(
         let outcomes = apply_group(&mut connection, statements, &group);
         for (command, outcome) in group.into_iter().zip(outcomes) {
             let WriteCommand::Create { reply, .. } = command;
-            // The requester may have gone away; its write stands all the same.
+            // The requester may have gone away, but its write is committed all the same.
             let _ = reply.send(outcome);
         }
     }
