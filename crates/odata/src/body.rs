@@ -185,10 +185,21 @@ fn check_entity_type(view: View, value: &JsonValue) -> Result<(), BodyError> {
     }
 }
 
+/// The maximum length of an `id`, in UTF-8 bytes, so that every key fits in a URL and a
+/// `Location` header.
+pub const MAX_ID_BYTES: usize = 1024;
+
 fn decode_id(value: JsonValue) -> Result<Option<String>, BodyError> {
     match value {
         JsonValue::Null => Ok(None),
         JsonValue::String(text) if text.is_empty() => Ok(None),
+        JsonValue::String(text) if text.len() > MAX_ID_BYTES => Err(BodyError::InvalidValue {
+            property: "id",
+            reason: format!(
+                "it is {} bytes long, and the maximum is {MAX_ID_BYTES}",
+                text.len()
+            ),
+        }),
         JsonValue::String(text) => Ok(Some(text)),
         other => Err(BodyError::InvalidValue {
             property: "id",
@@ -476,5 +487,14 @@ mod tests {
         let empty = decode(View::Graph, br#"{"id":""}"#, ReadOptions::default()).unwrap();
         assert_eq!(empty.id, None);
         assert!(decode(View::Graph, br#"{"id":7}"#, ReadOptions::default()).is_err());
+    }
+
+    #[test]
+    fn id_longer_than_the_maximum_is_rejected() {
+        let longest = format!(r#"{{"id":"{}"}}"#, "é".repeat(MAX_ID_BYTES / 2));
+        assert!(decode(View::Graph, longest.as_bytes(), ReadOptions::default()).is_ok());
+        let too_long = format!(r#"{{"id":"{}"}}"#, "a".repeat(MAX_ID_BYTES + 1));
+        let error = decode(View::Graph, too_long.as_bytes(), ReadOptions::default()).unwrap_err();
+        assert!(error.to_string().contains("1025 bytes"), "{error}");
     }
 }
