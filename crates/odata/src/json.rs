@@ -59,7 +59,10 @@ impl JsonValue {
 pub struct JsonError(String);
 
 /// Parses one JSON document, rejecting duplicate object keys and trailing text.
+///
+/// A leading UTF-8 byte order mark is skipped, as RFC 8259 allows parsers to do.
 pub fn parse(text: &[u8]) -> Result<JsonValue, JsonError> {
+    let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
     let mut deserializer = serde_json::Deserializer::from_slice(text);
     let value = JsonValue::deserialize(&mut deserializer).map_err(describe)?;
     deserializer.end().map_err(describe)?;
@@ -182,6 +185,16 @@ mod tests {
         assert!(parse(br#"{"a":1"#).is_err());
         assert!(parse(b"").is_err());
         assert!(parse(b"\xff").is_err());
+    }
+
+    #[test]
+    fn byte_order_mark_is_skipped() {
+        assert_eq!(parse(b"\xEF\xBB\xBF{}").unwrap(), JsonValue::Object(Vec::new()));
+    }
+
+    #[test]
+    fn lone_surrogates_are_rejected() {
+        assert!(parse(br#""\ud800""#).is_err());
     }
 
     #[test]
