@@ -189,7 +189,10 @@ mod tests {
 
     #[test]
     fn byte_order_mark_is_skipped() {
-        assert_eq!(parse(b"\xEF\xBB\xBF{}").unwrap(), JsonValue::Object(Vec::new()));
+        assert_eq!(
+            parse(b"\xEF\xBB\xBF{}").unwrap(),
+            JsonValue::Object(Vec::new())
+        );
     }
 
     #[test]

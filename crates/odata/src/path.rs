@@ -116,7 +116,21 @@ pub fn parse(raw: &str) -> Result<Resource, PathError> {
     }
 }
 
+/// Returns whether every `%` in `text` starts an escape of two hexadecimal digits, as RFC 3986
+/// requires.
+pub fn has_valid_escapes(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().all(|(i, byte)| {
+        *byte != b'%'
+            || (bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    })
+}
+
 fn decode(segment: &str) -> Result<Cow<'_, str>, PathError> {
+    if !has_valid_escapes(segment) {
+        return Err(PathError::InvalidEncoding(segment.to_owned()));
+    }
     percent_decode_str(segment)
         .decode_utf8()
         .map_err(|_| PathError::InvalidEncoding(segment.to_owned()))
@@ -252,6 +266,20 @@ mod tests {
             parse("/beta/aggregatedPolicyCompliances/$count"),
             Ok(Resource::Count(View::Seed))
         );
+    }
+
+    #[test]
+    fn malformed_escapes_are_rejected() {
+        for path in [
+            "/beta/aggregatedPolicyCompliances/%ZZ",
+            "/beta/aggregatedPolicyCompliances/a%",
+            "/beta/aggregatedPolicyCompliances/%4",
+        ] {
+            assert!(
+                matches!(parse(path), Err(PathError::InvalidEncoding(_))),
+                "{path}"
+            );
+        }
     }
 
     #[test]

@@ -133,6 +133,9 @@ pub fn parse(raw: Option<&str>, target: Target) -> Result<QueryOptions, QueryErr
 }
 
 fn decode(text: &str) -> Result<String, QueryError> {
+    if !crate::path::has_valid_escapes(text) {
+        return Err(QueryError::InvalidEncoding(text.to_owned()));
+    }
     percent_decode_str(text)
         .decode_utf8()
         .map(|s| s.into_owned())

@@ -6,13 +6,15 @@
 //! - runs the request inside a `request` span carrying those ids,
 //! - writes the Graph error body for every status of 400 or above, from the handler's
 //!   [`ErrorReport`] or, for responses no handler produced, from the status alone,
-//! - logs internal causes once and every request's outcome.
+//! - logs internal causes once and every request's outcome,
+//! - closes an HTTP/1 connection after an error to a request with a body, which the handler
+//!   may not have read to the end.
 
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, Version, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use beacon_odata::datetime::DateTimeOffset;
@@ -40,6 +42,15 @@ pub(crate) async fn request_context(request: Request, next: Next) -> Response {
         client_request_id = %client_request_id,
     );
 
+    // An error may leave part of the body unread, so such a connection cannot carry another
+    // request. HTTP/2 streams end on their own, and there the header is not allowed.
+    let may_leave_body_unread = request.version() < Version::HTTP_2
+        && (request.headers().contains_key(header::TRANSFER_ENCODING)
+            || request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|length| length.as_bytes() != b"0"));
+
     async move {
         let started = Instant::now();
         let mut response = next.run(request).await;
@@ -61,6 +72,9 @@ pub(crate) async fn request_context(request: Request, next: Next) -> Response {
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
             headers.remove(header::CONTENT_LENGTH);
+            if may_leave_body_unread {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
         }
 
         let headers = response.headers_mut();

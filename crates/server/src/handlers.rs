@@ -128,8 +128,17 @@ async fn create(
             "The Content-Encoding '{encoding}' is not supported; send the body uncompressed."
         )));
     }
-    let int64_as_string =
-        media::check_json_content_type(header_text(&parts.headers, header::CONTENT_TYPE)?)?;
+    let content_type = match parts.headers.get(header::CONTENT_TYPE).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(text)) => Some(text),
+        Some(Err(_)) => {
+            return Err(ApiError::UnsupportedMediaType(
+                "The Content-Type is not supported; send the body as 'application/json'."
+                    .to_owned(),
+            ));
+        }
+    };
+    let int64_as_string = media::check_json_content_type(content_type)?;
     let bytes = read_body(&parts.headers, body).await?;
 
     // Apply the view's rules, then store.
