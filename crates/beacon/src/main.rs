@@ -6,17 +6,17 @@
 //! `--signing-key-file`) accepts.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use beacon_server::auth::{
-    DEV_PARTNER_TENANT, READ_WRITE_PERMISSION, SigningKey, TokenRequest, create_private_dir,
-    normalize_guid,
+    DEV_PARTNER_TENANT, READ_PERMISSION, READ_WRITE_PERMISSION, SigningKey, TokenRequest,
+    create_private_dir, normalize_guid,
 };
-use beacon_server::{AppState, app, serve};
+use beacon_server::{AppState, ServeLimits, app, serve};
 use beacon_store::Store;
 use beacon_store::sqlite::{SqliteOptions, SqliteStore};
 use clap::{Args, Parser, Subcommand};
@@ -55,38 +55,28 @@ enum Command {
 struct StorageArgs {
     /// Folder for the database and, unless --signing-key-file is given, the signing key.
     /// Created with owner-only permissions if absent.
-    #[arg(
-        long,
-        env = "BEACON_DATA_DIR",
-        default_value = "./beacon-data",
-        value_name = "DIR"
-    )]
+    #[arg(long, env = "BEACON_DATA_DIR", default_value = "./beacon-data", value_name = "DIR")]
     data_dir: PathBuf,
 
-    /// PKCS#8 PEM private key (P-256 or RSA) that signs and verifies tokens; created as a new
-    /// P-256 key if absent. Point several servers at one file so they accept the same tokens.
-    /// [default: DIR/signing-key.pem]
+    /// PKCS#8 PEM private key (P-256 or RSA) that signs and verifies tokens. `serve` creates a
+    /// new P-256 key there if the file is absent, and `token` requires it to exist. Point
+    /// several servers at one file so they accept the same tokens. [default:
+    /// DIR/signing-key.pem, created by either command]
     #[arg(long, env = "BEACON_SIGNING_KEY_FILE", value_name = "PATH")]
     signing_key_file: Option<PathBuf>,
 }
 
 impl StorageArgs {
     fn signing_key_path(&self) -> PathBuf {
-        self.signing_key_file
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join(SIGNING_KEY_FILE))
+        self.signing_key_file.clone().unwrap_or_else(|| self.data_dir.join(SIGNING_KEY_FILE))
     }
 }
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Address and port to listen on; port 0 picks a free port.
-    #[arg(
-        long,
-        env = "BEACON_LISTEN",
-        default_value = "127.0.0.1:8080",
-        value_name = "ADDR"
-    )]
+    /// IP address and port to listen on, such as 127.0.0.1:8080 or [::]:8080; port 0 picks a
+    /// free port.
+    #[arg(long, env = "BEACON_LISTEN", default_value = "127.0.0.1:8080", value_name = "ADDR")]
     listen: SocketAddr,
 
     #[command(flatten)]
@@ -98,12 +88,58 @@ struct ServeArgs {
     #[arg(long, env = "BEACON_PUBLIC_URL", value_name = "URL")]
     public_url: Option<String>,
 
-    /// Number of read connections to the database.
-    #[arg(long, env = "BEACON_DB_READERS", default_value_t = 4, value_name = "N")]
-    db_readers: usize,
+    /// Number of read connections to the database, from 1 to 64.
+    #[arg(
+        long,
+        env = "BEACON_DB_READERS",
+        default_value_t = 4,
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    db_readers: u16,
 
-    /// Log format on standard error.
-    #[arg(long, env = "BEACON_LOG_FORMAT", value_enum, default_value = "text")]
+    /// How long a client may take to send a request's headers once it has started, such as
+    /// 30s. The connection is closed after that.
+    #[arg(
+        long,
+        env = "BEACON_HEADER_READ_TIMEOUT",
+        default_value = "30s",
+        value_name = "DURATION",
+        value_parser = humantime::parse_duration
+    )]
+    header_read_timeout: Duration,
+
+    /// How long a client may take to send a request body, such as 30s. The request gets 408
+    /// after that.
+    #[arg(
+        long,
+        env = "BEACON_BODY_READ_TIMEOUT",
+        default_value = "30s",
+        value_name = "DURATION",
+        value_parser = humantime::parse_duration
+    )]
+    body_read_timeout: Duration,
+
+    /// How long requests in flight may take to finish after SIGTERM or Ctrl-C, such as 30s.
+    /// Connections still open after that are closed.
+    #[arg(
+        long,
+        env = "BEACON_SHUTDOWN_TIMEOUT",
+        default_value = "30s",
+        value_name = "DURATION",
+        value_parser = humantime::parse_duration
+    )]
+    shutdown_timeout: Duration,
+
+    /// Log format on standard error. The RUST_LOG environment variable sets the level, such as
+    /// RUST_LOG=debug.
+    #[arg(
+        long,
+        env = "BEACON_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
     log_format: LogFormat,
 }
 
@@ -130,7 +166,7 @@ struct TokenArgs {
     #[arg(long = "scope", value_name = "NAME")]
     scopes: Vec<String>,
 
-    /// How long the token is valid, such as 30m, 1h or 7days.
+    /// How long the token is valid, from 1s to 366days, such as 30m, 1h or 7days.
     #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = humantime::parse_duration)]
     expires_in: Duration,
 }
@@ -144,7 +180,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", describe(&error));
             ExitCode::FAILURE
         }
     }
@@ -160,15 +196,17 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
-    // Open the data folder, the key and the database before accepting connections.
+    let public_url = args.public_url.as_deref().map(check_public_url).transpose()?;
+    if args.header_read_timeout.is_zero() || args.body_read_timeout.is_zero() {
+        bail!("--header-read-timeout and --body-read-timeout must be more than 0");
+    }
+
+    // Open the data folder, the database and then the key before accepting connections, so a
+    // database that cannot be used leaves the folder as it was.
     let data_dir = &args.storage.data_dir;
-    create_private_dir(data_dir)
-        .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
-    let key = SigningKey::load_or_create(&args.storage.signing_key_path())?;
+    open_data_dir(data_dir)?;
     let database = data_dir.join(DATABASE_FILE);
-    let options = SqliteOptions {
-        readers: args.db_readers.max(1),
-    };
+    let options = SqliteOptions { readers: usize::from(args.db_readers) };
     let opened = tokio::task::spawn_blocking({
         let database = database.clone();
         move || SqliteStore::open(&database, &options)
@@ -176,31 +214,28 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
     .await
     .context("the database open task failed")??;
     let store: Arc<dyn Store> = Arc::new(opened);
+    let key = SigningKey::load_or_create(&args.storage.signing_key_path())?;
     tracing::info!(database = %database.display(), key_id = key.key_id(), "store opened");
 
-    let public_url = args
-        .public_url
-        .as_deref()
-        .map(check_public_url)
-        .transpose()?;
     let state = AppState {
         store: Arc::clone(&store),
         verifier: Arc::new(key.verifier()),
         public_url: public_url.map(Arc::from),
+        body_read_timeout: args.body_read_timeout,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let address = listener
-        .local_addr()
-        .context("cannot read the listening address")?;
+    let address = listener.local_addr().context("cannot read the listening address")?;
     tracing::info!(%address, "listening on http://{address}");
 
     // Serve until a signal, let requests in flight finish, then let queued writes commit.
-    serve(listener, app(state), shutdown_signal())
-        .await
-        .context("the server failed")?;
-    tracing::info!("no requests left in flight; closing the store");
+    let limits = ServeLimits {
+        header_read_timeout: args.header_read_timeout,
+        shutdown_grace: args.shutdown_timeout,
+    };
+    serve(listener, app(state), shutdown_signal(), limits).await;
+    tracing::info!("closing the store");
     store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -208,61 +243,99 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
 
 fn run_token(args: &TokenArgs) -> anyhow::Result<()> {
     let Some(partner_tenant) = normalize_guid(&args.tenant) else {
-        bail!(
-            "--tenant '{}' is not a GUID such as {DEV_PARTNER_TENANT}",
-            args.tenant
-        );
+        bail!("--tenant '{}' is not a GUID such as {DEV_PARTNER_TENANT}", args.tenant);
     };
-    if args.expires_in.is_zero() || args.expires_in > MAX_TOKEN_LIFETIME {
-        bail!("--expires-in must be more than 0 and at most 366 days");
+    if args.expires_in < Duration::from_secs(1) || args.expires_in > MAX_TOKEN_LIFETIME {
+        bail!("--expires-in must be from 1s to 366days");
     }
     let scopes = if args.scopes.is_empty() {
         vec![READ_WRITE_PERMISSION.to_owned()]
     } else {
         args.scopes.clone()
     };
-    if let Some(bad) = scopes
-        .iter()
-        .find(|s| s.is_empty() || s.contains(char::is_whitespace))
-    {
-        bail!("--scope '{bad}' must be one permission name without spaces");
+    let known = [READ_PERMISSION, READ_WRITE_PERMISSION];
+    if let Some(unknown) = scopes.iter().find(|s| !known.contains(&s.as_str())) {
+        bail!(
+            "--scope '{unknown}' is not a permission that Beacon checks; use {READ_PERMISSION} \
+             or {READ_WRITE_PERMISSION}"
+        );
     }
 
+    // An explicit key file must exist, since a new key would sign tokens no server accepts.
+    // The data folder's key is created on first use, as `serve` would create it.
     let key_path = args.storage.signing_key_path();
-    if args.storage.signing_key_file.is_none() {
-        create_private_dir(&args.storage.data_dir).with_context(|| {
-            format!(
-                "cannot create the data folder {}",
+    let key = if args.storage.signing_key_file.is_some() {
+        if !key_path.exists() {
+            bail!(
+                "the signing key file {} does not exist; give the file that the server uses",
+                key_path.display()
+            );
+        }
+        SigningKey::load(&key_path)?
+    } else {
+        open_data_dir(&args.storage.data_dir)?;
+        let created = !key_path.exists();
+        let key = SigningKey::load_or_create(&key_path)?;
+        if created {
+            eprintln!(
+                "note: created a new signing key at {}; only a server with --data-dir {} \
+                 accepts this token",
+                key_path.display(),
                 args.storage.data_dir.display()
-            )
-        })?;
-    }
-    let key = SigningKey::load_or_create(&key_path)?;
-    let token = key.mint(&TokenRequest {
-        partner_tenant,
-        scopes,
-        lifetime: args.expires_in,
-    })?;
+            );
+        }
+        key
+    };
+    let token = key.mint(&TokenRequest { partner_tenant, scopes, lifetime: args.expires_in })?;
     println!("{token}");
     Ok(())
 }
 
-/// Checks that `--public-url` is an absolute http or https URL without path, query or
-/// fragment, and returns it without a trailing slash.
+/// Creates the data folder if absent and checks that it is a folder.
+fn open_data_dir(path: &Path) -> anyhow::Result<()> {
+    if path.exists() && !path.is_dir() {
+        bail!("the data folder {} exists but is not a folder", path.display());
+    }
+    create_private_dir(path)
+        .with_context(|| format!("cannot create the data folder {}", path.display()))
+}
+
+/// Checks that `--public-url` is an absolute http or https URL with an ASCII host and no user,
+/// path, query or fragment, and returns it without a trailing slash.
 fn check_public_url(url: &str) -> anyhow::Result<String> {
     let trimmed = url.trim_end_matches('/');
-    let rest = trimmed
-        .strip_prefix("http://")
-        .or_else(|| trimmed.strip_prefix("https://"));
-    match rest {
-        Some(authority) if !authority.is_empty() && !authority.contains(['/', '?', '#', ' ']) => {
-            Ok(trimmed.to_owned())
-        }
-        _ => bail!(
+    let authority = trimmed.strip_prefix("http://").or_else(|| trimmed.strip_prefix("https://"));
+    let valid = authority.is_some_and(|authority| {
+        !authority.is_empty()
+            && authority.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b))
+    });
+    if !valid {
+        bail!(
             "--public-url '{url}' must be http:// or https:// and a host, with no path, such as \
              https://beacon.example.com"
-        ),
+        );
     }
+    Ok(trimmed.to_owned())
+}
+
+/// Writes an error and its causes on one line. A cause whose text the line already contains,
+/// or that only adds to the text of the cause before it, is left out, since library errors
+/// often repeat their source's message.
+fn describe(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    let mut previous = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        let repeats = line.contains(&text) || (!previous.is_empty() && text.contains(&previous));
+        if !repeats {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        previous = text;
+    }
+    line
 }
 
 fn init_logging(format: LogFormat) {

@@ -67,34 +67,26 @@ pub enum BodyError {
         /// The problem found, as a clause that completes the message.
         reason: String,
     },
-    /// A property that the view requires is `null`.
-    #[error("The value of '{0}' must not be null.")]
-    NullNotAllowed(&'static str),
-    /// Properties that the view requires on create are absent.
-    #[error("{}", missing_message(.0))]
-    MissingProperties(Vec<&'static str>),
+    /// Properties that the view requires on create are absent or `null`.
+    #[error("{}", required_message(.missing, .null))]
+    RequiredProperties {
+        /// The required properties that are absent.
+        missing: Vec<&'static str>,
+        /// The required properties given as `null`.
+        null: Vec<&'static str>,
+    },
 }
 
 fn unknown_property_message(name: &str, view: View) -> String {
-    let mut message = format!(
-        "The property '{name}' does not exist on type '{}'.",
-        view.type_name()
-    );
+    let mut message =
+        format!("The property '{name}' does not exist on type '{}'.", view.type_name());
 
     // Point a caller who mixed the two views' names to the name this view uses.
-    let other = if view == View::Seed {
-        View::Graph
-    } else {
-        View::Seed
-    };
+    let other = if view == View::Seed { View::Graph } else { View::Seed };
     if let Some(property) = other.property(name) {
-        message.push_str(&format!(
-            " This entity set names it '{}'.",
-            property.name(view)
-        ));
-    } else if let Some(property) = Property::ALL
-        .into_iter()
-        .find(|p| p.name(view).eq_ignore_ascii_case(name))
+        message.push_str(&format!(" This entity set names it '{}'.", property.name(view)));
+    } else if let Some(property) =
+        Property::ALL.into_iter().find(|p| p.name(view).eq_ignore_ascii_case(name))
     {
         message.push_str(&format!(
             " Property names are case-sensitive: did you mean '{}'?",
@@ -104,17 +96,26 @@ fn unknown_property_message(name: &str, view: View) -> String {
     message
 }
 
-fn missing_message(names: &[&'static str]) -> String {
-    let list = names
-        .iter()
-        .map(|n| format!("'{n}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if names.len() == 1 {
-        format!("The required property {list} is missing.")
-    } else {
-        format!("The required properties {list} are missing.")
-    }
+fn required_message(missing: &[&'static str], null: &[&'static str]) -> String {
+    let describe = |names: &[&'static str], singular: &str, plural: &str| {
+        let list = names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ");
+        if names.len() == 1 {
+            format!("the required property {list} {singular}")
+        } else {
+            format!("the required properties {list} {plural}")
+        }
+    };
+    let parts: Vec<String> = [
+        (!missing.is_empty()).then(|| describe(missing, "is missing", "are missing")),
+        (!null.is_empty()).then(|| describe(null, "must not be null", "must not be null")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let sentence = parts.join(", and ");
+    let mut characters = sentence.chars();
+    let first = characters.next().map(|c| c.to_ascii_uppercase()).unwrap_or_default();
+    format!("{first}{}.", characters.as_str())
 }
 
 /// Parses and checks a body sent to `view`, without applying the create rules.
@@ -151,14 +152,18 @@ impl EntityInput {
     /// Applies the create rules of `view`: every required property must be present and not
     /// null, and absent ones become null.
     pub fn into_create(self, view: View) -> Result<(Option<String>, Fields), BodyError> {
-        let missing: Vec<&'static str> = Property::FIELDS
-            .into_iter()
-            .zip(&self.fields)
-            .filter(|(property, given)| view.requires_on_create(*property) && given.is_none())
-            .map(|(property, _)| property.name(view))
-            .collect();
-        if !missing.is_empty() {
-            return Err(BodyError::MissingProperties(missing));
+        let mut missing = Vec::new();
+        let mut null = Vec::new();
+        for (property, given) in Property::FIELDS.into_iter().zip(&self.fields) {
+            match given {
+                _ if !view.requires_on_create(property) => {}
+                None => missing.push(property.name(view)),
+                Some(None) => null.push(property.name(view)),
+                Some(Some(_)) => {}
+            }
+        }
+        if !missing.is_empty() || !null.is_empty() {
+            return Err(BodyError::RequiredProperties { missing, null });
         }
         Ok((self.id, self.fields.map(Option::flatten)))
     }
@@ -178,10 +183,7 @@ fn check_entity_type(view: View, value: &JsonValue) -> Result<(), BodyError> {
     if View::ALL.iter().any(|v| v.type_name() == name) {
         Ok(())
     } else {
-        Err(BodyError::WrongEntityType {
-            given: given.to_owned(),
-            expected: view.type_name(),
-        })
+        Err(BodyError::WrongEntityType { given: given.to_owned(), expected: view.type_name() })
     }
 }
 
@@ -195,10 +197,7 @@ fn decode_id(value: JsonValue) -> Result<Option<String>, BodyError> {
         JsonValue::String(text) if text.is_empty() => Ok(None),
         JsonValue::String(text) if text.len() > MAX_ID_BYTES => Err(BodyError::InvalidValue {
             property: "id",
-            reason: format!(
-                "it is {} bytes long, and the maximum is {MAX_ID_BYTES}",
-                text.len()
-            ),
+            reason: format!("it is {} bytes long, and the maximum is {MAX_ID_BYTES}", text.len()),
         }),
         JsonValue::String(text) => Ok(Some(text)),
         other => Err(BodyError::InvalidValue {
@@ -215,15 +214,9 @@ fn decode_value(
     options: ReadOptions,
 ) -> Result<Option<Value>, BodyError> {
     let name = property.name(view);
-    let invalid = |reason: String| BodyError::InvalidValue {
-        property: name,
-        reason,
-    };
+    let invalid = |reason: String| BodyError::InvalidValue { property: name, reason };
 
     if value == JsonValue::Null {
-        if view.requires_on_create(property) {
-            return Err(BodyError::NullNotAllowed(name));
-        }
         return Ok(None);
     }
     let decoded = match (property.edm_type(), value) {
@@ -275,13 +268,12 @@ fn count_from_number(number: JsonNumber) -> Result<i64, String> {
     match number {
         JsonNumber::Unsigned(value) => i64::try_from(value)
             .map_err(|_| format!("{value} is out of range; a count must be {COUNT_RANGE}")),
-        JsonNumber::Negative(value) => Err(format!(
-            "{value} is negative; a count must be {COUNT_RANGE}"
-        )),
-        JsonNumber::Float(value) => Err(format!(
-            "{} is not an integer {COUNT_RANGE}",
-            FloatText(value)
-        )),
+        JsonNumber::Negative(value) => {
+            Err(format!("{value} is negative; a count must be {COUNT_RANGE}"))
+        }
+        JsonNumber::Float(value) => {
+            Err(format!("{} is not an integer {COUNT_RANGE}", FloatText(value)))
+        }
     }
 }
 
@@ -328,15 +320,11 @@ mod tests {
     }"##;
 
     fn create(view: View, text: &str, options: ReadOptions) -> Result<Fields, BodyError> {
-        decode(view, text.as_bytes(), options)?
-            .into_create(view)
-            .map(|(_, fields)| fields)
+        decode(view, text.as_bytes(), options)?.into_create(view).map(|(_, fields)| fields)
     }
 
     fn message(view: View, text: &str) -> String {
-        create(view, text, ReadOptions::default())
-            .unwrap_err()
-            .to_string()
+        create(view, text, ReadOptions::default()).unwrap_err().to_string()
     }
 
     #[test]
@@ -358,7 +346,8 @@ mod tests {
     #[test]
     fn seed_view_names_every_missing_property() {
         let text = message(View::Seed, r#"{"organizationId":"x"}"#);
-        assert!(text.starts_with("The required properties 'organizationDisplayName', "));
+        assert!(text.starts_with("The required properties 'organizationDisplayName', "), "{text}");
+        assert!(text.ends_with(" are missing."), "{text}");
         assert!(text.contains("'lastRefreshedDateTime'"));
         assert!(!text.contains("'organizationId'"));
     }
@@ -366,7 +355,11 @@ mod tests {
     #[test]
     fn seed_view_rejects_null_for_a_required_property() {
         let text = message(View::Seed, r#"{"organizationId":null}"#);
-        assert_eq!(text, "The value of 'organizationId' must not be null.");
+        assert!(text.starts_with("The required properties 'organizationDisplayName', "), "{text}");
+        assert!(
+            text.ends_with(", and the required property 'organizationId' must not be null."),
+            "{text}"
+        );
     }
 
     #[test]
@@ -380,15 +373,7 @@ mod tests {
 
     #[test]
     fn int64_rejects_non_counts() {
-        for bad in [
-            "12.5",
-            "\"12\"",
-            "true",
-            "-1",
-            "9223372036854775808",
-            "1e3",
-            "[1]",
-        ] {
+        for bad in ["12.5", "\"12\"", "true", "-1", "9223372036854775808", "1e3", "[1]"] {
             let body = format!(r#"{{"numberOfErrorDevices":{bad}}}"#);
             let text = message(View::Graph, &body);
             assert!(
@@ -415,26 +400,15 @@ mod tests {
     #[test]
     fn int64_as_string_needs_ieee754_compatibility() {
         let body = r#"{"numberOfErrorDevices":"9223372036854775807"}"#;
-        let options = ReadOptions {
-            int64_as_string: true,
-        };
+        let options = ReadOptions { int64_as_string: true };
         let fields = create(View::Graph, body, options).unwrap();
         assert_eq!(
             fields[Property::NumberOfErrorDevices.field_index().unwrap()],
             Some(Value::Int64(i64::MAX))
         );
-        for bad in [
-            "\"-1\"",
-            "\"1.0\"",
-            "\"\"",
-            "\"9223372036854775808\"",
-            "\" 1\"",
-        ] {
+        for bad in ["\"-1\"", "\"1.0\"", "\"\"", "\"9223372036854775808\"", "\" 1\""] {
             let body = format!(r#"{{"numberOfErrorDevices":{bad}}}"#);
-            assert!(
-                create(View::Graph, &body, options).is_err(),
-                "{bad} was accepted"
-            );
+            assert!(create(View::Graph, &body, options).is_err(), "{bad} was accepted");
         }
     }
 
@@ -457,10 +431,7 @@ mod tests {
 
     #[test]
     fn dates_need_an_offset() {
-        let text = message(
-            View::Graph,
-            r#"{"lastRefreshedDateTime":"2024-03-01T07:30:00"}"#,
-        );
+        let text = message(View::Graph, r#"{"lastRefreshedDateTime":"2024-03-01T07:30:00"}"#);
         assert!(text.contains("lastRefreshedDateTime"), "{text}");
     }
 
@@ -471,11 +442,7 @@ mod tests {
             Err(BodyError::NotAnObject("an array"))
         ));
         assert!(matches!(
-            decode(
-                View::Graph,
-                b"{\"tenantId\":1,\"tenantId\":1}",
-                ReadOptions::default()
-            ),
+            decode(View::Graph, b"{\"tenantId\":1,\"tenantId\":1}", ReadOptions::default()),
             Err(BodyError::Json(_))
         ));
     }

@@ -54,10 +54,7 @@ impl DateTimeOffset {
             Ok(elapsed) => i64::try_from(elapsed.as_nanos() / 100).unwrap_or(MAX_TICKS),
             Err(before) => -i64::try_from(before.duration().as_nanos() / 100).unwrap_or(0),
         };
-        Self {
-            ticks: ticks.clamp(MIN_TICKS, MAX_TICKS),
-            digits: 7,
-        }
+        Self { ticks: ticks.clamp(MIN_TICKS, MAX_TICKS), digits: 7 }
     }
 
     /// 100-nanosecond ticks since 1970-01-01T00:00:00Z; negative before it.
@@ -74,10 +71,7 @@ impl DateTimeOffset {
     ///
     /// The offset is required; the letters `T` and `Z` may be lowercase, as RFC 3339 allows.
     pub fn parse(text: &str) -> Result<Self, DateTimeError> {
-        let mut cursor = Cursor {
-            bytes: text.as_bytes(),
-            at: 0,
-        };
+        let mut cursor = Cursor { bytes: text.as_bytes(), at: 0 };
 
         // The date and the time of day, each field with a fixed number of digits.
         let year = cursor.number(4, "expected a four-digit year")?;
@@ -151,9 +145,7 @@ impl DateTimeOffset {
             days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset_minutes * 60;
         let ticks = seconds * TICKS_PER_SECOND + fraction;
         if !(MIN_TICKS..=MAX_TICKS).contains(&ticks) {
-            return Err(DateTimeError(
-                "the instant in UTC is outside years 0001 to 9999",
-            ));
+            return Err(DateTimeError("the instant in UTC is outside years 0001 to 9999"));
         }
         Ok(Self { ticks, digits })
     }
@@ -177,11 +169,7 @@ impl fmt::Display for DateTimeOffset {
         )?;
         if self.digits > 0 {
             let fraction_digits = fraction / 10_i64.pow(7 - u32::from(self.digits));
-            write!(
-                f,
-                ".{fraction_digits:0width$}",
-                width = usize::from(self.digits)
-            )?;
+            write!(f, ".{fraction_digits:0width$}", width = usize::from(self.digits))?;
         }
         f.write_str("Z")
     }
@@ -212,11 +200,7 @@ impl Cursor<'_> {
     }
 
     fn expect(&mut self, expected: u8, message: &'static str) -> Result<(), DateTimeError> {
-        if self.eat(expected) {
-            Ok(())
-        } else {
-            Err(DateTimeError(message))
-        }
+        if self.eat(expected) { Ok(()) } else { Err(DateTimeError(message)) }
     }
 
     fn digit(&mut self) -> Option<u32> {
@@ -270,11 +254,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let shifted_month = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
+    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -289,39 +269,21 @@ mod tests {
 
     #[test]
     fn seven_fraction_digits_round_trip() {
-        assert_eq!(
-            round_trip("2024-03-01T07:30:00.1234567Z"),
-            "2024-03-01T07:30:00.1234567Z"
-        );
+        assert_eq!(round_trip("2024-03-01T07:30:00.1234567Z"), "2024-03-01T07:30:00.1234567Z");
     }
 
     #[test]
     fn given_fraction_digits_are_kept_including_trailing_zeros() {
-        assert_eq!(
-            round_trip("2024-03-01T07:30:00.100Z"),
-            "2024-03-01T07:30:00.100Z"
-        );
+        assert_eq!(round_trip("2024-03-01T07:30:00.100Z"), "2024-03-01T07:30:00.100Z");
         assert_eq!(round_trip("2024-03-01T07:30:00Z"), "2024-03-01T07:30:00Z");
-        assert_eq!(
-            round_trip("2024-03-01T07:30:00.0Z"),
-            "2024-03-01T07:30:00.0Z"
-        );
+        assert_eq!(round_trip("2024-03-01T07:30:00.0Z"), "2024-03-01T07:30:00.0Z");
     }
 
     #[test]
     fn offsets_are_normalized_to_utc() {
-        assert_eq!(
-            round_trip("2024-03-01T13:00:00+05:30"),
-            "2024-03-01T07:30:00Z"
-        );
-        assert_eq!(
-            round_trip("2024-02-29T23:30:00-01:00"),
-            "2024-03-01T00:30:00Z"
-        );
-        assert_eq!(
-            round_trip("2024-01-01t00:00:00.5z"),
-            "2024-01-01T00:00:00.5Z"
-        );
+        assert_eq!(round_trip("2024-03-01T13:00:00+05:30"), "2024-03-01T07:30:00Z");
+        assert_eq!(round_trip("2024-02-29T23:30:00-01:00"), "2024-03-01T00:30:00Z");
+        assert_eq!(round_trip("2024-01-01t00:00:00.5z"), "2024-01-01T00:00:00.5Z");
     }
 
     #[test]
@@ -332,38 +294,18 @@ mod tests {
     #[test]
     fn range_extremes_are_accepted() {
         assert_eq!(round_trip("0001-01-01T00:00:00Z"), "0001-01-01T00:00:00Z");
+        assert_eq!(round_trip("9999-12-31T23:59:59.9999999Z"), "9999-12-31T23:59:59.9999999Z");
+        assert_eq!(DateTimeOffset::parse("0001-01-01T00:00:00Z").unwrap().ticks(), MIN_TICKS);
         assert_eq!(
-            round_trip("9999-12-31T23:59:59.9999999Z"),
-            "9999-12-31T23:59:59.9999999Z"
-        );
-        assert_eq!(
-            DateTimeOffset::parse("0001-01-01T00:00:00Z")
-                .unwrap()
-                .ticks(),
-            MIN_TICKS
-        );
-        assert_eq!(
-            DateTimeOffset::parse("9999-12-31T23:59:59.9999999Z")
-                .unwrap()
-                .ticks(),
+            DateTimeOffset::parse("9999-12-31T23:59:59.9999999Z").unwrap().ticks(),
             MAX_TICKS
         );
     }
 
     #[test]
     fn unix_epoch_is_tick_zero() {
-        assert_eq!(
-            DateTimeOffset::parse("1970-01-01T00:00:00Z")
-                .unwrap()
-                .ticks(),
-            0
-        );
-        assert_eq!(
-            DateTimeOffset::parse("1969-12-31T23:59:59.9999999Z")
-                .unwrap()
-                .ticks(),
-            -1
-        );
+        assert_eq!(DateTimeOffset::parse("1970-01-01T00:00:00Z").unwrap().ticks(), 0);
+        assert_eq!(DateTimeOffset::parse("1969-12-31T23:59:59.9999999Z").unwrap().ticks(), -1);
     }
 
     #[test]
@@ -390,10 +332,7 @@ mod tests {
             "+2024-03-01T07:30:00Z",
             "２０２４-03-01T07:30:00Z",
         ] {
-            assert!(
-                DateTimeOffset::parse(text).is_err(),
-                "{text:?} was accepted"
-            );
+            assert!(DateTimeOffset::parse(text).is_err(), "{text:?} was accepted");
         }
     }
 

@@ -167,10 +167,7 @@ mod tests {
         fields[Property::LastRefreshedDateTime.field_index().unwrap()] = Some(
             Value::DateTimeOffset(DateTimeOffset::parse("2024-03-01T07:30:00.1234567Z").unwrap()),
         );
-        Entity {
-            id: "a".into(),
-            fields,
-        }
+        Entity { id: "a".into(), fields }
     }
 
     #[test]
@@ -197,9 +194,7 @@ mod tests {
             context: "ctx",
             view: View::Graph,
             entity: &entity,
-            options: WriteOptions {
-                int64_as_string: true,
-            },
+            options: WriteOptions { int64_as_string: true },
         };
         let text = serde_json::to_string(&document).unwrap();
         assert!(text.contains(r#""numberOfCompliantDevices":"9007199254740993""#));

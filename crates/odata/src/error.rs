@@ -47,11 +47,7 @@ mod tests {
             error: ErrorDetail {
                 code: "BadRequest",
                 message: "Bad.",
-                inner_error: InnerError {
-                    date: "d",
-                    request_id: "r",
-                    client_request_id: "c",
-                },
+                inner_error: InnerError { date: "d", request_id: "r", client_request_id: "c" },
             },
         };
         assert_eq!(

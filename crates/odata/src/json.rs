@@ -102,9 +102,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
 
     fn visit_i64<E>(self, value: i64) -> Result<JsonValue, E> {
         if value >= 0 {
-            return Ok(JsonValue::Number(JsonNumber::Unsigned(
-                value.unsigned_abs(),
-            )));
+            return Ok(JsonValue::Number(JsonNumber::Unsigned(value.unsigned_abs())));
         }
         Ok(JsonValue::Number(JsonNumber::Negative(value)))
     }
@@ -161,14 +159,8 @@ mod tests {
     #[test]
     fn fractions_and_huge_integers_are_floats() {
         let value = parse(b"[12.5, 1e3, 18446744073709551616]").unwrap();
-        let JsonValue::Array(items) = value else {
-            panic!("not an array")
-        };
-        assert!(
-            items
-                .iter()
-                .all(|v| matches!(v, JsonValue::Number(JsonNumber::Float(_))))
-        );
+        let JsonValue::Array(items) = value else { panic!("not an array") };
+        assert!(items.iter().all(|v| matches!(v, JsonValue::Number(JsonNumber::Float(_)))));
     }
 
     #[test]
@@ -189,10 +181,7 @@ mod tests {
 
     #[test]
     fn byte_order_mark_is_skipped() {
-        assert_eq!(
-            parse(b"\xEF\xBB\xBF{}").unwrap(),
-            JsonValue::Object(Vec::new())
-        );
+        assert_eq!(parse(b"\xEF\xBB\xBF{}").unwrap(), JsonValue::Object(Vec::new()));
     }
 
     #[test]

@@ -40,32 +40,23 @@ impl MediaType {
             };
             parameters.push((name.to_ascii_lowercase(), value));
         }
-        Some(MediaType {
-            essence,
-            parameters,
-        })
+        Some(MediaType { essence, parameters })
     }
 
     /// Returns the value of a parameter, looked up by its lowercase name.
     pub fn parameter(&self, name: &str) -> Option<&str> {
-        self.parameters
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.parameters.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// Returns whether `IEEE754Compatible=true` is among the parameters.
     pub fn ieee754_compatible(&self) -> bool {
-        self.parameter("ieee754compatible")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        self.parameter("ieee754compatible").is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
 }
 
 fn is_token(text: &str) -> bool {
     !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Reasons a `Content-Type` or `Accept` header is rejected.
@@ -121,13 +112,10 @@ pub fn negotiate_json(header: Option<&str>) -> Result<bool, MediaError> {
         let Some(media) = MediaType::parse(range) else {
             continue;
         };
-        let excluded = media
-            .parameter("q")
-            .is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0));
-        let matches_json = matches!(
-            media.essence.as_str(),
-            "*/*" | "application/*" | "application/json"
-        );
+        let excluded =
+            media.parameter("q").is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0));
+        let matches_json =
+            matches!(media.essence.as_str(), "*/*" | "application/*" | "application/json");
         if matches_json && !excluded {
             accepted = true;
             ieee754 |= media.ieee754_compatible();
@@ -150,10 +138,7 @@ mod tests {
     #[test]
     fn json_content_types_with_odata_parameters_are_accepted() {
         assert_eq!(check_json_content_type(Some("application/json")), Ok(false));
-        assert_eq!(
-            check_json_content_type(Some("Application/JSON; charset=UTF-8")),
-            Ok(false)
-        );
+        assert_eq!(check_json_content_type(Some("Application/JSON; charset=UTF-8")), Ok(false));
         assert_eq!(
             check_json_content_type(Some(
                 "application/json;odata.metadata=minimal;IEEE754Compatible=true"
@@ -190,22 +175,13 @@ mod tests {
     fn accept_allows_json_ranges_and_reads_ieee754() {
         assert_eq!(negotiate_json(None), Ok(false));
         assert_eq!(negotiate_json(Some("*/*")), Ok(false));
-        assert_eq!(
-            negotiate_json(Some("text/html, application/*;q=0.5")),
-            Ok(false)
-        );
-        assert_eq!(
-            negotiate_json(Some("application/json;IEEE754Compatible=true")),
-            Ok(true)
-        );
+        assert_eq!(negotiate_json(Some("text/html, application/*;q=0.5")), Ok(false));
+        assert_eq!(negotiate_json(Some("application/json;IEEE754Compatible=true")), Ok(true));
     }
 
     #[test]
     fn accept_without_json_is_not_acceptable() {
-        assert!(matches!(
-            negotiate_json(Some("text/html")),
-            Err(MediaError::NotAcceptable(_))
-        ));
+        assert!(matches!(negotiate_json(Some("text/html")), Err(MediaError::NotAcceptable(_))));
         assert!(matches!(
             negotiate_json(Some("application/json;q=0")),
             Err(MediaError::NotAcceptable(_))

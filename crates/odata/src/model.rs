@@ -211,10 +211,7 @@ mod tests {
 
     #[test]
     fn property_lookup_is_case_sensitive_and_per_view() {
-        assert_eq!(
-            View::Seed.property("organizationId"),
-            Some(Property::TenantId)
-        );
+        assert_eq!(View::Seed.property("organizationId"), Some(Property::TenantId));
         assert_eq!(View::Graph.property("tenantId"), Some(Property::TenantId));
         assert_eq!(View::Graph.property("organizationId"), None);
         assert_eq!(View::Graph.property("TenantId"), None);

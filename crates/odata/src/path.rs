@@ -41,8 +41,8 @@ pub enum PathError {
     InvalidEncoding(String),
     /// A key in parentheses is not a single quoted string.
     #[error(
-        "The key in '{0}' is invalid; write it as ('value') with each ' inside the value doubled, \
-         or as its own path segment."
+        "The key in '{0}' is invalid; write it as ('value') with each ' inside the value doubled \
+         and each / percent-encoded as %2F, or as its own path segment."
     )]
     InvalidKey(String),
 }
@@ -72,10 +72,8 @@ pub fn parse(raw: &str) -> Result<Resource, PathError> {
     if raw_segments.last() == Some(&"") {
         raw_segments.pop();
     }
-    let segments = raw_segments
-        .into_iter()
-        .map(decode)
-        .collect::<Result<Vec<Cow<'_, str>>, _>>()?;
+    let segments =
+        raw_segments.into_iter().map(decode).collect::<Result<Vec<Cow<'_, str>>, _>>()?;
 
     // Find the entity set, which may carry a key in parentheses.
     let (view, set_segment, rest) = match segments.as_slice() {
@@ -93,10 +91,7 @@ pub fn parse(raw: &str) -> Result<Resource, PathError> {
         }
         [] => return Err(PathError::NotFound(String::new())),
         [first, ..] if first.eq_ignore_ascii_case("tenantRelationships") => {
-            return Err(not_found_after(
-                &segments,
-                &["tenantRelationships", "managedTenants"],
-            ));
+            return Err(not_found_after(&segments, &["tenantRelationships", "managedTenants"]));
         }
         [first, ..] => return Err(PathError::NotFound(first.to_string())),
     };
@@ -139,10 +134,7 @@ fn decode(segment: &str) -> Result<Cow<'_, str>, PathError> {
 /// Returns the error naming the first segment that does not continue `expected`.
 fn not_found_after(segments: &[Cow<'_, str>], expected: &[&str]) -> PathError {
     for (i, segment) in segments.iter().enumerate() {
-        if expected
-            .get(i)
-            .is_none_or(|e| !segment.eq_ignore_ascii_case(e))
-        {
+        if expected.get(i).is_none_or(|e| !segment.eq_ignore_ascii_case(e)) {
             return PathError::NotFound(segment.to_string());
         }
     }
@@ -163,10 +155,7 @@ fn key_in_parentheses(segment: &str) -> Result<Option<String>, PathError> {
     let invalid = || PathError::InvalidKey(segment.to_owned());
     let inner = after.strip_suffix(')').ok_or_else(invalid)?;
     let inner = inner.strip_prefix("id=").unwrap_or(inner);
-    let quoted = inner
-        .strip_prefix('\'')
-        .and_then(|s| s.strip_suffix('\''))
-        .ok_or_else(invalid)?;
+    let quoted = inner.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')).ok_or_else(invalid)?;
 
     // Inside the quotes, every `'` must be one of a doubled pair.
     let mut key = String::with_capacity(quoted.len());
@@ -223,10 +212,7 @@ mod tests {
         );
         for bad in ["('a'b')", "(a)", "('a'", "('')", "('a')x"] {
             let path = format!("/beta/aggregatedPolicyCompliances{bad}");
-            assert!(
-                matches!(parse(&path), Err(PathError::InvalidKey(_))),
-                "{bad}"
-            );
+            assert!(matches!(parse(&path), Err(PathError::InvalidKey(_))), "{bad}");
         }
     }
 
@@ -236,10 +222,7 @@ mod tests {
             parse("/v2.0/aggregatedPolicyCompliances"),
             Err(PathError::UnknownVersion("v2.0".into()))
         );
-        assert_eq!(
-            parse("/beta/users"),
-            Err(PathError::NotFound("users".into()))
-        );
+        assert_eq!(parse("/beta/users"), Err(PathError::NotFound("users".into())));
         assert_eq!(
             parse("/beta/tenantRelationships/managedTenants/tenants"),
             Err(PathError::NotFound("tenants".into()))
@@ -275,10 +258,7 @@ mod tests {
             "/beta/aggregatedPolicyCompliances/a%",
             "/beta/aggregatedPolicyCompliances/%4",
         ] {
-            assert!(
-                matches!(parse(path), Err(PathError::InvalidEncoding(_))),
-                "{path}"
-            );
+            assert!(matches!(parse(path), Err(PathError::InvalidEncoding(_))), "{path}");
         }
     }
 

@@ -151,9 +151,7 @@ fn parse_top(value: &str) -> Result<u64, QueryError> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid("expected a non-negative integer"));
     }
-    value
-        .parse()
-        .map_err(|_| invalid("the number is too large"))
+    value.parse().map_err(|_| invalid("the number is too large"))
 }
 
 fn check_format(value: &str) -> Result<(), QueryError> {
@@ -181,17 +179,8 @@ mod tests {
     fn top_takes_a_non_negative_integer() {
         assert_eq!(collection("$top=5").unwrap().top, Some(5));
         assert_eq!(collection("$top=0").unwrap().top, Some(0));
-        for bad in [
-            "$top=-1",
-            "$top=",
-            "$top=1.5",
-            "$top=abc",
-            "$top=99999999999999999999",
-        ] {
-            assert!(
-                matches!(collection(bad), Err(QueryError::InvalidValue { .. })),
-                "{bad}"
-            );
+        for bad in ["$top=-1", "$top=", "$top=1.5", "$top=abc", "$top=99999999999999999999"] {
+            assert!(matches!(collection(bad), Err(QueryError::InvalidValue { .. })), "{bad}");
         }
     }
 
@@ -204,22 +193,13 @@ mod tests {
 
     #[test]
     fn duplicate_option_is_rejected() {
-        assert_eq!(
-            collection("$top=1&top=2"),
-            Err(QueryError::Duplicate("top".into()))
-        );
+        assert_eq!(collection("$top=1&top=2"), Err(QueryError::Duplicate("top".into())));
     }
 
     #[test]
     fn unsupported_options_are_rejected_not_ignored() {
-        assert_eq!(
-            collection("$filter=x"),
-            Err(QueryError::NotSupportedYet("filter".into()))
-        );
-        assert_eq!(
-            collection("select=id"),
-            Err(QueryError::NotSupportedYet("select".into()))
-        );
+        assert_eq!(collection("$filter=x"), Err(QueryError::NotSupportedYet("filter".into())));
+        assert_eq!(collection("select=id"), Err(QueryError::NotSupportedYet("select".into())));
         assert_eq!(
             collection("$expand=x"),
             Err(QueryError::NotSupportedOnResource("expand".into()))
@@ -228,10 +208,7 @@ mod tests {
             collection("$search=x"),
             Err(QueryError::NotSupportedOnResource("search".into()))
         );
-        assert_eq!(
-            collection("$frobnicate=1"),
-            Err(QueryError::Unknown("$frobnicate".into()))
-        );
+        assert_eq!(collection("$frobnicate=1"), Err(QueryError::Unknown("$frobnicate".into())));
     }
 
     #[test]
@@ -245,26 +222,17 @@ mod tests {
             parse(Some("$top=1"), Target::Entity),
             Err(QueryError::NotForEntity("top".into()))
         );
-        assert_eq!(
-            parse(Some("$format=json"), Target::Entity),
-            Ok(QueryOptions::default())
-        );
+        assert_eq!(parse(Some("$format=json"), Target::Entity), Ok(QueryOptions::default()));
     }
 
     #[test]
     fn format_accepts_only_json() {
         assert!(collection("$format=application/json;odata.metadata=minimal").is_ok());
-        assert!(matches!(
-            collection("$format=xml"),
-            Err(QueryError::InvalidValue { .. })
-        ));
+        assert!(matches!(collection("$format=xml"), Err(QueryError::InvalidValue { .. })));
     }
 
     #[test]
     fn invalid_percent_encoding_is_rejected() {
-        assert!(matches!(
-            collection("$top=%FF"),
-            Err(QueryError::InvalidEncoding(_))
-        ));
+        assert!(matches!(collection("$top=%FF"), Err(QueryError::InvalidEncoding(_))));
     }
 }

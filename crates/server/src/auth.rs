@@ -97,14 +97,8 @@ impl SigningKey {
 
     /// Loads an existing key file.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let io_error = |source| KeyError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let invalid = |reason: String| KeyError::Invalid {
-            path: path.to_owned(),
-            reason,
-        };
+        let io_error = |source| KeyError::Io { path: path.to_owned(), source };
+        let invalid = |reason: String| KeyError::Invalid { path: path.to_owned(), reason };
 
         let text = fs::read(path).map_err(io_error)?;
         let block = pem::parse(&text).map_err(|e| invalid(format!("not PEM ({e})")))?;
@@ -116,10 +110,8 @@ impl SigningKey {
         // Try P-256 first, since that is what Beacon creates, then RSA.
         if let Ok(pair) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der) {
             let point = pair.public_key().as_ref();
-            let (x, y) = (
-                URL_SAFE_NO_PAD.encode(&point[1..33]),
-                URL_SAFE_NO_PAD.encode(&point[33..65]),
-            );
+            let (x, y) =
+                (URL_SAFE_NO_PAD.encode(&point[1..33]), URL_SAFE_NO_PAD.encode(&point[33..65]));
             let thumbprint_input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
             return Ok(Self {
                 algorithm: Algorithm::ES256,
@@ -265,9 +257,7 @@ impl TokenVerifier {
             )));
         }
         if header.kid.as_deref().is_some_and(|kid| kid != self.key_id) {
-            return Err(rejected(
-                "the token is signed by a key this service does not know",
-            ));
+            return Err(rejected("the token is signed by a key this service does not know"));
         }
 
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
@@ -299,20 +289,13 @@ impl TokenVerifier {
             .collect();
         let can_write = permissions.contains(&READ_WRITE_PERMISSION);
         let can_read = can_write || permissions.contains(&READ_PERMISSION);
-        Ok(Principal {
-            partner: PartnerTenantId::new(partner),
-            can_read,
-            can_write,
-        })
+        Ok(Principal { partner: PartnerTenantId::new(partner), can_read, can_write })
     }
 }
 
 /// Returns the lowercase hyphenated form of a GUID, or `None` if `text` is not one.
 pub fn normalize_guid(text: &str) -> Option<String> {
-    let text = text
-        .strip_prefix('{')
-        .and_then(|t| t.strip_suffix('}'))
-        .unwrap_or(text);
+    let text = text.strip_prefix('{').and_then(|t| t.strip_suffix('}')).unwrap_or(text);
     let bytes = text.as_bytes();
     let well_formed = bytes.len() == 36
         && bytes.iter().enumerate().all(|(i, b)| match i {
@@ -335,10 +318,7 @@ fn unix_seconds(time: SystemTime) -> u64 {
 /// The key is written to a temporary file that is then linked into place, so that two
 /// processes creating the key at once end up sharing one complete key file.
 fn create_key_file(path: &Path) -> Result<(), KeyError> {
-    let io_error = |source| KeyError::Io {
-        path: path.to_owned(),
-        source,
-    };
+    let io_error = |source| KeyError::Io { path: path.to_owned(), source };
 
     let document =
         EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
@@ -350,9 +330,7 @@ fn create_key_file(path: &Path) -> Result<(), KeyError> {
     }
     let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
     let mut file = private_file_options().open(&temporary).map_err(io_error)?;
-    let written = file
-        .write_all(text.as_bytes())
-        .and_then(|()| file.sync_all());
+    let written = file.write_all(text.as_bytes()).and_then(|()| file.sync_all());
     drop(file);
     let linked = written.and_then(|()| match fs::hard_link(&temporary, path) {
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
@@ -397,10 +375,7 @@ mod tests {
     fn minted_token_verifies_with_its_permissions() {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::load_or_create(&dir.path().join("key.pem")).unwrap();
-        let principal = key
-            .verifier()
-            .verify(&key.mint(&request()).unwrap())
-            .unwrap();
+        let principal = key.verifier().verify(&key.mint(&request()).unwrap()).unwrap();
         assert_eq!(principal.partner.as_str(), DEV_PARTNER_TENANT);
         assert!(principal.can_read);
         assert!(principal.can_write);
@@ -416,10 +391,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
     }
 
@@ -428,14 +400,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ours = SigningKey::load_or_create(&dir.path().join("a.pem")).unwrap();
         let theirs = SigningKey::load_or_create(&dir.path().join("b.pem")).unwrap();
-        let error = ours
-            .verifier()
-            .verify(&theirs.mint(&request()).unwrap())
-            .unwrap_err();
-        assert!(
-            error.0.contains("key this service does not know"),
-            "{error}"
-        );
+        let error = ours.verifier().verify(&theirs.mint(&request()).unwrap()).unwrap_err();
+        assert!(error.0.contains("key this service does not know"), "{error}");
     }
 
     #[test]
@@ -456,13 +422,7 @@ mod tests {
         };
         let token =
             jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &key.encoding).unwrap();
-        assert!(
-            key.verifier()
-                .verify(&token)
-                .unwrap_err()
-                .0
-                .contains("expired")
-        );
+        assert!(key.verifier().verify(&token).unwrap_err().0.contains("expired"));
     }
 
     #[test]
@@ -483,12 +443,9 @@ mod tests {
         let verifier = key.verifier();
         let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
         let body = URL_SAFE_NO_PAD.encode(br#"{"tid":"8d4c7a2e-5b1f-4e0a-9c3d-6f2b1a0e7d95"}"#);
-        for token in [
-            format!("{none_header}.{body}."),
-            "abc".to_owned(),
-            String::new(),
-            "a.b.c".to_owned(),
-        ] {
+        for token in
+            [format!("{none_header}.{body}."), "abc".to_owned(), String::new(), "a.b.c".to_owned()]
+        {
             assert!(verifier.verify(&token).is_err(), "{token}");
         }
         let hs256 = jsonwebtoken::encode(

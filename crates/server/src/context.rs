@@ -113,11 +113,7 @@ fn error_body(report: &ErrorReport, request_id: &str, client_request_id: &str) -
         error: ErrorDetail {
             code: report.code,
             message: &report.message,
-            inner_error: InnerError {
-                date: &date,
-                request_id,
-                client_request_id,
-            },
+            inner_error: InnerError { date: &date, request_id, client_request_id },
         },
     };
     // Serializing plain strings cannot fail.

@@ -47,6 +47,9 @@ pub enum ApiError {
     /// `Accept` rules out JSON. `406`, `NotAcceptable`.
     #[error("{0}")]
     NotAcceptable(String),
+    /// The client took too long to send the body. `408`, `RequestTimeout`.
+    #[error("The request body was not received within {} seconds.", .0.as_secs())]
+    RequestTimeout(std::time::Duration),
     /// The entity already exists. `409`, `Conflict`.
     #[error("{0}")]
     Conflict(String),
@@ -83,6 +86,7 @@ impl ApiError {
                 (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed")
             }
             ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "NotAcceptable"),
+            ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "RequestTimeout"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge")
@@ -103,28 +107,21 @@ impl ApiError {
         let (code, message) = match status {
             StatusCode::BAD_REQUEST => ("BadRequest", "The request is invalid."),
             StatusCode::NOT_FOUND => ("ResourceNotFound", "The requested resource does not exist."),
-            StatusCode::METHOD_NOT_ALLOWED => (
-                "MethodNotAllowed",
-                "The method is not allowed for this resource.",
-            ),
+            StatusCode::METHOD_NOT_ALLOWED => {
+                ("MethodNotAllowed", "The method is not allowed for this resource.")
+            }
             StatusCode::PAYLOAD_TOO_LARGE => {
                 ("RequestEntityTooLarge", "The request body is too large.")
             }
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-                "UnsupportedMediaType",
-                "The request body's media type is not supported.",
-            ),
-            status if status.is_server_error() => (
-                "InternalServerError",
-                "The service failed to process the request.",
-            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                ("UnsupportedMediaType", "The request body's media type is not supported.")
+            }
+            status if status.is_server_error() => {
+                ("InternalServerError", "The service failed to process the request.")
+            }
             _ => ("BadRequest", "The request is invalid."),
         };
-        ErrorReport {
-            code,
-            message: message.to_owned(),
-            cause: None,
-        }
+        ErrorReport { code, message: message.to_owned(), cause: None }
     }
 }
 
@@ -160,11 +157,7 @@ impl IntoResponse for ApiError {
             ApiError::Internal(cause) => Some(Arc::clone(cause)),
             _ => None,
         };
-        response.extensions_mut().insert(ErrorReport {
-            code,
-            message: self.to_string(),
-            cause,
-        });
+        response.extensions_mut().insert(ErrorReport { code, message: self.to_string(), cause });
         response
     }
 }

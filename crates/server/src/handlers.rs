@@ -29,19 +29,12 @@ use crate::{AppState, MAX_BODY_BYTES};
 
 /// Characters left as they are in a key written into a URL path segment: RFC 3986's unreserved
 /// characters.
-const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const KEY_SEGMENT: &AsciiSet =
+    &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// `GET /healthz`: whether the process is up. Needs no token.
 pub(crate) async fn healthz() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        r#"{"status":"ok"}"#,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#).into_response()
 }
 
 /// Turns a panic in a handler into a plain `500`, which the request-context middleware gives
@@ -84,10 +77,7 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
     };
     let is_create = parts.method == Method::POST && matches!(resource, Resource::Collection(_));
     if !is_read && !is_create {
-        return Err(ApiError::MethodNotAllowed {
-            method: parts.method.to_string(),
-            allow,
-        });
+        return Err(ApiError::MethodNotAllowed { method: parts.method.to_string(), allow });
     }
 
     // Then the caller, then what the caller accepts.
@@ -103,9 +93,9 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
         Resource::Collection(view) if is_read => list(state, &call, &parts, view).await,
         Resource::Collection(view) => create(state, &call, &parts, body, view).await,
         Resource::Entity(view, id) => get(state, &call, &parts, view, &id).await,
-        Resource::Count(_) => Err(ApiError::BadRequest(
-            "The $count segment is not supported yet.".to_owned(),
-        )),
+        Resource::Count(_) => {
+            Err(ApiError::BadRequest("The $count segment is not supported yet.".to_owned()))
+        }
     }
 }
 
@@ -128,6 +118,11 @@ async fn create(
             "The Content-Encoding '{encoding}' is not supported; send the body uncompressed."
         )));
     }
+    if parts.headers.get_all(header::CONTENT_TYPE).iter().count() > 1 {
+        return Err(ApiError::BadRequest(
+            "The request has more than one Content-Type header.".to_owned(),
+        ));
+    }
     let content_type = match parts.headers.get(header::CONTENT_TYPE).map(|v| v.to_str()) {
         None => None,
         Some(Ok(text)) => Some(text),
@@ -139,17 +134,13 @@ async fn create(
         }
     };
     let int64_as_string = media::check_json_content_type(content_type)?;
-    let bytes = read_body(&parts.headers, body).await?;
+    let bytes = read_body(&parts.headers, body, state.body_read_timeout).await?;
 
     // Apply the view's rules, then store.
     let input = body::decode(view, &bytes, ReadOptions { int64_as_string })?;
     let (id, fields) = input.into_create(view)?;
     let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let stored = match state
-        .store
-        .create(&call.principal.partner, Entity { id, fields })
-        .await
-    {
+    let stored = match state.store.create(&call.principal.partner, Entity { id, fields }).await {
         Ok(stored) => stored,
         Err(StoreError::Conflict) => {
             return Err(ApiError::Conflict(
@@ -161,11 +152,7 @@ async fn create(
     tracing::debug!(entity.id = %stored.entity.id, view = %view, "created entity");
 
     let entity_url = entity_url(&call.service_root, view, &stored.entity.id);
-    let context = format!(
-        "{}/$metadata#{}/$entity",
-        call.service_root,
-        view.collection_path()
-    );
+    let context = format!("{}/$metadata#{}/$entity", call.service_root, view.collection_path());
     let document = EntityDocument {
         context: &context,
         view,
@@ -195,11 +182,7 @@ async fn get(
             "No aggregatedPolicyCompliance with the id '{id}' exists."
         )));
     };
-    let context = format!(
-        "{}/$metadata#{}/$entity",
-        call.service_root,
-        view.collection_path()
-    );
+    let context = format!("{}/$metadata#{}/$entity", call.service_root, view.collection_path());
     let document = EntityDocument {
         context: &context,
         view,
@@ -222,23 +205,16 @@ async fn list(
     // The page size is the preferred size, capped at MAX_PAGE_SIZE and at what $top leaves.
     let preferred = paging::preferred_page_size(&parts.headers);
     let page_size = preferred.unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE);
-    let after = options
-        .skiptoken
-        .as_deref()
-        .map(paging::decode_skiptoken)
-        .transpose()?;
-    let limit = options.top.map_or(page_size, |top| {
-        page_size.min(usize::try_from(top).unwrap_or(usize::MAX))
-    });
+    let after = options.skiptoken.as_deref().map(paging::decode_skiptoken).transpose()?;
+    let limit = options
+        .top
+        .map_or(page_size, |top| page_size.min(usize::try_from(top).unwrap_or(usize::MAX)));
 
     // Read one row past the page to learn whether another page follows.
     let mut entities: Vec<Entity> = if limit == 0 {
         Vec::new()
     } else {
-        let page = PageRequest {
-            after,
-            limit: limit + 1,
-        };
+        let page = PageRequest { after, limit: limit + 1 };
         state
             .store
             .list(&call.principal.partner, page)
@@ -256,10 +232,7 @@ async fn list(
         (true, Some(0), _) | (false, _, _) | (_, _, None) => None,
         (true, remaining, Some(last)) => {
             let top = remaining.map(|n| format!("$top={n}&")).unwrap_or_default();
-            Some(format!(
-                "{collection_url}?{top}$skiptoken={}",
-                paging::encode_skiptoken(&last.id)
-            ))
+            Some(format!("{collection_url}?{top}$skiptoken={}", paging::encode_skiptoken(&last.id)))
         }
     };
 
@@ -302,9 +275,7 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiE
     }
     let token = token.trim();
     if token.is_empty() {
-        return Err(ApiError::InvalidToken(
-            "The access token is empty.".to_owned(),
-        ));
+        return Err(ApiError::InvalidToken("The access token is empty.".to_owned()));
     }
     Ok(state.verifier.verify(token)?)
 }
@@ -352,41 +323,48 @@ fn public_base(state: &AppState, parts: &Parts) -> Result<String, ApiError> {
     };
     let valid = !host.is_empty()
         && host.len() <= 255
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
     if !valid {
-        return Err(ApiError::BadRequest(
-            "The Host header is missing or invalid.".to_owned(),
-        ));
+        return Err(ApiError::BadRequest("The Host header is missing or invalid.".to_owned()));
     }
     Ok(format!("http://{host}"))
 }
 
+/// Writes the absolute URL of an entity. The key is its own path segment, as Graph writes it,
+/// unless that segment would mean something else (`.`, `..` or a `$` name such as `$count`);
+/// then the key goes in parentheses, OData's canonical form.
 fn entity_url(service_root: &str, view: View, id: &str) -> String {
-    format!(
-        "{service_root}/{}/{}",
-        view.collection_path(),
-        utf8_percent_encode(id, KEY_SEGMENT)
-    )
+    let collection = view.collection_path();
+    if id == "." || id == ".." || id.starts_with('$') {
+        let quoted = id.replace('\'', "''");
+        return format!(
+            "{service_root}/{collection}('{}')",
+            utf8_percent_encode(&quoted, KEY_SEGMENT)
+        );
+    }
+    format!("{service_root}/{collection}/{}", utf8_percent_encode(id, KEY_SEGMENT))
 }
 
 /// Reads the whole body, rejecting one over [`MAX_BODY_BYTES`] before and while reading it.
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let too_large = ApiError::PayloadTooLarge {
-        limit: MAX_BODY_BYTES,
-    };
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
+    let too_large = ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES };
     let declared =
         header_text(headers, header::CONTENT_LENGTH)?.and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
         return Err(too_large);
     }
-    match http_body_util::BodyExt::collect(Limited::new(body, MAX_BODY_BYTES)).await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
-        Err(_) => Err(ApiError::BadRequest(
-            "The request body could not be read completely.".to_owned(),
-        )),
+    let collect = http_body_util::BodyExt::collect(Limited::new(body, MAX_BODY_BYTES));
+    match tokio::time::timeout(timeout, collect).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
+        Ok(Err(_)) => {
+            Err(ApiError::BadRequest("The request body could not be read completely.".to_owned()))
+        }
+        Err(_) => Err(ApiError::RequestTimeout(timeout)),
     }
 }
 

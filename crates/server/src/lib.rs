@@ -19,10 +19,15 @@ mod paging;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
 use beacon_store::Store;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -41,6 +46,8 @@ pub struct AppState {
     /// The scheme and authority that absolute URLs in responses start with, such as
     /// `https://beacon.example.com`; when `None`, `http://` and the request's `Host`.
     pub public_url: Option<Arc<str>>,
+    /// How long a client may take to send a whole request body before it gets `408`.
+    pub body_read_timeout: Duration,
 }
 
 /// Builds the application: every route, with the request-context and panic layers.
@@ -53,13 +60,72 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(context::request_context))
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then waits for requests in flight.
+/// Time limits of the connection handling.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeLimits {
+    /// How long a client may take to send a request's headers once it has started.
+    pub header_read_timeout: Duration,
+    /// How long requests in flight may take to finish after shutdown begins; connections still
+    /// open after that are closed.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets requests in flight finish
+/// within [`ServeLimits::shutdown_grace`].
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    shutdown: impl Future<Output = ()>,
+    limits: ServeLimits,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    // Accept connections until the shutdown signal.
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(connection) => connection,
+                Err(error) => {
+                    // Running out of file descriptors is transient, so wait and go on.
+                    tracing::warn!(error.message = %error, "failed to accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.as_mut() => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, error.message = %error, "connection ended with an error");
+            }
+        });
+    }
+
+    // Stop accepting, then wait for open connections within the grace period.
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(limits.shutdown_grace) => {
+            tracing::warn!(
+                grace_seconds = limits.shutdown_grace.as_secs(),
+                "connections still open after the shutdown grace period are closed"
+            );
+        }
+    }
 }

@@ -23,9 +23,7 @@ struct Position {
 
 /// Writes the skiptoken that resumes after `last_id`.
 pub fn encode_skiptoken(last_id: &str) -> String {
-    let position = Position {
-        after: last_id.to_owned(),
-    };
+    let position = Position { after: last_id.to_owned() };
     // Serializing a string field cannot fail.
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(&position).unwrap_or_default())
 }
@@ -52,15 +50,8 @@ pub fn preferred_page_size(headers: &axum::http::HeaderMap) -> Option<usize> {
         .flat_map(|value| value.split(','))
         .filter_map(|preference| {
             let (name, value) = preference.split_once('=')?;
-            name.trim()
-                .eq_ignore_ascii_case("odata.maxpagesize")
-                .then_some(value)?;
-            value
-                .trim()
-                .trim_matches('"')
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
+            name.trim().eq_ignore_ascii_case("odata.maxpagesize").then_some(value)?;
+            value.trim().trim_matches('"').parse::<usize>().ok().filter(|n| *n > 0)
         })
         .next()
 }
@@ -85,10 +76,7 @@ mod tests {
     #[test]
     fn max_page_size_preference_is_read() {
         let mut headers = axum::http::HeaderMap::new();
-        headers.append(
-            "prefer",
-            "return=minimal, odata.maxpagesize=25".parse().unwrap(),
-        );
+        headers.append("prefer", "return=minimal, odata.maxpagesize=25".parse().unwrap());
         assert_eq!(preferred_page_size(&headers), Some(25));
         headers.clear();
         headers.append("prefer", "odata.maxpagesize=0".parse().unwrap());

@@ -66,14 +66,12 @@ pub fn columns(property: Property) -> Columns {
         Property::NumberOfCompliantDevices => Columns::One("number_of_compliant_devices"),
         Property::NumberOfNonCompliantDevices => Columns::One("number_of_non_compliant_devices"),
         Property::NumberOfErrorDevices => Columns::One("number_of_error_devices"),
-        Property::PolicyModifiedDateTime => Columns::DateTime {
-            ticks: "policy_modified_ticks",
-            digits: "policy_modified_digits",
-        },
-        Property::LastRefreshedDateTime => Columns::DateTime {
-            ticks: "last_refreshed_ticks",
-            digits: "last_refreshed_digits",
-        },
+        Property::PolicyModifiedDateTime => {
+            Columns::DateTime { ticks: "policy_modified_ticks", digits: "policy_modified_digits" }
+        }
+        Property::LastRefreshedDateTime => {
+            Columns::DateTime { ticks: "last_refreshed_ticks", digits: "last_refreshed_digits" }
+        }
     }
 }
 
@@ -148,27 +146,18 @@ mod tests {
     #[test]
     fn statements_bind_every_value() {
         let statements = Statements::new(&Sqlite);
-        assert_eq!(
-            statements.insert.matches('?').count(),
-            entity_columns().len() + 1
-        );
+        assert_eq!(statements.insert.matches('?').count(), entity_columns().len() + 1);
         assert!(statements.select_page_after.contains("id > ?2"));
         let postgres = Statements::new(&Postgres);
-        assert!(
-            postgres
-                .select_one
-                .ends_with("partner_tenant_id = $1 AND id = $2")
-        );
+        assert!(postgres.select_one.ends_with("partner_tenant_id = $1 AND id = $2"));
     }
 
     #[test]
     fn every_query_is_scoped_to_the_partner() {
         let statements = Statements::new(&Sqlite);
-        for text in [
-            &statements.select_one,
-            &statements.select_first_page,
-            &statements.select_page_after,
-        ] {
+        for text in
+            [&statements.select_one, &statements.select_first_page, &statements.select_page_after]
+        {
             assert!(text.contains("WHERE partner_tenant_id = ?1"), "{text}");
         }
     }

@@ -15,33 +15,18 @@ fn entity(id: &str) -> Entity {
     let set = |fields: &mut Fields, property: Property, value: Value| {
         fields[property.field_index().unwrap()] = Some(value);
     };
-    set(
-        &mut fields,
-        Property::TenantId,
-        Value::String("tenant".into()),
-    );
-    set(
-        &mut fields,
-        Property::NumberOfCompliantDevices,
-        Value::Int64(9_007_199_254_740_993),
-    );
+    set(&mut fields, Property::TenantId, Value::String("tenant".into()));
+    set(&mut fields, Property::NumberOfCompliantDevices, Value::Int64(9_007_199_254_740_993));
     set(
         &mut fields,
         Property::LastRefreshedDateTime,
         Value::DateTimeOffset(DateTimeOffset::parse("2024-03-01T07:30:00.100Z").unwrap()),
     );
-    Entity {
-        id: id.into(),
-        fields,
-    }
+    Entity { id: id.into(), fields }
 }
 
 fn open(dir: &tempfile::TempDir) -> SqliteStore {
-    SqliteStore::open(
-        &dir.path().join("beacon.sqlite3"),
-        &SqliteOptions::default(),
-    )
-    .unwrap()
+    SqliteStore::open(&dir.path().join("beacon.sqlite3"), &SqliteOptions::default()).unwrap()
 }
 
 #[tokio::test]
@@ -67,10 +52,7 @@ async fn duplicate_key_conflicts_and_keeps_the_first_row() {
     let error = store.create(&partner("p"), other).await.unwrap_err();
 
     assert!(matches!(error, StoreError::Conflict), "{error:?}");
-    assert_eq!(
-        store.get(&partner("p"), "a").await.unwrap().unwrap().entity,
-        entity("a")
-    );
+    assert_eq!(store.get(&partner("p"), "a").await.unwrap().unwrap().entity, entity("a"));
 }
 
 #[tokio::test]
@@ -80,16 +62,7 @@ async fn partners_do_not_see_each_other() {
     store.create(&partner("p1"), entity("a")).await.unwrap();
 
     assert_eq!(store.get(&partner("p2"), "a").await.unwrap(), None);
-    let page = store
-        .list(
-            &partner("p2"),
-            PageRequest {
-                after: None,
-                limit: 10,
-            },
-        )
-        .await
-        .unwrap();
+    let page = store.list(&partner("p2"), PageRequest { after: None, limit: 10 }).await.unwrap();
     assert!(page.is_empty());
     store.create(&partner("p2"), entity("a")).await.unwrap();
 }
@@ -106,13 +79,7 @@ async fn pages_follow_code_point_order() {
     let mut after = None;
     loop {
         let page = store
-            .list(
-                &partner("p"),
-                PageRequest {
-                    after: after.clone(),
-                    limit: 2,
-                },
-            )
+            .list(&partner("p"), PageRequest { after: after.clone(), limit: 2 })
             .await
             .unwrap();
         if page.is_empty() {
@@ -122,9 +89,8 @@ async fn pages_follow_code_point_order() {
         ids.extend(page.into_iter().map(|s| s.entity.id));
     }
 
-    let mut expected: Vec<String> = ["b", "a", "Z", "é", "😀", "ab", "\u{ffff}"]
-        .map(String::from)
-        .to_vec();
+    let mut expected: Vec<String> =
+        ["b", "a", "Z", "é", "😀", "ab", "\u{ffff}"].map(String::from).to_vec();
     expected.sort_by(|x, y| x.chars().cmp(y.chars()));
     assert_eq!(ids, expected);
 }
@@ -139,9 +105,7 @@ async fn concurrent_creates_each_get_their_own_answer() {
         .map(|i| {
             let store = store.clone();
             tokio::spawn(async move {
-                store
-                    .create(&partner("p"), entity(&format!("{:03}", i % 100)))
-                    .await
+                store.create(&partner("p"), entity(&format!("{:03}", i % 100))).await
             })
         })
         .collect();
@@ -156,16 +120,7 @@ async fn concurrent_creates_each_get_their_own_answer() {
     }
 
     assert_eq!((created, conflicts), (100, 100));
-    let page = store
-        .list(
-            &partner("p"),
-            PageRequest {
-                after: None,
-                limit: 1000,
-            },
-        )
-        .await
-        .unwrap();
+    let page = store.list(&partner("p"), PageRequest { after: None, limit: 1000 }).await.unwrap();
     assert_eq!(page.len(), 100);
 }
 
@@ -178,15 +133,7 @@ async fn rows_survive_closing_and_reopening() {
     drop(store);
 
     let reopened = open(&dir);
-    assert_eq!(
-        reopened
-            .get(&partner("p"), "a")
-            .await
-            .unwrap()
-            .unwrap()
-            .entity,
-        entity("a")
-    );
+    assert_eq!(reopened.get(&partner("p"), "a").await.unwrap().unwrap().entity, entity("a"));
 }
 
 #[tokio::test]
@@ -205,19 +152,11 @@ fn newer_schema_is_refused() {
     let path = dir.path().join("beacon.sqlite3");
     drop(SqliteStore::open(&path, &SqliteOptions::default()).unwrap());
     let connection = rusqlite::Connection::open(&path).unwrap();
-    connection
-        .execute(
-            "INSERT INTO schema_migrations VALUES (999, 'future', 'now')",
-            [],
-        )
-        .unwrap();
+    connection.execute("INSERT INTO schema_migrations VALUES (999, 'future', 'now')", []).unwrap();
     drop(connection);
 
     let error = SqliteStore::open(&path, &SqliteOptions::default()).unwrap_err();
-    assert!(
-        matches!(error, OpenError::SchemaTooNew { found: 999, .. }),
-        "{error}"
-    );
+    assert!(matches!(error, OpenError::SchemaTooNew { found: 999, .. }), "{error}");
 }
 
 #[test]
@@ -227,8 +166,23 @@ fn non_database_file_is_rejected_unchanged() {
     std::fs::write(&path, b"not a database, but the user's data all the same").unwrap();
 
     assert!(SqliteStore::open(&path, &SqliteOptions::default()).is_err());
-    assert_eq!(
-        std::fs::read(&path).unwrap(),
-        b"not a database, but the user's data all the same"
-    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"not a database, but the user's data all the same");
+}
+
+#[test]
+fn database_of_another_program_is_rejected_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("beacon.sqlite3");
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection.execute_batch("CREATE TABLE customers (name TEXT)").unwrap();
+    drop(connection);
+
+    let error = SqliteStore::open(&path, &SqliteOptions::default()).unwrap_err();
+
+    assert!(matches!(error, OpenError::Foreign { .. }), "{error}");
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let tables: i64 = connection
+        .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(tables, 1);
 }

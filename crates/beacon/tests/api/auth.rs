@@ -35,22 +35,14 @@ async fn assert_unauthorized(response: reqwest::Response, case: &str) -> String 
         .unwrap()
         .to_owned();
     let scheme = challenge.split_whitespace().next().unwrap_or("");
-    assert!(
-        scheme.eq_ignore_ascii_case("bearer"),
-        "{case}: WWW-Authenticate {challenge}"
-    );
+    assert!(scheme.eq_ignore_ascii_case("bearer"), "{case}: WWW-Authenticate {challenge}");
     assert_graph_error(response, 401, "InvalidAuthenticationToken").await
 }
 
 /// Lists a collection with `token` and returns the status and the `value` array.
 async fn list_with(server: &TestServer, collection: &str, token: &str) -> (u16, Vec<Value>) {
-    let response = server
-        .client
-        .get(server.url(collection))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let response =
+        server.client.get(server.url(collection)).bearer_auth(token).send().await.unwrap();
     let status = response.status().as_u16();
     let page: Value = response.json().await.unwrap();
     let rows = page["value"].as_array().cloned().unwrap_or_default();
@@ -100,24 +92,15 @@ fn base64url(bytes: &[u8]) -> String {
 fn sign_with_server_key(server: &TestServer, claims: &Value) -> String {
     let pem = std::fs::read(server.data_dir.join(SIGNING_KEY_FILE)).unwrap();
     let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
-        claims,
-        &key,
-    )
-    .unwrap()
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256), claims, &key)
+        .unwrap()
 }
 
 /// Builds the claims of a development token for the default partner with read and write
 /// rights, with `exp` set `expires_in_seconds` from now (negative for the past).
 fn claims_expiring_in(expires_in_seconds: i64) -> Value {
-    let now = i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap();
+    let now =
+        i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap();
     let issued = now.min(now + expires_in_seconds) - 3600;
     json!({
         "iss": DEV_ISSUER,
@@ -134,12 +117,7 @@ fn claims_expiring_in(expires_in_seconds: i64) -> Value {
 #[tokio::test]
 async fn missing_or_malformed_token_gets_401() {
     let server = TestServer::start().await;
-    let created: Value = server
-        .create(SEED, &seed_example())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created: Value = server.create(SEED, &seed_example()).await.json().await.unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
     let seed_before = server.list_all(SEED).await;
     let graph_before = server.list_all(GRAPH).await;
@@ -149,11 +127,7 @@ async fn missing_or_malformed_token_gets_401() {
     let token = server.token();
     let payload_start = token.find('.').unwrap() + 1;
     let mut tampered = token.as_bytes().to_vec();
-    tampered[payload_start + 4] = if tampered[payload_start + 4] == b'A' {
-        b'B'
-    } else {
-        b'A'
-    };
+    tampered[payload_start + 4] = if tampered[payload_start + 4] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
     let unsigned = format!(
         "{}.{}.",
@@ -163,14 +137,8 @@ async fn missing_or_malformed_token_gets_401() {
 
     let authorizations = [
         ("no Authorization header", None),
-        (
-            "the Basic scheme",
-            Some("Basic dXNlcjpwYXNzd29yZA==".to_owned()),
-        ),
-        (
-            "the Basic scheme with a valid token",
-            Some(format!("Basic {token}")),
-        ),
+        ("the Basic scheme", Some("Basic dXNlcjpwYXNzd29yZA==".to_owned())),
+        ("the Basic scheme with a valid token", Some(format!("Basic {token}"))),
         ("the token without a scheme", Some(token.to_owned())),
         ("an empty header", Some(String::new())),
         ("Bearer alone", Some("Bearer".to_owned())),
@@ -179,10 +147,7 @@ async fn missing_or_malformed_token_gets_401() {
         ("three empty parts", Some("Bearer a.b.c".to_owned())),
         ("a tampered payload", Some(format!("Bearer {tampered}"))),
         ("an unsigned token", Some(format!("Bearer {unsigned}"))),
-        (
-            "a scheme glued to the token",
-            Some(format!("Bearer{token}")),
-        ),
+        ("a scheme glued to the token", Some(format!("Bearer{token}"))),
     ];
     let requests = [
         (Method::GET, SEED.to_owned()),
@@ -246,12 +211,9 @@ async fn token_from_another_key_is_rejected() {
     let foreign = mint_token(other_folder.path(), &[]);
     let authorization = format!("Bearer {foreign}");
 
-    for (method, collection) in [
-        (Method::GET, SEED),
-        (Method::GET, GRAPH),
-        (Method::POST, SEED),
-        (Method::POST, GRAPH),
-    ] {
+    for (method, collection) in
+        [(Method::GET, SEED), (Method::GET, GRAPH), (Method::POST, SEED), (Method::POST, GRAPH)]
+    {
         let case = format!("{method} {collection} with another folder's token");
         let response =
             send_with_authorization(&server, method, collection, Some(&authorization)).await;
@@ -275,11 +237,9 @@ async fn expired_token_is_rejected() {
     for expired_seconds_ago in [3600, 120] {
         let expired = sign_with_server_key(&server, &claims_expiring_in(-expired_seconds_ago));
         let authorization = format!("Bearer {expired}");
-        for (method, collection) in [
-            (Method::GET, SEED),
-            (Method::GET, GRAPH),
-            (Method::POST, SEED),
-        ] {
+        for (method, collection) in
+            [(Method::GET, SEED), (Method::GET, GRAPH), (Method::POST, SEED)]
+        {
             let case = format!("{method} {collection}, expired {expired_seconds_ago} s ago");
             let response =
                 send_with_authorization(&server, method, collection, Some(&authorization)).await;
@@ -293,12 +253,7 @@ async fn expired_token_is_rejected() {
 #[tokio::test]
 async fn read_only_token_reads_but_cannot_create() {
     let server = TestServer::start().await;
-    let created: Value = server
-        .create(SEED, &seed_example())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created: Value = server.create(SEED, &seed_example()).await.json().await.unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
     let seed_before = server.list_all(SEED).await;
     let graph_before = server.list_all(GRAPH).await;
@@ -332,30 +287,20 @@ async fn read_only_token_reads_but_cannot_create() {
             .await
             .unwrap();
         assert_graph_error(response, 403, "Authorization_RequestDenied").await;
-        assert_eq!(
-            server.list_all(SEED).await,
-            seed_before,
-            "POST {collection}"
-        );
-        assert_eq!(
-            server.list_all(GRAPH).await,
-            graph_before,
-            "POST {collection}"
-        );
+        assert_eq!(server.list_all(SEED).await, seed_before, "POST {collection}");
+        assert_eq!(server.list_all(GRAPH).await, graph_before, "POST {collection}");
     }
 }
 
 #[tokio::test]
 async fn token_without_permissions_is_denied() {
     let server = TestServer::start().await;
-    let created: Value = server
-        .create(SEED, &seed_example())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created: Value = server.create(SEED, &seed_example()).await.json().await.unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
-    let unrelated = server.token_with(&["--scope", "User.Read"]);
+    // `beacon token` grants only the two permissions Beacon checks, so sign this one here.
+    let mut claims = claims_expiring_in(3600);
+    claims["scp"] = json!("User.Read");
+    let unrelated = sign_with_server_key(&server, &claims);
 
     for collection in [SEED, GRAPH] {
         for (method, path) in [
@@ -373,6 +318,22 @@ async fn token_without_permissions_is_denied() {
         }
     }
     assert_eq!(server.list_all(SEED).await.len(), 1);
+}
+
+#[tokio::test]
+async fn token_command_rejects_unknown_scopes() {
+    let server = TestServer::start().await;
+
+    let output = std::process::Command::new(beacon_binary())
+        .args(["token", "--scope", "User.Read", "--data-dir"])
+        .arg(&server.data_dir)
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("'User.Read'"), "{message}");
+    assert!(output.stdout.is_empty());
 }
 
 #[tokio::test]
@@ -415,9 +376,7 @@ async fn other_partner_sees_none_of_the_rows() {
     assert_eq!(response.status(), 201);
     assert_eq!(server.list_all(SEED).await.len(), 2);
     assert_eq!(server.list_all(GRAPH).await.len(), 2);
-    let (status, _) = server
-        .get_json(&format!("{GRAPH}/row-of-the-other-partner"))
-        .await;
+    let (status, _) = server.get_json(&format!("{GRAPH}/row-of-the-other-partner")).await;
     assert_eq!(status, 404);
 }
 
@@ -425,12 +384,7 @@ async fn other_partner_sees_none_of_the_rows() {
 async fn healthz_needs_no_token() {
     let server = TestServer::start().await;
 
-    let response = server
-        .client
-        .get(format!("{}/healthz", server.base))
-        .send()
-        .await
-        .unwrap();
+    let response = server.client.get(format!("{}/healthz", server.base)).send().await.unwrap();
 
     assert_eq!(response.status(), 200);
     let request_id = response.headers()["request-id"].to_str().unwrap();

@@ -22,11 +22,8 @@ const VIEWS: [&str; 2] = [SEED, GRAPH];
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The three `Edm.Int64` counters, named the same in both views.
-const COUNTERS: [&str; 3] = [
-    "numberOfCompliantDevices",
-    "numberOfNonCompliantDevices",
-    "numberOfErrorDevices",
-];
+const COUNTERS: [&str; 3] =
+    ["numberOfCompliantDevices", "numberOfNonCompliantDevices", "numberOfErrorDevices"];
 
 /// The two `Edm.DateTimeOffset` properties, named the same in both views.
 const DATES: [&str; 2] = ["policyModifiedDateTime", "lastRefreshedDateTime"];
@@ -94,11 +91,7 @@ impl Fixture {
         let graph_rows = server.list_all(GRAPH).await;
         assert_eq!(seed_rows.len(), 1);
         assert_eq!(graph_rows.len(), 1);
-        Fixture {
-            server,
-            seed_rows,
-            graph_rows,
-        }
+        Fixture { server, seed_rows, graph_rows }
     }
 
     /// Asserts that both views still list exactly the rows stored when the fixture started.
@@ -157,10 +150,7 @@ struct RawResponse {
 
 impl RawResponse {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -173,9 +163,7 @@ async fn send_raw(server: &TestServer, head: String, body: Vec<u8>) -> RawRespon
     let address = server.base.strip_prefix("http://").unwrap().to_owned();
     tokio::task::spawn_blocking(move || {
         let mut stream = TcpStream::connect(&address).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
 
         // Write from another thread, because the server may respond before it has read the whole
         // body. Write errors after such a response are expected.
@@ -196,25 +184,12 @@ async fn send_raw(server: &TestServer, head: String, body: Vec<u8>) -> RawRespon
 }
 
 fn parse_raw_response(received: &[u8]) -> RawResponse {
-    let text_end = received
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| {
-            panic!(
-                "no complete response head in {:?}",
-                String::from_utf8_lossy(received)
-            )
-        });
+    let text_end = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| {
+        panic!("no complete response head in {:?}", String::from_utf8_lossy(received))
+    });
     let head = std::str::from_utf8(&received[..text_end]).unwrap();
     let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
     let headers: Vec<(String, String)> = lines
         .map(|line| {
             let (name, value) = line.split_once(':').unwrap();
@@ -223,17 +198,12 @@ fn parse_raw_response(received: &[u8]) -> RawResponse {
         .collect();
 
     let mut body = received[text_end + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let chunked =
+        headers.iter().any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
     if chunked {
         body = decode_chunked(&body);
     }
-    RawResponse {
-        status,
-        headers,
-        body,
-    }
+    RawResponse { status, headers, body }
 }
 
 fn decode_chunked(mut encoded: &[u8]) -> Vec<u8> {
@@ -270,10 +240,7 @@ fn assert_raw_graph_error(response: &RawResponse, status: u16, code: &str) -> St
     assert_eq!(error["innerError"]["request-id"], request_id);
     assert!(error["innerError"]["client-request-id"].is_string());
     let date = error["innerError"]["date"].as_str().unwrap();
-    assert!(
-        date.ends_with('Z') || date.contains('+'),
-        "date without offset: {date}"
-    );
+    assert!(date.ends_with('Z') || date.contains('+'), "date without offset: {date}");
     error["message"].as_str().unwrap().to_owned()
 }
 
@@ -319,13 +286,7 @@ async fn int64_rejects_every_bad_form() {
                 let case = format!("{counter}: {raw_value} in {collection}");
                 let body = example_with_raw(collection, counter, raw_value);
                 let message = fixture
-                    .reject(
-                        collection,
-                        Some("application/json"),
-                        body,
-                        (400, "BadRequest"),
-                        &case,
-                    )
+                    .reject(collection, Some("application/json"), body, (400, "BadRequest"), &case)
                     .await;
                 assert!(message.contains(counter), "{case}: message {message}");
             }
@@ -336,15 +297,8 @@ async fn int64_rejects_every_bad_form() {
     for counter in COUNTERS {
         let case = format!("{counter}: null in the seed view");
         let body = example_with(SEED, counter, Value::Null).to_string();
-        let message = fixture
-            .reject(
-                SEED,
-                Some("application/json"),
-                body,
-                (400, "BadRequest"),
-                &case,
-            )
-            .await;
+        let message =
+            fixture.reject(SEED, Some("application/json"), body, (400, "BadRequest"), &case).await;
         assert!(message.contains(counter), "{case}: message {message}");
     }
 
@@ -352,9 +306,7 @@ async fn int64_rejects_every_bad_form() {
     for raw_value in ["0", "9223372036854775807"] {
         for collection in VIEWS {
             let body = example_with_raw(collection, "numberOfErrorDevices", raw_value);
-            let response = fixture
-                .post(collection, Some("application/json"), body)
-                .await;
+            let response = fixture.post(collection, Some("application/json"), body).await;
             assert_eq!(response.status(), 201, "{raw_value} in {collection}");
             let text = response.text().await.unwrap();
             let written = format!(r#""numberOfErrorDevices":{raw_value},"#);
@@ -372,15 +324,7 @@ async fn int64_strings_need_ieee754_compatible() {
     let ieee754 = "application/json;odata.metadata=minimal;IEEE754Compatible=true";
 
     // Even with IEEE754Compatible=true, a string must hold an integer in range.
-    let bad_strings = [
-        "12.5",
-        "-1",
-        "9223372036854775808",
-        "",
-        "abc",
-        "1e3",
-        "0x10",
-    ];
+    let bad_strings = ["12.5", "-1", "9223372036854775808", "", "abc", "1e3", "0x10"];
     for collection in VIEWS {
         for counter in COUNTERS {
             for text in bad_strings {
@@ -395,26 +339,14 @@ async fn int64_strings_need_ieee754_compatible() {
     }
 
     // Without the parameter, or with it set to false, a string is rejected.
-    for content_type in [
-        "application/json",
-        "application/json;IEEE754Compatible=false",
-    ] {
+    for content_type in ["application/json", "application/json;IEEE754Compatible=false"] {
         for collection in VIEWS {
             let case = format!("\"12\" with {content_type} in {collection}");
             let body = example_with(collection, "numberOfErrorDevices", json!("12")).to_string();
             let message = fixture
-                .reject(
-                    collection,
-                    Some(content_type),
-                    body,
-                    (400, "BadRequest"),
-                    &case,
-                )
+                .reject(collection, Some(content_type), body, (400, "BadRequest"), &case)
                 .await;
-            assert!(
-                message.contains("numberOfErrorDevices"),
-                "{case}: {message}"
-            );
+            assert!(message.contains("numberOfErrorDevices"), "{case}: {message}");
         }
     }
 
@@ -489,13 +421,7 @@ async fn datetime_rejects_bad_forms() {
                 let case = format!("{property}: {value} in {collection}");
                 let body = example_with(collection, property, value.clone()).to_string();
                 let message = fixture
-                    .reject(
-                        collection,
-                        Some("application/json"),
-                        body,
-                        (400, "BadRequest"),
-                        &case,
-                    )
+                    .reject(collection, Some("application/json"), body, (400, "BadRequest"), &case)
                     .await;
                 assert!(message.contains(property), "{case}: message {message}");
             }
@@ -523,11 +449,7 @@ async fn string_properties_reject_other_kinds() {
     let fixture = Fixture::start().await;
 
     for collection in VIEWS {
-        let tenant_id = if collection == SEED {
-            "organizationId"
-        } else {
-            "tenantId"
-        };
+        let tenant_id = if collection == SEED { "organizationId" } else { "tenantId" };
         for (property, value) in [
             ("compliancePolicyName", json!(5)),
             (tenant_id, json!(true)),
@@ -538,13 +460,7 @@ async fn string_properties_reject_other_kinds() {
             let case = format!("{property}: {value} in {collection}");
             let body = example_with(collection, property, value).to_string();
             let message = fixture
-                .reject(
-                    collection,
-                    Some("application/json"),
-                    body,
-                    (400, "BadRequest"),
-                    &case,
-                )
+                .reject(collection, Some("application/json"), body, (400, "BadRequest"), &case)
                 .await;
             assert!(message.contains(property), "{case}: message {message}");
         }
@@ -572,13 +488,7 @@ async fn unknown_property_is_named() {
         let case = format!("{name} in {collection}");
         let body = example_with(collection, name, json!("x")).to_string();
         let message = fixture
-            .reject(
-                collection,
-                Some("application/json"),
-                body,
-                (400, "BadRequest"),
-                &case,
-            )
+            .reject(collection, Some("application/json"), body, (400, "BadRequest"), &case)
             .await;
         assert!(message.contains(name), "{case}: message {message}");
     }
@@ -608,19 +518,10 @@ async fn seed_view_names_every_missing_property() {
 
     // An empty object misses every property.
     let message = fixture
-        .reject(
-            SEED,
-            Some("application/json"),
-            "{}",
-            (400, "BadRequest"),
-            "an empty object",
-        )
+        .reject(SEED, Some("application/json"), "{}", (400, "BadRequest"), "an empty object")
         .await;
     for name in &required {
-        assert!(
-            message.contains(name.as_str()),
-            "{name} not named in {message}"
-        );
+        assert!(message.contains(name.as_str()), "{name} not named in {message}");
     }
 
     // Leaving out one property names that one.
@@ -629,24 +530,14 @@ async fn seed_view_names_every_missing_property() {
         body.as_object_mut().unwrap().remove(name);
         let case = format!("without {name}");
         let message = fixture
-            .reject(
-                SEED,
-                Some("application/json"),
-                body.to_string(),
-                (400, "BadRequest"),
-                &case,
-            )
+            .reject(SEED, Some("application/json"), body.to_string(), (400, "BadRequest"), &case)
             .await;
         assert!(message.contains(name.as_str()), "{case}: message {message}");
     }
 
     // Leaving out three names all three.
     let mut body = seed_example();
-    let left_out = [
-        "organizationDisplayName",
-        "numberOfErrorDevices",
-        "lastRefreshedDateTime",
-    ];
+    let left_out = ["organizationDisplayName", "numberOfErrorDevices", "lastRefreshedDateTime"];
     for name in left_out {
         body.as_object_mut().unwrap().remove(name);
     }
@@ -685,13 +576,7 @@ async fn odata_type_must_name_this_entity_type() {
             let case = format!("@odata.type {odata_type} in {collection}");
             let body = example_with(collection, "@odata.type", odata_type.clone()).to_string();
             fixture
-                .reject(
-                    collection,
-                    Some("application/json"),
-                    body,
-                    (400, "BadRequest"),
-                    &case,
-                )
+                .reject(collection, Some("application/json"), body, (400, "BadRequest"), &case)
                 .await;
         }
     }
@@ -715,10 +600,8 @@ async fn body_must_be_one_json_object() {
     let seed_text = seed_example().to_string();
     let truncated = seed_text[..seed_text.len() / 2].to_owned();
     let trailing = format!("{seed_text} {{}}");
-    let duplicate_seed = format!(
-        r#"{{"organizationId":"4a3bc0d2-51e2-4c5f-9c61-0d6a4e1f0b7a",{}"#,
-        &seed_text[1..]
-    );
+    let duplicate_seed =
+        format!(r#"{{"organizationId":"4a3bc0d2-51e2-4c5f-9c61-0d6a4e1f0b7a",{}"#, &seed_text[1..]);
 
     let bodies: Vec<(&str, Vec<u8>)> = vec![
         ("an empty body", Vec::new()),
@@ -822,13 +705,8 @@ async fn content_type_must_be_json() {
         "Application/JSON",
     ] {
         for collection in VIEWS {
-            let response = fixture
-                .post(
-                    collection,
-                    Some(content_type),
-                    example(collection).to_string(),
-                )
-                .await;
+            let response =
+                fixture.post(collection, Some(content_type), example(collection).to_string()).await;
             assert_eq!(response.status(), 201, "{content_type} in {collection}");
         }
     }
@@ -899,9 +777,7 @@ async fn body_over_one_mebibyte_is_rejected() {
     // A body of exactly 1 MiB is within the limit.
     for collection in VIEWS {
         let at_limit = padded_json(&example(collection), MAX_BODY_BYTES);
-        let response = fixture
-            .post(collection, Some("application/json"), at_limit)
-            .await;
+        let response = fixture.post(collection, Some("application/json"), at_limit).await;
         assert_eq!(response.status(), 201, "exactly 1 MiB in {collection}");
     }
 }
@@ -920,19 +796,13 @@ async fn too_large_response_sends_connection_close() {
         .send()
         .await
         .unwrap();
-    let connection = response
-        .headers()
-        .get("connection")
-        .map(|v| v.to_str().unwrap().to_owned());
+    let connection = response.headers().get("connection").map(|v| v.to_str().unwrap().to_owned());
     expect_error(response, 413, "RequestEntityTooLarge", "1 MiB + 1 byte").await;
     assert_eq!(connection.as_deref(), Some("close"));
 
     // The same client goes on working.
-    let response = client
-        .get(fixture.server.url(GRAPH))
-        .bearer_auth(fixture.server.token())
-        .send()
-        .await;
+    let response =
+        client.get(fixture.server.url(GRAPH)).bearer_auth(fixture.server.token()).send().await;
     assert_eq!(response.map(|r| r.status().as_u16()).ok(), Some(200));
 }
 
@@ -994,10 +864,7 @@ async fn unsupported_query_options_are_rejected() {
                     .unwrap();
                 let message = expect_error(response, 400, "BadRequest", &case).await;
                 assert!(message.contains(option), "{case}: message {message}");
-                assert!(
-                    message.contains("not supported"),
-                    "{case}: message {message}"
-                );
+                assert!(message.contains("not supported"), "{case}: message {message}");
             }
 
             // A create with the option stores nothing.
@@ -1016,13 +883,7 @@ async fn unsupported_query_options_are_rejected() {
     }
 
     // Unknown, repeated and undecodable options are rejected as well.
-    for query in [
-        "$frobnicate=1",
-        "$top=1&$top=2",
-        "$top=-1",
-        "$top=%FF",
-        "%FF=1",
-    ] {
+    for query in ["$frobnicate=1", "$top=1&$top=2", "$top=-1", "$top=%FF", "%FF=1"] {
         for collection in VIEWS {
             let case = format!("GET {collection}?{query}");
             let response = fixture
@@ -1046,56 +907,22 @@ async fn bad_paths_versions_and_methods_are_rejected() {
     let paths = [
         ("/v2.0/aggregatedPolicyCompliances", 400, "BadRequest"),
         ("/v1.0/aggregatedPolicyCompliances", 400, "BadRequest"),
-        (
-            "/v2.0/tenantRelationships/managedTenants/aggregatedPolicyCompliances",
-            400,
-            "BadRequest",
-        ),
+        ("/v2.0/tenantRelationships/managedTenants/aggregatedPolicyCompliances", 400, "BadRequest"),
         ("/beta/users", 404, "ResourceNotFound"),
         ("/beta/aggregatedPolicyCompliancez", 404, "ResourceNotFound"),
-        (
-            "/beta/tenantRelationships/managedTenants/tenants",
-            404,
-            "ResourceNotFound",
-        ),
-        (
-            "/beta/tenantRelationships/aggregatedPolicyCompliances",
-            404,
-            "ResourceNotFound",
-        ),
-        (
-            "/beta/aggregatedPolicyCompliances/a/b",
-            404,
-            "ResourceNotFound",
-        ),
-        (
-            "/beta/aggregatedPolicyCompliances('a')/b",
-            404,
-            "ResourceNotFound",
-        ),
-        (
-            "/beta/aggregatedPolicyCompliances/$ref",
-            404,
-            "ResourceNotFound",
-        ),
-        (
-            "/beta/aggregatedPolicyCompliances('a'b')",
-            400,
-            "BadRequest",
-        ),
+        ("/beta/tenantRelationships/managedTenants/tenants", 404, "ResourceNotFound"),
+        ("/beta/tenantRelationships/aggregatedPolicyCompliances", 404, "ResourceNotFound"),
+        ("/beta/aggregatedPolicyCompliances/a/b", 404, "ResourceNotFound"),
+        ("/beta/aggregatedPolicyCompliances('a')/b", 404, "ResourceNotFound"),
+        ("/beta/aggregatedPolicyCompliances/$ref", 404, "ResourceNotFound"),
+        ("/beta/aggregatedPolicyCompliances('a'b')", 400, "BadRequest"),
         ("/beta/aggregatedPolicyCompliances/%FF", 400, "BadRequest"),
         ("/beta/%C3%28", 400, "BadRequest"),
     ];
     for (path, status, code) in paths {
         let url = format!("{}{path}", server.base);
         let case = format!("GET {path}");
-        let response = server
-            .client
-            .get(&url)
-            .bearer_auth(server.token())
-            .send()
-            .await
-            .unwrap();
+        let response = server.client.get(&url).bearer_auth(server.token()).send().await.unwrap();
         expect_error(response, status, code, &case).await;
 
         let case = format!("POST {path}");
@@ -1126,12 +953,8 @@ async fn bad_paths_versions_and_methods_are_rejected() {
         }
         for method in methods {
             let case = format!("{method} {path}");
-            let response = server
-                .request(method.clone(), path)
-                .json(&example(GRAPH))
-                .send()
-                .await
-                .unwrap();
+            let response =
+                server.request(method.clone(), path).json(&example(GRAPH)).send().await.unwrap();
             let allow = response
                 .headers()
                 .get("allow")
@@ -1142,27 +965,15 @@ async fn bad_paths_versions_and_methods_are_rejected() {
             expect_error(response, 405, "MethodNotAllowed", &case).await;
             let allowed: Vec<&str> = allow.split(',').map(str::trim).collect();
             assert!(allowed.contains(&"GET"), "{case}: Allow {allow}");
-            assert_eq!(
-                allowed.contains(&"POST"),
-                *is_collection,
-                "{case}: Allow {allow}"
-            );
+            assert_eq!(allowed.contains(&"POST"), *is_collection, "{case}: Allow {allow}");
             assert!(!allowed.contains(&method.as_str()), "{case}: Allow {allow}");
             fixture.assert_unchanged(&case).await;
         }
     }
 
     // The health check accepts only GET, and sends an Allow header with the 405.
-    let response = server
-        .client
-        .post(format!("{}/healthz", server.base))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.headers().contains_key("allow"),
-        "POST /healthz: no Allow"
-    );
+    let response = server.client.post(format!("{}/healthz", server.base)).send().await.unwrap();
+    assert!(response.headers().contains_key("allow"), "POST /healthz: no Allow");
     expect_error(response, 405, "MethodNotAllowed", "POST /healthz").await;
 }
 
@@ -1170,17 +981,8 @@ async fn bad_paths_versions_and_methods_are_rejected() {
 async fn malformed_percent_escape_is_rejected() {
     let fixture = Fixture::start().await;
 
-    for path in [
-        format!("{SEED}/%ZZ"),
-        format!("{GRAPH}/abc%"),
-        format!("{GRAPH}('%G1')"),
-    ] {
-        let response = fixture
-            .server
-            .request(Method::GET, &path)
-            .send()
-            .await
-            .unwrap();
+    for path in [format!("{SEED}/%ZZ"), format!("{GRAPH}/abc%"), format!("{GRAPH}('%G1')")] {
+        let response = fixture.server.request(Method::GET, &path).send().await.unwrap();
         expect_error(response, 400, "BadRequest", &format!("GET {path}")).await;
     }
 }
@@ -1197,24 +999,15 @@ async fn request_ids_and_headers_on_errors() {
         .header("content-type", "application/json")
         .header("client-request-id", "trace-bad-json")
         .body("{");
-    let no_token = server
-        .client
-        .get(server.url(SEED))
-        .header("client-request-id", "trace-no-token");
-    let unknown_path = server
-        .request(Method::GET, "users")
-        .header("client-request-id", "trace-unknown-path");
-    let wrong_method = server
-        .request(Method::DELETE, SEED)
-        .header("client-request-id", "trace-wrong-method");
+    let no_token =
+        server.client.get(server.url(SEED)).header("client-request-id", "trace-no-token");
+    let unknown_path =
+        server.request(Method::GET, "users").header("client-request-id", "trace-unknown-path");
+    let wrong_method =
+        server.request(Method::DELETE, SEED).header("client-request-id", "trace-wrong-method");
     let cases = [
         (bad_json, 400, "BadRequest", "trace-bad-json"),
-        (
-            no_token,
-            401,
-            "InvalidAuthenticationToken",
-            "trace-no-token",
-        ),
+        (no_token, 401, "InvalidAuthenticationToken", "trace-no-token"),
         (unknown_path, 404, "ResourceNotFound", "trace-unknown-path"),
         (wrong_method, 405, "MethodNotAllowed", "trace-wrong-method"),
     ];
@@ -1230,18 +1023,10 @@ async fn request_ids_and_headers_on_errors() {
         request_ids.push(request_id);
 
         let body: Value = response.json().await.unwrap();
-        assert_eq!(
-            body["error"]["code"], code,
-            "{client_request_id}: status {status}"
-        );
-        assert_eq!(
-            body["error"]["innerError"]["client-request-id"],
-            client_request_id
-        );
+        assert_eq!(body["error"]["code"], code, "{client_request_id}: status {status}");
+        assert_eq!(body["error"]["innerError"]["client-request-id"], client_request_id);
     }
-    fixture
-        .assert_unchanged("the bad JSON with a client-request-id")
-        .await;
+    fixture.assert_unchanged("the bad JSON with a client-request-id").await;
 
     // Each response gets a new request-id.
     request_ids.sort();
@@ -1250,10 +1035,7 @@ async fn request_ids_and_headers_on_errors() {
 
     // Without a client-request-id, the request-id is echoed in its place.
     let response = server.request(Method::GET, "users").send().await.unwrap();
-    let request_id = response.headers()["request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let request_id = response.headers()["request-id"].to_str().unwrap().to_owned();
     assert_eq!(response.headers()["client-request-id"], request_id.as_str());
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["innerError"]["client-request-id"], request_id);
@@ -1300,4 +1082,23 @@ async fn malformed_content_length_gets_a_graph_error() {
 
     assert_raw_graph_error(&response, 400, "BadRequest");
     fixture.assert_unchanged("a malformed Content-Length").await;
+}
+
+#[tokio::test]
+async fn duplicate_content_type_headers_are_rejected() {
+    let fixture = Fixture::start().await;
+
+    let response = fixture
+        .server
+        .request(Method::POST, GRAPH)
+        .header("content-type", "application/json")
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+
+    let message = assert_graph_error(response, 400, "BadRequest").await;
+    assert!(message.contains("Content-Type"), "{message}");
+    fixture.assert_unchanged("duplicate Content-Type").await;
 }

@@ -22,10 +22,7 @@ async fn seed_example_reads_back_through_both_views() {
     let response = server.create(SEED, &seed_example()).await;
     assert_eq!(response.status(), 201);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/json;odata.metadata=minimal"
-    );
+    assert_eq!(response.headers()["content-type"], "application/json;odata.metadata=minimal");
     assert_eq!(response.headers()["odata-version"], "4.0");
     let created: Value = response.json().await.unwrap();
 
@@ -39,10 +36,7 @@ async fn seed_example_reads_back_through_both_views() {
     );
     assert_eq!(
         created["@odata.context"],
-        format!(
-            "{}/beta/$metadata#aggregatedPolicyCompliances/$entity",
-            server.base
-        )
+        format!("{}/beta/$metadata#aggregatedPolicyCompliances/$entity", server.base)
     );
     for (name, value) in seed_example().as_object().unwrap() {
         if name != "@odata.type" {
@@ -89,9 +83,8 @@ async fn graph_view_create_reads_back_in_seed() {
         "#microsoft.graph.managedTenants.aggregatedPolicyCompliance"
     );
 
-    let (_, through_seed) = server
-        .get_json(&format!("{SEED}/{}", created["id"].as_str().unwrap()))
-        .await;
+    let (_, through_seed) =
+        server.get_json(&format!("{SEED}/{}", created["id"].as_str().unwrap())).await;
     assert_eq!(through_seed["organizationDisplayName"], "Contoso Ltd");
     assert!(through_seed.get("tenantDisplayName").is_none());
 }
@@ -100,9 +93,7 @@ async fn graph_view_create_reads_back_in_seed() {
 async fn graph_view_sparse_body_gives_nulls() {
     let server = TestServer::start().await;
 
-    let response = server
-        .create(GRAPH, &json!({"tenantDisplayName": "Fabrikam"}))
-        .await;
+    let response = server.create(GRAPH, &json!({"tenantDisplayName": "Fabrikam"})).await;
     assert_eq!(response.status(), 201);
     let created: Value = response.json().await.unwrap();
 
@@ -110,9 +101,8 @@ async fn graph_view_sparse_body_gives_nulls() {
     assert_eq!(created["tenantId"], Value::Null);
     assert_eq!(created["numberOfErrorDevices"], Value::Null);
     assert_eq!(created["lastRefreshedDateTime"], Value::Null);
-    let (_, through_seed) = server
-        .get_json(&format!("{SEED}/{}", created["id"].as_str().unwrap()))
-        .await;
+    let (_, through_seed) =
+        server.get_json(&format!("{SEED}/{}", created["id"].as_str().unwrap())).await;
     assert_eq!(through_seed["organizationId"], Value::Null);
 }
 
@@ -139,14 +129,8 @@ async fn int64_past_2_pow_53_is_exact() {
         .text()
         .await
         .unwrap();
-    assert!(
-        text.contains(r#""numberOfCompliantDevices":9007199254740993,"#),
-        "{text}"
-    );
-    assert!(
-        text.contains(r#""numberOfErrorDevices":9223372036854775807,"#),
-        "{text}"
-    );
+    assert!(text.contains(r#""numberOfCompliantDevices":9007199254740993,"#), "{text}");
+    assert!(text.contains(r#""numberOfErrorDevices":9223372036854775807,"#), "{text}");
 }
 
 #[tokio::test]
@@ -166,10 +150,7 @@ async fn int64_as_string_with_ieee754() {
 
     assert_eq!(response.status(), 201);
     assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .contains("IEEE754Compatible=true")
+        response.headers()["content-type"].to_str().unwrap().contains("IEEE754Compatible=true")
     );
     let created: Value = response.json().await.unwrap();
     assert_eq!(created["numberOfCompliantDevices"], "9007199254740993");
@@ -189,14 +170,8 @@ async fn date_time_normalized_to_utc_keeps_digits() {
 
     let created: Value = server.create(GRAPH, &body).await.json().await.unwrap();
 
-    assert_eq!(
-        created["policyModifiedDateTime"],
-        "2024-03-01T07:30:00.100Z"
-    );
-    assert_eq!(
-        created["lastRefreshedDateTime"],
-        "2024-03-01T07:30:00.1234567Z"
-    );
+    assert_eq!(created["policyModifiedDateTime"], "2024-03-01T07:30:00.100Z");
+    assert_eq!(created["lastRefreshedDateTime"], "2024-03-01T07:30:00.1234567Z");
     let (_, read) = server.get_json(&format!("{SEED}/dates")).await;
     assert_eq!(read["policyModifiedDateTime"], "2024-03-01T07:30:00.100Z");
 }
@@ -232,14 +207,27 @@ async fn ids_that_need_percent_encoding_are_addressable() {
 }
 
 #[tokio::test]
+async fn location_resolves_for_ids_that_look_like_path_syntax() {
+    let server = TestServer::start().await;
+
+    for id in [".", "..", "$count", "$metadata", "$x'y"] {
+        let response = server.create(GRAPH, &json!({"id": id})).await;
+        assert_eq!(response.status(), 201, "id {id}");
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+
+        let response =
+            server.client.get(&location).bearer_auth(server.token()).send().await.unwrap();
+        assert_eq!(response.status(), 200, "Location {location}");
+        let read: Value = response.json().await.unwrap();
+        assert_eq!(read["id"], id, "Location {location}");
+    }
+}
+
+#[tokio::test]
 async fn missing_entity_is_404_in_graph_shape() {
     let server = TestServer::start().await;
 
-    let response = server
-        .request(Method::GET, &format!("{SEED}/no-such-id"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.request(Method::GET, &format!("{SEED}/no-such-id")).send().await.unwrap();
 
     let message = assert_graph_error(response, 404, "ResourceNotFound").await;
     assert!(message.contains("no-such-id"), "{message}");
@@ -256,22 +244,13 @@ async fn request_ids_are_echoed_and_new() {
         .await
         .unwrap();
     assert_eq!(response.headers()["client-request-id"], "my-trace-42");
-    let first = response.headers()["request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let first = response.headers()["request-id"].to_str().unwrap().to_owned();
     assert!(uuid_is_lowercase_v4(&first));
 
     let response = server.request(Method::GET, SEED).send().await.unwrap();
-    let second = response.headers()["request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let second = response.headers()["request-id"].to_str().unwrap().to_owned();
     assert_ne!(first, second);
-    assert_eq!(
-        response.headers()["client-request-id"].to_str().unwrap(),
-        second
-    );
+    assert_eq!(response.headers()["client-request-id"].to_str().unwrap(), second);
 }
 
 #[tokio::test]

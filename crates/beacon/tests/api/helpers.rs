@@ -54,24 +54,31 @@ impl TestServer {
         server
     }
 
+    /// Starts a server on a new temporary data folder with extra `beacon serve` arguments.
+    pub async fn start_with(args: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let mut server = Self::start_in_with(&data_dir, args).await;
+        server._dir = Some(dir);
+        server
+    }
+
     /// Starts a server on `data_dir`, which the caller keeps.
     pub async fn start_in(data_dir: &Path) -> TestServer {
+        Self::start_in_with(data_dir, &[]).await
+    }
+
+    async fn start_in_with(data_dir: &Path, args: &[&str]) -> TestServer {
         let data_dir = data_dir.to_owned();
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         let (child, base) = tokio::task::spawn_blocking({
             let data_dir = data_dir.clone();
-            move || spawn_serve(&data_dir)
+            move || spawn_serve(&data_dir, &args)
         })
         .await
         .unwrap();
         let token = mint_token(&data_dir, &[]);
-        TestServer {
-            base,
-            data_dir,
-            client: reqwest::Client::new(),
-            token,
-            child,
-            _dir: None,
-        }
+        TestServer { base, data_dir, client: reqwest::Client::new(), token, child, _dir: None }
     }
 
     /// Kills the process with SIGKILL and waits for it to be gone.
@@ -82,11 +89,8 @@ impl TestServer {
 
     /// Sends SIGTERM, then waits for the process to exit, and returns its exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
+        let status =
+            Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
         assert!(status.success());
         self.child.wait().unwrap()
     }
@@ -108,27 +112,17 @@ impl TestServer {
 
     /// Starts a request that carries this server's token.
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, self.url(path))
-            .bearer_auth(&self.token)
+        self.client.request(method, self.url(path)).bearer_auth(&self.token)
     }
 
     /// POSTs a JSON body to a collection.
     pub async fn create(&self, collection: &str, body: &Value) -> reqwest::Response {
-        self.request(reqwest::Method::POST, collection)
-            .json(body)
-            .send()
-            .await
-            .unwrap()
+        self.request(reqwest::Method::POST, collection).json(body).send().await.unwrap()
     }
 
     /// GETs a path and returns the status and the parsed JSON body.
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        let response = self
-            .request(reqwest::Method::GET, path)
-            .send()
-            .await
-            .unwrap();
+        let response = self.request(reqwest::Method::GET, path).send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap())
     }
@@ -138,13 +132,7 @@ impl TestServer {
         let mut entities = Vec::new();
         let mut url = self.url(collection);
         loop {
-            let response = self
-                .client
-                .get(&url)
-                .bearer_auth(&self.token)
-                .send()
-                .await
-                .unwrap();
+            let response = self.client.get(&url).bearer_auth(&self.token).send().await.unwrap();
             assert_eq!(response.status(), 200);
             let page: Value = response.json().await.unwrap();
             entities.extend(page["value"].as_array().unwrap().iter().cloned());
@@ -164,10 +152,11 @@ impl Drop for TestServer {
 }
 
 /// Runs `beacon serve` and waits for its "listening on" line.
-fn spawn_serve(data_dir: &Path) -> (Child, String) {
+fn spawn_serve(data_dir: &Path, args: &[String]) -> (Child, String) {
     let mut child = Command::new(beacon_binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .args(args)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -223,18 +212,9 @@ pub fn mint_token(data_dir: &Path, args: &[&str]) -> String {
 /// message.
 pub async fn assert_graph_error(response: reqwest::Response, status: u16, code: &str) -> String {
     assert_eq!(response.status().as_u16(), status, "unexpected status");
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        content_type.starts_with("application/json"),
-        "content type {content_type}"
-    );
-    let request_id = response.headers()["request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("application/json"), "content type {content_type}");
+    let request_id = response.headers()["request-id"].to_str().unwrap().to_owned();
     let body: Value = response.json().await.unwrap();
     let error = &body["error"];
     assert_eq!(error["code"], code, "body {body}");
@@ -244,9 +224,6 @@ pub async fn assert_graph_error(response: reqwest::Response, status: u16, code: 
     assert_eq!(inner["request-id"], request_id.as_str());
     assert!(inner["client-request-id"].is_string());
     let date = inner["date"].as_str().unwrap();
-    assert!(
-        date.ends_with('Z') || date.contains('+'),
-        "date without offset: {date}"
-    );
+    assert!(date.ends_with('Z') || date.contains('+'), "date without offset: {date}");
     message
 }

@@ -1,5 +1,7 @@
 //! Durability across `kill -9`, restarts and graceful shutdown.
 
+use std::time::{Duration, Instant};
+
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -17,14 +19,10 @@ async fn created_row_survives_kill_nine_right_after_201() {
     server.kill();
 
     let restarted = TestServer::start_in(&data_dir).await;
-    let (status, read) = restarted
-        .get_json(&format!("{SEED}/{}", created["id"].as_str().unwrap()))
-        .await;
+    let (status, read) =
+        restarted.get_json(&format!("{SEED}/{}", created["id"].as_str().unwrap())).await;
     assert_eq!(status, 200);
-    assert_eq!(
-        read,
-        created.clone().tap_context(&server.base, &restarted.base)
-    );
+    assert_eq!(read, created.clone().tap_context(&server.base, &restarted.base));
 }
 
 #[tokio::test]
@@ -36,9 +34,8 @@ async fn concurrent_creates_all_survive_kill_nine() {
     // Many clients at once, so the writer commits them in groups.
     let tasks: Vec<_> = (0..64)
         .map(|i| {
-            let request = server
-                .request(Method::POST, GRAPH)
-                .json(&json!({"id": format!("c{i:02}")}));
+            let request =
+                server.request(Method::POST, GRAPH).json(&json!({"id": format!("c{i:02}")}));
             tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
         })
         .collect();
@@ -60,13 +57,8 @@ async fn token_minted_before_a_restart_still_works() {
     server.kill();
 
     let restarted = TestServer::start_in(&data_dir).await;
-    let response = restarted
-        .client
-        .get(restarted.url(SEED))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let response =
+        restarted.client.get(restarted.url(SEED)).bearer_auth(token).send().await.unwrap();
     assert_eq!(response.status(), 200);
 }
 
@@ -84,12 +76,7 @@ async fn sigterm_shuts_down_cleanly() {
 async fn healthz_needs_no_token() {
     let server = TestServer::start().await;
 
-    let response = server
-        .client
-        .get(format!("{}/healthz", server.base))
-        .send()
-        .await
-        .unwrap();
+    let response = server.client.get(format!("{}/healthz", server.base)).send().await.unwrap();
 
     assert_eq!(response.status(), 200);
 }
@@ -102,11 +89,74 @@ trait ContextHost {
 
 impl ContextHost for Value {
     fn tap_context(mut self, old_base: &str, new_base: &str) -> Value {
-        let context = self["@odata.context"]
-            .as_str()
-            .unwrap()
-            .replace(old_base, new_base);
+        let context = self["@odata.context"].as_str().unwrap().replace(old_base, new_base);
         self["@odata.context"] = json!(context);
         self
     }
+}
+
+#[tokio::test]
+async fn stalled_body_gets_408() {
+    let server = TestServer::start_with(&["--body-read-timeout", "1s"]).await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+
+    // Declare 100 bytes and send 2, then wait for the server's answer.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /beta/{GRAPH} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{}}",
+        server.token()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stream, head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer);
+    tokio::time::timeout(Duration::from_secs(20), read).await.expect("no answer").unwrap();
+
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains(r#""code":"RequestTimeout""#), "{text}");
+    assert!(server.list_all(GRAPH).await.is_empty());
+}
+
+#[tokio::test]
+async fn shutdown_is_bounded_by_a_stalled_client() {
+    let mut server = TestServer::start_with(&["--shutdown-timeout", "1s"]).await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+
+    // A client that starts a request and never finishes its headers.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
+
+    assert!(status.success(), "exit status {status}");
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    drop(stream);
+}
+
+#[tokio::test]
+async fn database_of_another_program_is_refused_before_any_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir(&data_dir).unwrap();
+    std::fs::write(data_dir.join("beacon.sqlite3"), b"not a database").unwrap();
+
+    let output = std::process::Command::new(beacon_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("beacon.sqlite3"), "{message}");
+    assert!(message.contains("not a database"), "{message}");
+    assert_eq!(std::fs::read(data_dir.join("beacon.sqlite3")).unwrap(), b"not a database");
+    let files: Vec<_> =
+        std::fs::read_dir(&data_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(files, ["beacon.sqlite3"]);
 }

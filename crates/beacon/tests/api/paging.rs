@@ -9,32 +9,19 @@ use crate::helpers::*;
 
 async fn create_numbered(server: &TestServer, count: usize) {
     for i in 0..count {
-        let response = server
-            .create(GRAPH, &json!({"id": format!("row-{i:04}")}))
-            .await;
+        let response = server.create(GRAPH, &json!({"id": format!("row-{i:04}")})).await;
         assert_eq!(response.status(), 201);
     }
 }
 
 async fn page(server: &TestServer, url: &str) -> Value {
-    let response = server
-        .client
-        .get(url)
-        .bearer_auth(server.token())
-        .send()
-        .await
-        .unwrap();
+    let response = server.client.get(url).bearer_auth(server.token()).send().await.unwrap();
     assert_eq!(response.status(), 200, "GET {url}");
     response.json().await.unwrap()
 }
 
 fn ids(page: &Value) -> Vec<String> {
-    page["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_str().unwrap().to_owned())
-        .collect()
+    page["value"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect()
 }
 
 #[tokio::test]
@@ -43,10 +30,7 @@ async fn pages_have_100_rows_in_key_order() {
     create_numbered(&server, 230).await;
 
     let first = page(&server, &server.url(GRAPH)).await;
-    let next = first["@odata.nextLink"]
-        .as_str()
-        .expect("a next link")
-        .to_owned();
+    let next = first["@odata.nextLink"].as_str().expect("a next link").to_owned();
     let second = page(&server, &next).await;
     let third = page(&server, second["@odata.nextLink"].as_str().unwrap()).await;
 
@@ -93,10 +77,7 @@ async fn max_page_size_preference_is_honoured() {
         .await
         .unwrap();
 
-    assert_eq!(
-        response.headers()["preference-applied"],
-        "odata.maxpagesize=5"
-    );
+    assert_eq!(response.headers()["preference-applied"], "odata.maxpagesize=5");
     let first: Value = response.json().await.unwrap();
     assert_eq!(ids(&first).len(), 5);
     assert!(first["@odata.nextLink"].is_string());
@@ -149,15 +130,9 @@ async fn paging_during_inserts_returns_rows_once() {
     let unique: HashSet<&String> = seen.iter().collect();
     assert_eq!(unique.len(), seen.len(), "a row was returned twice");
     for i in 0..250 {
-        assert!(
-            unique.contains(&format!("row-{i:04}")),
-            "row-{i:04} was lost"
-        );
+        assert!(unique.contains(&format!("row-{i:04}")), "row-{i:04} was lost");
     }
-    assert!(
-        seen.windows(2).all(|w| w[0] < w[1]),
-        "pages are out of key order"
-    );
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "pages are out of key order");
     assert!(pages >= 3);
 }
 
@@ -165,11 +140,8 @@ async fn paging_during_inserts_returns_rows_once() {
 async fn tampered_skiptoken_is_rejected() {
     let server = TestServer::start().await;
 
-    let response = server
-        .request(Method::GET, &format!("{GRAPH}?$skiptoken=garbage"))
-        .send()
-        .await
-        .unwrap();
+    let response =
+        server.request(Method::GET, &format!("{GRAPH}?$skiptoken=garbage")).send().await.unwrap();
 
     let message = assert_graph_error(response, 400, "BadRequest").await;
     assert!(message.contains("$skiptoken"), "{message}");

@@ -18,10 +18,16 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
 
 /// Brings the schema of `connection` to the newest version.
 pub(super) fn run(connection: &mut Connection, path: &Path) -> Result<(), OpenError> {
-    let migrate_error = |source| OpenError::Migrate {
-        path: path.to_owned(),
-        source,
-    };
+    let migrate_error = |source| OpenError::Migrate { path: path.to_owned(), source };
+
+    // A database that has tables but no migration record belongs to another program.
+    let tables: Vec<String> = connection
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .and_then(|mut statement| statement.query_map([], |row| row.get(0))?.collect())
+        .map_err(migrate_error)?;
+    if !tables.is_empty() && !tables.iter().any(|name| name == "schema_migrations") {
+        return Err(OpenError::Foreign { path: path.to_owned(), tables });
+    }
 
     connection
         .execute_batch(
@@ -33,9 +39,7 @@ pub(super) fn run(connection: &mut Connection, path: &Path) -> Result<(), OpenEr
         )
         .map_err(migrate_error)?;
     let current: i64 = connection
-        .query_row("SELECT max(version) FROM schema_migrations", [], |row| {
-            row.get(0)
-        })
+        .query_row("SELECT max(version) FROM schema_migrations", [], |row| row.get(0))
         .optional()
         .map_err(migrate_error)?
         .flatten()
@@ -43,17 +47,10 @@ pub(super) fn run(connection: &mut Connection, path: &Path) -> Result<(), OpenEr
 
     let known = MIGRATIONS.last().map_or(0, |(version, _, _)| *version);
     if current > known {
-        return Err(OpenError::SchemaTooNew {
-            path: path.to_owned(),
-            found: current,
-            known,
-        });
+        return Err(OpenError::SchemaTooNew { path: path.to_owned(), found: current, known });
     }
 
-    for (version, name, sql) in MIGRATIONS
-        .iter()
-        .filter(|(version, _, _)| *version > current)
-    {
+    for (version, name, sql) in MIGRATIONS.iter().filter(|(version, _, _)| *version > current) {
         let transaction = connection.transaction().map_err(migrate_error)?;
         transaction.execute_batch(sql).map_err(migrate_error)?;
         transaction

@@ -73,6 +73,18 @@ pub enum OpenError {
         /// The newest version this build supports.
         known: i64,
     },
+    /// The file is a SQLite database of another program: it has tables and no Beacon schema.
+    #[error(
+        "the database {path} was not created by Beacon (it contains the tables {}); give Beacon \
+         a data folder of its own",
+        .tables.join(", ")
+    )]
+    Foreign {
+        /// The database file.
+        path: PathBuf,
+        /// The tables found.
+        tables: Vec<String>,
+    },
     /// A migration failed; the file is left at the last version that applied fully.
     #[error("cannot migrate the database {path}: {source}")]
     Migrate {
@@ -105,10 +117,7 @@ impl SqliteStore {
     /// Opens or creates the database at `path`, applies pending migrations and starts the
     /// writer thread.
     pub fn open(path: &Path, options: &SqliteOptions) -> Result<Self, OpenError> {
-        let open_error = |source| OpenError::Open {
-            path: path.to_owned(),
-            source,
-        };
+        let open_error = |source| OpenError::Open { path: path.to_owned(), source };
 
         // The writer connection creates the file and owns the schema.
         let mut connection = Connection::open(path).map_err(open_error)?;
@@ -146,10 +155,7 @@ impl SqliteStore {
     ) -> Result<StoredEntity, StoreError> {
         let sender = lock(&self.writes).clone().ok_or(StoreError::ShuttingDown)?;
         let (reply, answer) = oneshot::channel();
-        sender
-            .send(make(reply))
-            .await
-            .map_err(|_| StoreError::ShuttingDown)?;
+        sender.send(make(reply)).await.map_err(|_| StoreError::ShuttingDown)?;
         answer.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
@@ -158,11 +164,7 @@ impl SqliteStore {
         &self,
         read: impl FnOnce(&Connection, &Statements) -> Result<T, rusqlite::Error> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let _permit = self
-            .reader_permits
-            .acquire()
-            .await
-            .map_err(|_| StoreError::ShuttingDown)?;
+        let _permit = self.reader_permits.acquire().await.map_err(|_| StoreError::ShuttingDown)?;
         let readers = Arc::clone(&self.readers);
         let statements = Arc::clone(&self.statements);
         let connection = lock(&readers).pop().ok_or(StoreError::ShuttingDown)?;
@@ -187,12 +189,7 @@ impl Store for SqliteStore {
         entity: Entity,
     ) -> Result<StoredEntity, StoreError> {
         let partner = partner.clone();
-        self.write(|reply| WriteCommand::Create {
-            partner,
-            entity,
-            reply,
-        })
-        .await
+        self.write(|reply| WriteCommand::Create { partner, entity, reply }).await
     }
 
     async fn get(
@@ -265,7 +262,5 @@ fn classify(error: rusqlite::Error) -> StoreError {
 /// Locks a mutex, taking the data even if a thread panicked while holding it: every value
 /// guarded here stays valid across a panic.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

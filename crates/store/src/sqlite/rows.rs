@@ -11,10 +11,7 @@ use crate::{PageRequest, StoredEntity};
 
 /// Returns the bound values of an insert: the partner, then the entity columns in order.
 pub(super) fn insert_values(partner: &str, entity: &Entity, version: i64) -> Vec<SqlValue> {
-    let mut values = vec![
-        SqlValue::Text(partner.to_owned()),
-        SqlValue::Text(entity.id.clone()),
-    ];
+    let mut values = vec![SqlValue::Text(partner.to_owned()), SqlValue::Text(entity.id.clone())];
     for (property, value) in Property::FIELDS.into_iter().zip(&entity.fields) {
         match (property.edm_type(), value) {
             (EdmType::DateTimeOffset, Some(Value::DateTimeOffset(instant))) => {
@@ -64,10 +61,7 @@ pub(super) fn read_entity(row: &Row<'_>) -> Result<StoredEntity, rusqlite::Error
         column += 1;
     }
     let version = row.get(column)?;
-    Ok(StoredEntity {
-        entity: Entity { id, fields },
-        version,
-    })
+    Ok(StoredEntity { entity: Entity { id, fields }, version })
 }
 
 pub(super) fn select_one(

@@ -103,18 +103,11 @@ fn apply(
     command: &WriteCommand,
 ) -> Result<StoredEntity, rusqlite::Error> {
     match command {
-        WriteCommand::Create {
-            partner, entity, ..
-        } => {
+        WriteCommand::Create { partner, entity, .. } => {
             let version = 1;
             let values = rows::insert_values(partner.as_str(), entity, version);
-            connection
-                .prepare_cached(&statements.insert)?
-                .execute(params_from_iter(values))?;
-            Ok(StoredEntity {
-                entity: entity.clone(),
-                version,
-            })
+            connection.prepare_cached(&statements.insert)?.execute(params_from_iter(values))?;
+            Ok(StoredEntity { entity: entity.clone(), version })
         }
     }
 }
