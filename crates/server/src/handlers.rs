@@ -152,14 +152,7 @@ async fn create(
     tracing::debug!(entity.id = %stored.entity.id, view = %view, "created entity");
 
     let entity_url = entity_url(&call.service_root, view, &stored.entity.id);
-    let context = format!("{}/$metadata#{}/$entity", call.service_root, view.collection_path());
-    let document = EntityDocument {
-        context: &context,
-        view,
-        entity: &stored.entity,
-        options: call.write_options,
-    };
-    let mut response = json_response(StatusCode::CREATED, &document, call.write_options)?;
+    let mut response = entity_response(StatusCode::CREATED, call, view, &stored.entity)?;
     if let Ok(location) = HeaderValue::from_str(&entity_url) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -182,14 +175,19 @@ async fn get(
             "No aggregatedPolicyCompliance with the id '{id}' exists."
         )));
     };
+    entity_response(StatusCode::OK, call, view, &stored.entity)
+}
+
+/// Builds a single-entity response in the view's names.
+fn entity_response(
+    status: StatusCode,
+    call: &Call,
+    view: View,
+    entity: &Entity,
+) -> Result<Response, ApiError> {
     let context = format!("{}/$metadata#{}/$entity", call.service_root, view.collection_path());
-    let document = EntityDocument {
-        context: &context,
-        view,
-        entity: &stored.entity,
-        options: call.write_options,
-    };
-    json_response(StatusCode::OK, &document, call.write_options)
+    let document = EntityDocument { context: &context, view, entity, options: call.write_options };
+    json_response(status, &document, call.write_options)
 }
 
 /// `GET` on a collection: one page in key order, with a next link when more remain.
