@@ -328,9 +328,9 @@ fn public_base(state: &AppState, parts: &Parts) -> Result<String, ApiError> {
     Ok(format!("http://{host}"))
 }
 
-/// Writes the absolute URL of an entity. The key is its own path segment, as Graph writes it,
-/// unless that segment would mean something else (`.`, `..` or a `$` name such as `$count`);
-/// then the key goes in parentheses, OData's canonical form.
+/// Writes the absolute URL of an entity, with the key as its own path segment as Graph writes
+/// it. Keys that would mean something else as a segment (`.`, `..` or a `$` name such as
+/// `$count`) go in parentheses instead, which is OData's canonical form.
 fn entity_url(service_root: &str, view: View, id: &str) -> String {
     let collection = view.collection_path();
     if id == "." || id == ".." || id.starts_with('$') {
