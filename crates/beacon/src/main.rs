@@ -201,10 +201,12 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
         bail!("--header-read-timeout and --body-read-timeout must be more than 0");
     }
 
-    // Open the data folder, the database and then the key before accepting connections, so a
-    // database that cannot be used leaves the folder as it was.
+    // Check an existing key, then open the database, and create a missing key only once the
+    // database is open, so a refused start-up leaves the data folder as it was.
     let data_dir = &args.storage.data_dir;
     open_data_dir(data_dir)?;
+    let key_path = args.storage.signing_key_path();
+    let existing_key = if key_path.exists() { Some(SigningKey::load(&key_path)?) } else { None };
     let database = data_dir.join(DATABASE_FILE);
     let options = SqliteOptions { readers: usize::from(args.db_readers) };
     let opened = tokio::task::spawn_blocking({
@@ -214,7 +216,10 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
     .await
     .context("the database open task failed")??;
     let store: Arc<dyn Store> = Arc::new(opened);
-    let key = SigningKey::load_or_create(&args.storage.signing_key_path())?;
+    let key = match existing_key {
+        Some(key) => key,
+        None => SigningKey::load_or_create(&key_path)?,
+    };
     tracing::info!(database = %database.display(), key_id = key.key_id(), "store opened");
 
     let state = AppState {
@@ -278,10 +283,9 @@ fn run_token(args: &TokenArgs) -> anyhow::Result<()> {
         let key = SigningKey::load_or_create(&key_path)?;
         if created {
             eprintln!(
-                "note: created a new signing key at {}; only a server with --data-dir {} \
-                 accepts this token",
-                key_path.display(),
-                args.storage.data_dir.display()
+                "note: created a new signing key at {path}; only a server that uses the key \
+                 file {path} accepts this token",
+                path = key_path.display()
             );
         }
         key
@@ -300,22 +304,42 @@ fn open_data_dir(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create the data folder {}", path.display()))
 }
 
-/// Checks that `--public-url` is an absolute http or https URL with an ASCII host and no user,
-/// path, query or fragment, and returns it without a trailing slash.
+/// Checks that `--public-url` is `http://` or `https://` followed by a host (an ASCII name,
+/// an IPv4 address or a bracketed IPv6 address) and an optional port, and returns it with a
+/// lowercase scheme and no trailing slash.
 fn check_public_url(url: &str) -> anyhow::Result<String> {
-    let trimmed = url.trim_end_matches('/');
-    let authority = trimmed.strip_prefix("http://").or_else(|| trimmed.strip_prefix("https://"));
-    let valid = authority.is_some_and(|authority| {
-        !authority.is_empty()
-            && authority.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b))
-    });
-    if !valid {
-        bail!(
-            "--public-url '{url}' must be http:// or https:// and a host, with no path, such as \
-             https://beacon.example.com"
-        );
+    let invalid = || {
+        anyhow::anyhow!(
+            "--public-url '{url}' must be http:// or https:// and a host with an optional port, \
+             and no path, such as https://beacon.example.com; write a non-ASCII host name in \
+             its punycode form"
+        )
+    };
+    let trimmed = url.strip_suffix('/').unwrap_or(url);
+    let (scheme, authority) = trimmed.split_once("://").ok_or_else(invalid)?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(invalid());
     }
-    Ok(trimmed.to_owned())
+
+    // Split off the port, minding the colons inside a bracketed IPv6 address.
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => (host, Some(port)),
+        _ => (authority, None),
+    };
+    let valid_port = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    let valid_host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(address) => address.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && !host.starts_with(['-', '.'])
+                && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        }
+    };
+    if !valid_port || !valid_host {
+        return Err(invalid());
+    }
+    Ok(format!("{scheme}://{authority}"))
 }
 
 /// Writes an error and its causes on one line. A cause whose text the line already contains,
@@ -377,5 +401,54 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => tracing::info!("received Ctrl-C; shutting down"),
         () = terminate => tracing::info!("received SIGTERM; shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_url_accepts_hosts_ports_and_ipv6() {
+        for (given, expected) in [
+            ("https://beacon.example.com", "https://beacon.example.com"),
+            ("HTTPS://beacon.example.com/", "https://beacon.example.com"),
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("http://[::1]:8080", "http://[::1]:8080"),
+            ("http://[::1]", "http://[::1]"),
+            ("http://xn--bcher-kva.example", "http://xn--bcher-kva.example"),
+        ] {
+            assert_eq!(check_public_url(given).unwrap(), expected, "{given}");
+        }
+    }
+
+    #[test]
+    fn public_url_rejects_what_is_not_a_host() {
+        for given in [
+            "beacon.example.com",
+            "ftp://beacon.example.com",
+            "http://",
+            "http://:8080",
+            "http://[",
+            "http://[::1",
+            "http://a:b:c",
+            "http://host:99999",
+            "http://host:0",
+            "http://-",
+            "https://user@host",
+            "https://host/path",
+            "https://host?query",
+            "https://bücher.example",
+            "https://evil.example\"><x",
+        ] {
+            assert!(check_public_url(given).is_err(), "{given} was accepted");
+        }
+    }
+
+    #[test]
+    fn error_description_leaves_out_repeated_causes() {
+        let error = anyhow::Error::new(std::io::Error::other("file is not a database"))
+            .context("cannot open the database x");
+        assert_eq!(describe(&error), "cannot open the database x: file is not a database");
     }
 }

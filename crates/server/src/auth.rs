@@ -155,7 +155,8 @@ impl SigningKey {
             roles: None,
             iat: now,
             nbf: now,
-            exp: now.saturating_add(request.lifetime.as_secs()),
+            exp: now.saturating_add(request.lifetime.as_secs())
+                + u64::from(request.lifetime.subsec_nanos() > 0),
         };
         let mut header = Header::new(self.algorithm);
         header.kid = Some(self.key_id.clone());

@@ -48,7 +48,7 @@ pub enum ApiError {
     #[error("{0}")]
     NotAcceptable(String),
     /// The client took too long to send the body. `408`, `RequestTimeout`.
-    #[error("The request body was not received within {} seconds.", .0.as_secs())]
+    #[error("The request body was not received within {}.", duration_text(*.0))]
     RequestTimeout(std::time::Duration),
     /// The entity already exists. `409`, `Conflict`.
     #[error("{0}")]
@@ -159,6 +159,15 @@ impl IntoResponse for ApiError {
         };
         response.extensions_mut().insert(ErrorReport { code, message: self.to_string(), cause });
         response
+    }
+}
+
+/// Writes a duration in whole seconds where it has no fraction, else in milliseconds.
+fn duration_text(duration: std::time::Duration) -> String {
+    match (duration.as_secs(), duration.subsec_nanos()) {
+        (1, 0) => "1 second".to_owned(),
+        (seconds, 0) => format!("{seconds} seconds"),
+        _ => format!("{} milliseconds", duration.as_millis()),
     }
 }
 

@@ -263,7 +263,12 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiE
         return Err(ApiError::InvalidToken(message.to_owned()));
     };
 
-    let text = value.to_str().unwrap_or("").trim();
+    let Ok(text) = value.to_str().map(str::trim) else {
+        return Err(ApiError::InvalidToken(
+            "The Authorization header contains characters that are not allowed in a token."
+                .to_owned(),
+        ));
+    };
     let (scheme, token) = text.split_once(' ').unwrap_or((text, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(ApiError::InvalidToken(

@@ -24,8 +24,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use beacon_store::Store;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -87,9 +87,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     limits: ServeLimits,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+    // HTTP/1.1 only: hyper enforces the header read timeout there from the first byte, and a
+    // proxy in front can offer HTTP/2 to clients.
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
 
@@ -108,7 +109,7 @@ pub async fn serve(
             () = shutdown.as_mut() => break,
         };
         let service = TowerToHyperService::new(app.clone());
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
@@ -123,7 +124,7 @@ pub async fn serve(
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(
-                grace_seconds = limits.shutdown_grace.as_secs(),
+                grace_ms = limits.shutdown_grace.as_millis(),
                 "connections still open after the shutdown grace period are closed"
             );
         }

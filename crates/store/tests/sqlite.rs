@@ -171,18 +171,40 @@ fn non_database_file_is_rejected_unchanged() {
 
 #[test]
 fn database_of_another_program_is_rejected_unchanged() {
+    // The second layout is golang-migrate's, which also has a schema_migrations table.
+    for schema in [
+        "CREATE TABLE customers (name TEXT); INSERT INTO customers VALUES ('a');",
+        "CREATE TABLE schema_migrations (version uint64, dirty bool);
+         INSERT INTO schema_migrations VALUES (1, 0);
+         CREATE TABLE users (id INTEGER PRIMARY KEY);",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("beacon.sqlite3");
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection.execute_batch(schema).unwrap();
+        drop(connection);
+        let before = std::fs::read(&path).unwrap();
+
+        let error = SqliteStore::open(&path, &SqliteOptions::default()).unwrap_err();
+
+        assert!(matches!(error, OpenError::Foreign { .. }), "{error}");
+        assert!(std::fs::read(&path).unwrap() == before, "the file changed");
+    }
+}
+
+#[test]
+fn newer_schema_is_refused_without_changing_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("beacon.sqlite3");
+    drop(SqliteStore::open(&path, &SqliteOptions::default()).unwrap());
     let connection = rusqlite::Connection::open(&path).unwrap();
-    connection.execute_batch("CREATE TABLE customers (name TEXT)").unwrap();
+    connection.pragma_update(None, "journal_mode", "DELETE").unwrap();
+    connection.execute("INSERT INTO schema_migrations VALUES (2, 'future', 'now')", []).unwrap();
     drop(connection);
+    let before = std::fs::read(&path).unwrap();
 
     let error = SqliteStore::open(&path, &SqliteOptions::default()).unwrap_err();
 
-    assert!(matches!(error, OpenError::Foreign { .. }), "{error}");
-    let connection = rusqlite::Connection::open(&path).unwrap();
-    let tables: i64 = connection
-        .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |row| row.get(0))
-        .unwrap();
-    assert_eq!(tables, 1);
+    assert!(matches!(error, OpenError::SchemaTooNew { found: 2, .. }), "{error}");
+    assert!(std::fs::read(&path).unwrap() == before, "the file changed");
 }

@@ -160,3 +160,37 @@ async fn database_of_another_program_is_refused_before_any_change() {
         std::fs::read_dir(&data_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(files, ["beacon.sqlite3"]);
 }
+
+#[tokio::test]
+async fn unusable_signing_key_is_refused_before_any_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir(&data_dir).unwrap();
+    std::fs::write(data_dir.join("signing-key.pem"), b"junk").unwrap();
+
+    let output = std::process::Command::new(beacon_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("signing-key.pem"), "{message}");
+    let files: Vec<_> =
+        std::fs::read_dir(&data_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(files, ["signing-key.pem"]);
+}
+
+#[tokio::test]
+async fn connection_that_sends_nothing_is_closed_after_the_header_timeout() {
+    let server = TestServer::start_with(&["--header-read-timeout", "1s"]).await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer);
+    let closed = tokio::time::timeout(Duration::from_secs(15), read).await;
+
+    assert!(closed.is_ok(), "the connection is still open after 15 seconds");
+}

@@ -1,3 +1,6 @@
+-- Mark the file as Beacon's ("BEAC" in ASCII), so that another program's database is refused.
+PRAGMA application_id = 1111834947;
+
 -- One table for every partner's entities. The partner tenant leads the key, so each partner's
 -- rows are contiguous and in key order, which is the order of collection pages.
 -- Text compares with SQLite's BINARY collation, which orders UTF-8 by code point.

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::OpenError;
 
@@ -16,18 +16,47 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
     include_str!("../../migrations/sqlite/0001_create_aggregated_policy_compliance.sql"),
 )];
 
-/// Brings the schema of `connection` to the newest version.
-pub(super) fn run(connection: &mut Connection, path: &Path) -> Result<(), OpenError> {
-    let migrate_error = |source| OpenError::Migrate { path: path.to_owned(), source };
+/// The `application_id` in the header of every database file Beacon creates ("BEAC" in ASCII),
+/// which tells Beacon's files apart from other programs' SQLite files.
+pub(super) const APPLICATION_ID: i64 = 0x4245_4143;
 
-    // A database that has tables but no migration record belongs to another program.
+/// Checks, without changing the file, that an existing database at `path` is one this build
+/// can open: a SQLite file that is empty or carries Beacon's application id, with a schema
+/// version no newer than [`MIGRATIONS`] knows.
+pub(super) fn inspect(path: &Path) -> Result<(), OpenError> {
+    let open_error = |source| OpenError::Open { path: path.to_owned(), source };
+    if !path.exists() {
+        return Ok(());
+    }
+    let connection =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(open_error)?;
+
+    let application_id: i64 =
+        connection.query_row("PRAGMA application_id", [], |row| row.get(0)).map_err(open_error)?;
     let tables: Vec<String> = connection
         .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
         .and_then(|mut statement| statement.query_map([], |row| row.get(0))?.collect())
-        .map_err(migrate_error)?;
-    if !tables.is_empty() && !tables.iter().any(|name| name == "schema_migrations") {
+        .map_err(open_error)?;
+    if tables.is_empty() {
+        return Ok(());
+    }
+    if application_id != APPLICATION_ID {
         return Err(OpenError::Foreign { path: path.to_owned(), tables });
     }
+
+    let found: i64 = connection
+        .query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |row| row.get(0))
+        .map_err(open_error)?;
+    let known = MIGRATIONS.last().map_or(0, |(version, _, _)| *version);
+    if found > known {
+        return Err(OpenError::SchemaTooNew { path: path.to_owned(), found, known });
+    }
+    Ok(())
+}
+
+/// Brings the schema of `connection` to the newest version.
+pub(super) fn run(connection: &mut Connection, path: &Path) -> Result<(), OpenError> {
+    let migrate_error = |source| OpenError::Migrate { path: path.to_owned(), source };
 
     connection
         .execute_batch(

@@ -73,7 +73,8 @@ pub enum OpenError {
         /// The newest version this build supports.
         known: i64,
     },
-    /// The file is a SQLite database of another program: it has tables and no Beacon schema.
+    /// The file is a SQLite database of another program: it has tables, and its header lacks
+    /// Beacon's application id.
     #[error(
         "the database {path} was not created by Beacon (it contains the tables {}); give Beacon \
          a data folder of its own",
@@ -119,7 +120,9 @@ impl SqliteStore {
     pub fn open(path: &Path, options: &SqliteOptions) -> Result<Self, OpenError> {
         let open_error = |source| OpenError::Open { path: path.to_owned(), source };
 
-        // The writer connection creates the file and owns the schema.
+        // Refuse a file that is not Beacon's before anything can write to it, then let the
+        // writer connection create the file and own the schema.
+        migrate::inspect(path)?;
         let mut connection = Connection::open(path).map_err(open_error)?;
         configure(&connection, false).map_err(open_error)?;
         migrate::run(&mut connection, path)?;
