@@ -15,11 +15,13 @@
 //! - [`media`]: `Content-Type` and `Accept` parsing, including the `IEEE754Compatible` parameter.
 //! - [`path`]: the resource path of a request URL, such as a collection or one entity by key.
 //! - [`query`]: the system query options of a request URL.
+//! - [`filter`]: the `$filter` expression language, parsed into an unbound syntax tree.
 
 pub mod body;
 pub mod datetime;
 pub mod entity;
 pub mod error;
+pub mod filter;
 pub mod json;
 pub mod media;
 pub mod model;

@@ -1,0 +1,28 @@
+//! The `$filter` expression language: lexing and parsing into an unbound syntax tree.
+//!
+//! [`parse`] turns the text of a `$filter` (or any OData common expression) into an [`Expr`]
+//! whose names are still text. Binding the names to the entity model, checking types and
+//! compiling to SQL are later steps, so this module knows nothing about properties or stores.
+//!
+//! Operator precedence follows OData 4.01's URL conventions, from tightest to loosest: `has`
+//! and `in`; unary `-` and `not`; `mul`, `div`, `divby`, `mod`; `add`, `sub`; `gt`, `ge`, `lt`,
+//! `le`; `eq`, `ne`; `and`; `or`. Binary operators of equal precedence associate to the left.
+//!
+//! Every error names the character position (counted from 1) and what was expected there.
+
+mod ast;
+mod lexer;
+mod parser;
+
+pub use ast::{BinaryOp, Expr, Literal, Span, UnaryOp};
+pub use parser::{MAX_DEPTH, MAX_LENGTH, parse};
+
+/// A syntax error in an expression.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("Syntax error at position {position}: {message}.")]
+pub struct SyntaxError {
+    /// The character position of the error, counted from 1.
+    pub position: usize,
+    /// What was expected and what was found, as a clause.
+    pub message: String,
+}

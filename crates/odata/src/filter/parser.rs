@@ -1,0 +1,288 @@
+//! A Pratt (binding-power) parser over the tokens of an expression.
+
+use super::SyntaxError;
+use super::ast::{BinaryOp, Expr, IN_BINDING_POWER, PREFIX_BINDING_POWER, Span, UnaryOp};
+use super::lexer::{Token, TokenKind, tokenize};
+
+/// The maximum length of an expression, in characters.
+pub const MAX_LENGTH: usize = 8192;
+
+/// The maximum nesting depth of an expression: parentheses, operators and calls each add one.
+pub const MAX_DEPTH: usize = 100;
+
+/// Parses an expression such as `tenantId eq 'x' and numberOfErrorDevices gt 0`.
+pub fn parse(text: &str) -> Result<Expr, SyntaxError> {
+    if let Some((offset, _)) = text.char_indices().nth(MAX_LENGTH) {
+        let position = text[..offset].chars().count() + 1;
+        return Err(SyntaxError {
+            position,
+            message: format!("the expression is longer than {MAX_LENGTH} characters"),
+        });
+    }
+    let tokens = tokenize(text)?;
+    let mut parser = Parser { tokens, at: 0, depth: 0 };
+    let expression = parser.expression(0)?;
+    match &parser.current().kind {
+        TokenKind::End => Ok(expression),
+        other => Err(parser.error(format!(
+            "expected an operator such as 'eq' or 'and', or the end of the expression, but found {}",
+            other.describe()
+        ))),
+    }
+}
+
+struct Parser {
+    tokens: Vec<Token>,
+    at: usize,
+    depth: usize,
+}
+
+impl Parser {
+    fn current(&self) -> &Token {
+        // The token list always ends with End, and the parser never moves past it.
+        &self.tokens[self.at.min(self.tokens.len() - 1)]
+    }
+
+    fn peek_next(&self) -> &TokenKind {
+        &self.tokens[(self.at + 1).min(self.tokens.len() - 1)].kind
+    }
+
+    fn advance(&mut self) -> Token {
+        let token = self.current().clone();
+        if token.kind != TokenKind::End {
+            self.at += 1;
+        }
+        token
+    }
+
+    fn error(&self, message: String) -> SyntaxError {
+        SyntaxError { position: self.current().span.start + 1, message }
+    }
+
+    fn expect(&mut self, kind: &TokenKind, what: &str) -> Result<Token, SyntaxError> {
+        if &self.current().kind == kind {
+            Ok(self.advance())
+        } else {
+            Err(self
+                .error(format!("expected {what}, but found {}", self.current().kind.describe())))
+        }
+    }
+
+    /// Parses an expression whose infix operators all bind tighter than `min_power`.
+    fn expression(&mut self, min_power: u8) -> Result<Expr, SyntaxError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(
+                self.error(format!("the expression is nested deeper than {MAX_DEPTH} levels"))
+            );
+        }
+        let mut left = self.prefix()?;
+
+        // Fold infix operators for as long as they bind tighter than the caller's.
+        while let TokenKind::Word(word) = &self.current().kind {
+            if word == "in" {
+                if IN_BINDING_POWER <= min_power {
+                    break;
+                }
+                self.advance();
+                let (list, end) = self.list()?;
+                let span = Span { start: left.span().start, end };
+                left = Expr::In { operand: Box::new(left), list, span };
+                continue;
+            }
+            let Some(op) = BinaryOp::from_word(word) else {
+                return Err(self.error(format!(
+                    "expected an operator such as 'eq' or 'and', but found '{word}'"
+                )));
+            };
+            if op.binding_power() <= min_power {
+                break;
+            }
+            self.advance();
+            let right = self.expression(op.binding_power())?;
+            let span = Span { start: left.span().start, end: right.span().end };
+            left = Expr::Binary { op, left: Box::new(left), right: Box::new(right), span };
+        }
+
+        self.depth -= 1;
+        Ok(left)
+    }
+
+    /// Parses what can start an expression: a literal, a name, a call, a prefix operator or a
+    /// parenthesized expression.
+    fn prefix(&mut self) -> Result<Expr, SyntaxError> {
+        let token = self.advance();
+        let start = token.span.start;
+        match token.kind {
+            TokenKind::Literal(literal) => Ok(Expr::Literal(literal, token.span)),
+            TokenKind::Minus => self.unary(UnaryOp::Negate, start),
+            TokenKind::Word(word) if word == "not" && self.starts_operand() => {
+                self.unary(UnaryOp::Not, start)
+            }
+            TokenKind::OpenParen => {
+                let inner = self.expression(0)?;
+                self.expect(&TokenKind::CloseParen, "')'")?;
+                Ok(inner)
+            }
+            TokenKind::Word(word) if self.current().kind == TokenKind::OpenParen => {
+                let (arguments, end) = self.list()?;
+                Ok(Expr::Call { function: word, arguments, span: Span { start, end } })
+            }
+            TokenKind::Word(word) => self.name(word, token.span),
+            other => {
+                self.at -= usize::from(other != TokenKind::End);
+                Err(self.error(format!("expected an expression, but found {}", other.describe())))
+            }
+        }
+    }
+
+    /// Whether the current token can begin an operand, so that `not` is an operator there.
+    fn starts_operand(&self) -> bool {
+        match &self.current().kind {
+            TokenKind::Literal(_) | TokenKind::OpenParen | TokenKind::Minus => true,
+            TokenKind::Word(word) => BinaryOp::from_word(word).is_none() && word != "in",
+            _ => false,
+        }
+    }
+
+    fn unary(&mut self, op: UnaryOp, start: usize) -> Result<Expr, SyntaxError> {
+        let operand = self.expression(PREFIX_BINDING_POWER)?;
+        let span = Span { start, end: operand.span().end };
+        Ok(Expr::Unary { op, operand: Box::new(operand), span })
+    }
+
+    /// Reads a name and any `/`-separated segments after it.
+    fn name(&mut self, first: String, span: Span) -> Result<Expr, SyntaxError> {
+        let mut path = first;
+        let mut end = span.end;
+        while self.current().kind == TokenKind::Slash
+            && matches!(self.peek_next(), TokenKind::Word(_))
+        {
+            self.advance();
+            let segment = self.advance();
+            if let TokenKind::Word(word) = segment.kind {
+                path.push('/');
+                path.push_str(&word);
+                end = segment.span.end;
+            }
+        }
+        Ok(Expr::Name(path, Span { start: span.start, end }))
+    }
+
+    /// Reads `( expr, expr, ... )`, possibly empty, and returns the items and the end offset.
+    fn list(&mut self) -> Result<(Vec<Expr>, usize), SyntaxError> {
+        self.expect(&TokenKind::OpenParen, "'('")?;
+        let mut items = Vec::new();
+        if self.current().kind != TokenKind::CloseParen {
+            loop {
+                items.push(self.expression(0)?);
+                if self.current().kind != TokenKind::Comma {
+                    break;
+                }
+                self.advance();
+            }
+        }
+        let close = self.expect(&TokenKind::CloseParen, "',' or ')'")?;
+        Ok((items, close.span.end))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::Literal;
+
+    /// Writes a tree in prefix form, so tests can state the expected grouping compactly.
+    fn show(expr: &Expr) -> String {
+        match expr {
+            Expr::Literal(Literal::String(s), _) => format!("'{s}'"),
+            Expr::Literal(Literal::Integer(n), _) => n.to_string(),
+            Expr::Literal(literal, _) => format!("{literal:?}"),
+            Expr::Name(name, _) => name.clone(),
+            Expr::Unary { op, operand, .. } => format!("({op:?} {})", show(operand)),
+            Expr::Binary { op, left, right, .. } => {
+                format!("({op:?} {} {})", show(left), show(right))
+            }
+            Expr::In { operand, list, .. } => {
+                let items: Vec<String> = list.iter().map(show).collect();
+                format!("(In {} [{}])", show(operand), items.join(" "))
+            }
+            Expr::Call { function, arguments, .. } => {
+                let items: Vec<String> = arguments.iter().map(show).collect();
+                format!("{function}({})", items.join(" "))
+            }
+        }
+    }
+
+    fn tree(text: &str) -> String {
+        show(&parse(text).unwrap_or_else(|e| panic!("{text}: {e}")))
+    }
+
+    #[test]
+    fn and_binds_tighter_than_or() {
+        assert_eq!(tree("a eq 1 or b eq 2 and c eq 3"), "(Or (Eq a 1) (And (Eq b 2) (Eq c 3)))");
+    }
+
+    #[test]
+    fn arithmetic_follows_odata_precedence() {
+        assert_eq!(tree("a add b mul c eq 7"), "(Eq (Add a (Mul b c)) 7)");
+        assert_eq!(tree("a sub b sub c"), "(Sub (Sub a b) c)");
+        assert_eq!(tree("-a add 1"), "(Add (Negate a) 1)");
+        assert_eq!(tree("not a eq b"), "(Eq (Not a) b)");
+        assert_eq!(tree("not (a eq b)"), "(Not (Eq a b))");
+    }
+
+    #[test]
+    fn in_takes_a_possibly_empty_list() {
+        assert_eq!(tree("a in ('x', 'y')"), "(In a ['x' 'y'])");
+        assert_eq!(tree("a in ()"), "(In a [])");
+        assert_eq!(tree("a in ('x') and b"), "(And (In a ['x']) b)");
+    }
+
+    #[test]
+    fn calls_take_any_number_of_arguments() {
+        assert_eq!(tree("contains(tolower(name),'x')"), "contains(tolower(name) 'x')");
+        assert_eq!(tree("now() gt d"), "(Gt now() d)");
+        assert_eq!(tree("cast(n, Edm.String) eq '5'"), "(Eq cast(n Edm.String) '5')");
+    }
+
+    #[test]
+    fn errors_name_the_position_and_what_was_expected() {
+        let cases = [
+            ("a eq", 5, "expected an expression, but found the end of the expression"),
+            ("(a eq 1", 8, "expected ')', but found the end of the expression"),
+            ("a eq 1 b", 8, "expected an operator such as 'eq' or 'and', but found 'b'"),
+            ("a equals 1", 3, "expected an operator such as 'eq' or 'and', but found 'equals'"),
+            ("a in 'x'", 6, "expected '(', but found a literal"),
+            ("f(a,", 5, "expected an expression, but found the end of the expression"),
+            ("a eq 1)", 7, "or the end of the expression, but found ')'"),
+            ("a eq #", 6, "the character '#' is not expected here"),
+        ];
+        for (text, position, message) in cases {
+            let error = parse(text).unwrap_err();
+            assert_eq!(error.position, position, "{text}: {error}");
+            assert!(error.message.contains(message), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn depth_and_length_are_bounded() {
+        let deep = format!("{}a{}", "(".repeat(MAX_DEPTH + 1), ")".repeat(MAX_DEPTH + 1));
+        assert!(parse(&deep).unwrap_err().message.contains("nested deeper"));
+        let shallow = format!("{}a{}", "(".repeat(MAX_DEPTH - 2), ")".repeat(MAX_DEPTH - 2));
+        assert!(parse(&shallow).is_ok());
+        let long = format!("a eq '{}'", "x".repeat(MAX_LENGTH));
+        assert_eq!(parse(&long).unwrap_err().position, MAX_LENGTH + 1);
+    }
+
+    #[test]
+    fn spans_cover_the_source_text() {
+        let text = "numberOfErrorDevices gt 10";
+        assert_eq!(parse(text).unwrap().span(), Span { start: 0, end: text.len() });
+    }
+
+    #[test]
+    fn names_may_be_paths() {
+        assert_eq!(tree("a/b eq 1"), "(Eq a/b 1)");
+    }
+}
