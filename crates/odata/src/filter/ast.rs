@@ -81,9 +81,9 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
-    /// Finds the operator spelled `word`; operator names are case-sensitive in OData.
+    /// Finds the operator spelled `word`, ignoring case as OData 4.01 allows (`EQ`, `Eq`).
     pub fn from_word(word: &str) -> Option<BinaryOp> {
-        Some(match word {
+        Some(match word.to_ascii_lowercase().as_str() {
             "or" => BinaryOp::Or,
             "and" => BinaryOp::And,
             "eq" => BinaryOp::Eq,

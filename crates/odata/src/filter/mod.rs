@@ -7,6 +7,7 @@
 //! Operator precedence follows OData 4.01's URL conventions, from tightest to loosest: `has`
 //! and `in`; unary `-` and `not`; `mul`, `div`, `divby`, `mod`; `add`, `sub`; `gt`, `ge`, `lt`,
 //! `le`; `eq`, `ne`; `and`; `or`. Binary operators of equal precedence associate to the left.
+//! Operator words ignore case, as OData 4.01 allows (`EQ`, `And`).
 //!
 //! Every error names the character position (counted from 1) and what was expected there.
 

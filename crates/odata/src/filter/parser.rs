@@ -80,7 +80,7 @@ impl Parser {
 
         // Fold infix operators for as long as they bind tighter than the caller's.
         while let TokenKind::Word(word) = &self.current().kind {
-            if word == "in" {
+            if word.eq_ignore_ascii_case("in") {
                 if IN_BINDING_POWER <= min_power {
                     break;
                 }
@@ -116,7 +116,7 @@ impl Parser {
         match token.kind {
             TokenKind::Literal(literal) => Ok(Expr::Literal(literal, token.span)),
             TokenKind::Minus => self.unary(UnaryOp::Negate, start),
-            TokenKind::Word(word) if word == "not" && self.starts_operand() => {
+            TokenKind::Word(word) if word.eq_ignore_ascii_case("not") && self.starts_operand() => {
                 self.unary(UnaryOp::Not, start)
             }
             TokenKind::OpenParen => {
@@ -140,7 +140,9 @@ impl Parser {
     fn starts_operand(&self) -> bool {
         match &self.current().kind {
             TokenKind::Literal(_) | TokenKind::OpenParen | TokenKind::Minus => true,
-            TokenKind::Word(word) => BinaryOp::from_word(word).is_none() && word != "in",
+            TokenKind::Word(word) => {
+                BinaryOp::from_word(word).is_none() && !word.eq_ignore_ascii_case("in")
+            }
             _ => false,
         }
     }
@@ -279,6 +281,15 @@ mod tests {
     fn spans_cover_the_source_text() {
         let text = "numberOfErrorDevices gt 10";
         assert_eq!(parse(text).unwrap().span(), Span { start: 0, end: text.len() });
+    }
+
+    #[test]
+    fn operator_words_ignore_case() {
+        assert_eq!(
+            tree("Name EQ 'Milk' AND Price LT 2 Or NOT x"),
+            "(Or (And (Eq Name 'Milk') (Lt Price 2)) (Not x))"
+        );
+        assert_eq!(tree("a IN ('x')"), "(In a ['x'])");
     }
 
     #[test]
