@@ -2,7 +2,7 @@
 
 use crate::datetime::DateTimeOffset;
 
-/// Where a node starts and ends in the expression text, as character offsets from 0.
+/// The start and end of a node in the expression text, as character offsets from 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Span {
     /// The offset of the first character.
@@ -103,7 +103,7 @@ impl BinaryOp {
         })
     }
 
-    /// The left binding power: operators with a higher one bind tighter.
+    /// Returns the left binding power: operators with a higher one bind tighter.
     pub fn binding_power(self) -> u8 {
         match self {
             BinaryOp::Or => 1,
@@ -171,7 +171,7 @@ pub enum Expr {
 }
 
 impl Expr {
-    /// The part of the text this expression covers.
+    /// Returns the part of the text this expression covers.
     pub fn span(&self) -> Span {
         match self {
             Expr::Literal(_, span) | Expr::Name(_, span) => *span,

@@ -155,8 +155,8 @@ impl Lexer<'_> {
         }
     }
 
-    /// The length of a GUID (8-4-4-4-12 hexadecimal digits) at the cursor, if one is there
-    /// and is not followed by more name characters.
+    /// Returns the length of a GUID (8-4-4-4-12 hexadecimal digits) at the cursor, if one is
+    /// there and is not followed by more name characters.
     fn guid_length(&self) -> Option<usize> {
         for i in 0..36 {
             let c = self.peek(i)?;
@@ -208,7 +208,7 @@ impl Lexer<'_> {
         text
     }
 
-    /// Reads an integer, decimal or double; `negative` says a '-' was already consumed.
+    /// Reads an integer, decimal or double. `negative` is true when a '-' was already consumed.
     fn number(&mut self, negative: bool, start: usize) -> Result<Literal, SyntaxError> {
         let mut text = if negative { "-".to_owned() } else { String::new() };
         text.push_str(&self.take_while(|c| c.is_ascii_digit()));
@@ -355,7 +355,7 @@ mod tests {
     }
 
     #[test]
-    fn minus_is_a_sign_before_digits_else_an_operator() {
+    fn minus_sign_or_operator() {
         assert_eq!(literal("-5"), Literal::Integer(-5));
         assert_eq!(kinds("-x")[0], TokenKind::Minus);
         assert_eq!(literal("-INF"), Literal::Double(f64::NEG_INFINITY));

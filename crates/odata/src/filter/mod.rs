@@ -2,7 +2,7 @@
 //!
 //! [`parse`] turns the text of a `$filter` (or any OData common expression) into an [`Expr`]
 //! whose names are still text. Binding the names to the entity model, checking types and
-//! compiling to SQL are later steps, so this module knows nothing about properties or stores.
+//! compiling to SQL are later steps, so this module depends on no property or store.
 //!
 //! Operator precedence follows OData 4.01's URL conventions, from tightest to loosest: `has`
 //! and `in`; unary `-` and `not`; `mul`, `div`, `divby`, `mod`; `add`, `sub`; `gt`, `ge`, `lt`,
@@ -24,6 +24,6 @@ pub use parser::{MAX_DEPTH, MAX_LENGTH, parse};
 pub struct SyntaxError {
     /// The character position of the error, counted from 1.
     pub position: usize,
-    /// What was expected and what was found, as a clause.
+    /// The expected and the found token, as a clause.
     pub message: String,
 }

@@ -136,7 +136,7 @@ impl Parser {
         }
     }
 
-    /// Whether the current token can begin an operand, so that `not` is an operator there.
+    /// Returns whether the current token can begin an operand, so that `not` is an operator there.
     fn starts_operand(&self) -> bool {
         match &self.current().kind {
             TokenKind::Literal(_) | TokenKind::OpenParen | TokenKind::Minus => true,
