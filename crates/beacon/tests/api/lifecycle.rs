@@ -138,12 +138,13 @@ async fn shutdown_is_bounded_by_a_stalled_client() {
     drop(stream);
 }
 
-#[tokio::test]
-async fn database_of_another_program_is_refused_before_any_change() {
+/// Runs `beacon serve` on a data folder holding one file with the given content, expects it to
+/// refuse to start, and returns its error output and the folder's file names afterwards.
+fn serve_refused_with_file(name: &str, content: &[u8]) -> (String, Vec<std::ffi::OsString>) {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     std::fs::create_dir(&data_dir).unwrap();
-    std::fs::write(data_dir.join("beacon.sqlite3"), b"not a database").unwrap();
+    std::fs::write(data_dir.join(name), content).unwrap();
 
     let output = std::process::Command::new(beacon_binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -151,34 +152,26 @@ async fn database_of_another_program_is_refused_before_any_change() {
         .output()
         .unwrap();
 
-    assert!(!output.status.success());
-    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the server started");
+    assert_eq!(std::fs::read(data_dir.join(name)).unwrap(), content, "{name} changed");
+    let files = std::fs::read_dir(&data_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    (String::from_utf8_lossy(&output.stderr).into_owned(), files)
+}
+
+#[tokio::test]
+async fn garbage_database_is_refused_before_any_change() {
+    let (message, files) = serve_refused_with_file("beacon.sqlite3", b"not a database");
+
     assert!(message.contains("beacon.sqlite3"), "{message}");
     assert!(message.contains("not a database"), "{message}");
-    assert_eq!(std::fs::read(data_dir.join("beacon.sqlite3")).unwrap(), b"not a database");
-    let files: Vec<_> =
-        std::fs::read_dir(&data_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(files, ["beacon.sqlite3"]);
 }
 
 #[tokio::test]
 async fn unusable_signing_key_is_refused_before_any_change() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    std::fs::create_dir(&data_dir).unwrap();
-    std::fs::write(data_dir.join("signing-key.pem"), b"junk").unwrap();
+    let (message, files) = serve_refused_with_file("signing-key.pem", b"junk");
 
-    let output = std::process::Command::new(beacon_binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data_dir)
-        .output()
-        .unwrap();
-
-    assert!(!output.status.success());
-    let message = String::from_utf8_lossy(&output.stderr);
     assert!(message.contains("signing-key.pem"), "{message}");
-    let files: Vec<_> =
-        std::fs::read_dir(&data_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(files, ["signing-key.pem"]);
 }
 
