@@ -20,7 +20,7 @@ pub enum EdmType {
 }
 
 impl EdmType {
-    /// The qualified EDM name, such as `Edm.Int64`.
+    /// Returns the qualified EDM name, such as `Edm.Int64`.
     pub fn name(self) -> &'static str {
         match self {
             EdmType::String => "Edm.String",
@@ -45,7 +45,8 @@ impl View {
     /// Both views, in a fixed order.
     pub const ALL: [View; 2] = [View::Seed, View::Graph];
 
-    /// The entity set's path below the service root, without leading or trailing slash.
+    /// Returns the entity set's path below the service root, without leading or trailing
+    /// slash.
     pub fn collection_path(self) -> &'static str {
         match self {
             View::Seed => "aggregatedPolicyCompliances",
@@ -53,7 +54,7 @@ impl View {
         }
     }
 
-    /// The qualified name of the entity type as this view names it.
+    /// Returns the qualified name of the entity type in this view.
     pub fn type_name(self) -> &'static str {
         match self {
             View::Seed => "microsoft.management.services.api.aggregatedPolicyCompliance",
@@ -149,7 +150,7 @@ impl Property {
         Property::LastRefreshedDateTime,
     ];
 
-    /// The property's name in `view`.
+    /// Returns the property's name in `view`.
     pub fn name(self, view: View) -> &'static str {
         match (self, view) {
             (Property::TenantId, View::Seed) => "organizationId",
@@ -169,7 +170,7 @@ impl Property {
         }
     }
 
-    /// The property's EDM type.
+    /// Returns the property's EDM type.
     pub fn edm_type(self) -> EdmType {
         match self {
             Property::Id
@@ -188,7 +189,8 @@ impl Property {
         }
     }
 
-    /// The position of a non-key property in [`Property::FIELDS`], or `None` for the key.
+    /// Returns the position of a non-key property in [`Property::FIELDS`], or `None` for the
+    /// key.
     pub fn field_index(self) -> Option<usize> {
         Property::FIELDS.iter().position(|p| *p == self)
     }

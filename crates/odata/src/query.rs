@@ -2,9 +2,9 @@
 //!
 //! As OData 4.01 allows, option names compare case-insensitively and the `$` prefix is
 //! optional, so `top=5` and `$TOP=5` both mean `$top=5`. Any system option given twice is
-//! rejected. Names that are neither system options nor `$`-prefixed are custom query options,
-//! which OData directs services to ignore when they do not know them; parameter aliases (`@name`)
-//! are ignored the same way.
+//! rejected. Names that are neither system options nor `$`-prefixed are custom query options.
+//! OData directs services to ignore custom options they do not know, and parameter aliases
+//! (`@name`) are ignored the same way.
 //!
 //! Supported so far: `$top`, `$skiptoken` (only as written into `@odata.nextLink`) and
 //! `$format=json`. The other options of the OData query language are recognized and rejected

@@ -116,6 +116,6 @@ fn error_body(report: &ErrorReport, request_id: &str, client_request_id: &str) -
             inner_error: InnerError { date: &date, request_id, client_request_id },
         },
     };
-    // Serializing plain strings cannot fail.
+    // The document has only string fields, which serde_json serializes without error.
     serde_json::to_vec(&document).unwrap_or_default()
 }

@@ -179,7 +179,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Busy | StoreError::ShuttingDown => ApiError::Unavailable,
             StoreError::Full => ApiError::InsufficientStorage,
-            StoreError::Internal(cause) => ApiError::Internal(Arc::from(cause)),
+            StoreError::Internal(cause) => ApiError::Internal(cause),
         }
     }
 }

@@ -14,6 +14,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use beacon_odata::entity::Entity;
@@ -62,7 +63,7 @@ pub struct PageRequest {
 }
 
 /// A store operation failure. The HTTP layer maps each variant to one status.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// An entity with the given key already exists for this partner; becomes `409`.
     #[error("an entity with this id already exists")]
@@ -78,7 +79,7 @@ pub enum StoreError {
     ShuttingDown,
     /// Any other failure of the database or its driver; becomes `500` and is logged.
     #[error("the database failed")]
-    Internal(#[source] Box<dyn StdError + Send + Sync>),
+    Internal(#[source] Arc<dyn StdError + Send + Sync>),
 }
 
 /// The operations Beacon needs from a database.

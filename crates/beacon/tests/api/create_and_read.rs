@@ -207,7 +207,7 @@ async fn ids_that_need_percent_encoding_are_addressable() {
 }
 
 #[tokio::test]
-async fn location_resolves_for_ids_that_look_like_path_syntax() {
+async fn location_resolves_path_like_ids() {
     let server = TestServer::start().await;
 
     for id in [".", "..", "$count", "$metadata", "$x'y"] {

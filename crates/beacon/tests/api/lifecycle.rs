@@ -100,7 +100,7 @@ async fn stalled_body_gets_408() {
     let server = TestServer::start_with(&["--body-read-timeout", "1s"]).await;
     let address = server.base.trim_start_matches("http://").to_owned();
 
-    // Declare 100 bytes and send 2, then wait for the server's answer.
+    // Declare 100 bytes and send 2, then read until the server closes the connection.
     let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
     let head = format!(
         "POST /beta/{GRAPH} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\
@@ -140,7 +140,7 @@ async fn shutdown_is_bounded_by_a_stalled_client() {
 
 /// Runs `beacon serve` on a data folder holding one file with the given content, expects it to
 /// refuse to start, and returns its error output and the folder's file names afterwards.
-fn serve_refused_with_file(name: &str, content: &[u8]) -> (String, Vec<std::ffi::OsString>) {
+fn serve_rejected_with_file(name: &str, content: &[u8]) -> (String, Vec<std::ffi::OsString>) {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     std::fs::create_dir(&data_dir).unwrap();
@@ -160,7 +160,7 @@ fn serve_refused_with_file(name: &str, content: &[u8]) -> (String, Vec<std::ffi:
 
 #[tokio::test]
 async fn garbage_database_is_refused_before_any_change() {
-    let (message, files) = serve_refused_with_file("beacon.sqlite3", b"not a database");
+    let (message, files) = serve_rejected_with_file("beacon.sqlite3", b"not a database");
 
     assert!(message.contains("beacon.sqlite3"), "{message}");
     assert!(message.contains("not a database"), "{message}");
@@ -169,14 +169,14 @@ async fn garbage_database_is_refused_before_any_change() {
 
 #[tokio::test]
 async fn unusable_signing_key_is_refused_before_any_change() {
-    let (message, files) = serve_refused_with_file("signing-key.pem", b"junk");
+    let (message, files) = serve_rejected_with_file("signing-key.pem", b"junk");
 
     assert!(message.contains("signing-key.pem"), "{message}");
     assert_eq!(files, ["signing-key.pem"]);
 }
 
 #[tokio::test]
-async fn connection_that_sends_nothing_is_closed_after_the_header_timeout() {
+async fn silent_connection_closes_after_timeout() {
     let server = TestServer::start_with(&["--header-read-timeout", "1s"]).await;
     let address = server.base.trim_start_matches("http://").to_owned();
 

@@ -4,9 +4,10 @@
 //! whose names are still text. Binding the names to the entity model, checking types and
 //! compiling to SQL are later steps, so this module depends on no property or store.
 //!
-//! Operator precedence follows OData 4.01's URL conventions, from tightest to loosest: `has`
-//! and `in`; unary `-` and `not`; `mul`, `div`, `divby`, `mod`; `add`, `sub`; `gt`, `ge`, `lt`,
-//! `le`; `eq`, `ne`; `and`; `or`. Binary operators of equal precedence associate to the left.
+//! Operator precedence follows OData 4.01's URL conventions. From tightest to loosest, the
+//! levels are `has` and `in`, then unary `-` and `not`, then `mul`, `div`, `divby` and `mod`,
+//! then `add` and `sub`, then `gt`, `ge`, `lt` and `le`, then `eq` and `ne`, then `and`, and
+//! last `or`. Binary operators of equal precedence associate to the left.
 //! Operator words ignore case, as OData 4.01 allows (`EQ`, `And`).
 //!
 //! Every error names the character position (counted from 1) and what was expected there.

@@ -17,12 +17,12 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
 )];
 
 /// The `application_id` in the header of every database file Beacon creates ("BEAC" in ASCII),
-/// which tells Beacon's files apart from other programs' SQLite files.
+/// which distinguishes Beacon's files from other programs' SQLite files.
 pub(super) const APPLICATION_ID: i64 = 0x4245_4143;
 
 /// Checks, without changing the file, that an existing database at `path` is one this build
 /// can open: a SQLite file that is empty or carries Beacon's application id, with a schema
-/// version no newer than [`MIGRATIONS`] knows.
+/// version no newer than the last of [`MIGRATIONS`].
 pub(super) fn inspect(path: &Path) -> Result<(), OpenError> {
     let open_error = |source| OpenError::Open { path: path.to_owned(), source };
     if !path.exists() {

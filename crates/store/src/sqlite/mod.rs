@@ -1,11 +1,11 @@
 //! The embedded store: a SQLite database file in WAL mode.
 //!
 //! SQLite allows one writer at a time, so all writes go to a single writer thread through a
-//! queue. The writer takes every write that is waiting, applies them in one transaction with a
-//! savepoint each (a failing write fails only its own request), commits once, and only then
-//! replies to each request. With `synchronous=FULL`, a commit has reached the disk when it
-//! returns, so an answered write survives a crash of the process or of the machine, and
-//! concurrent writers share the cost of that sync.
+//! queue. The writer takes every write that is waiting and applies them in one transaction,
+//! each under its own savepoint, so a failing write fails only its own request. It commits once
+//! and only then replies to each request; if the commit fails, every write of the group fails.
+//! With `synchronous=FULL`, a commit has been synced to disk when it returns, and concurrent
+//! writers share the cost of that sync.
 //!
 //! Reads run on a small pool of read-only connections on the blocking thread pool, so they
 //! never wait for the writer and never block the async runtime.
@@ -177,7 +177,7 @@ impl SqliteStore {
             (connection, result)
         })
         .await
-        .map_err(|error| StoreError::Internal(Box::new(error)))?;
+        .map_err(|error| StoreError::Internal(Arc::new(error)))?;
 
         lock(&readers).push(connection);
         result.map_err(classify)
@@ -258,7 +258,7 @@ fn classify(error: rusqlite::Error) -> StoreError {
         {
             StoreError::Conflict
         }
-        _ => StoreError::Internal(Box::new(error)),
+        _ => StoreError::Internal(Arc::new(error)),
     }
 }
 

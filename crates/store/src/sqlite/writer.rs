@@ -70,7 +70,7 @@ fn apply_group(
     let mut transaction = match connection.transaction_with_behavior(TransactionBehavior::Immediate)
     {
         Ok(transaction) => transaction,
-        Err(error) => return fail_all(group.len(), &error),
+        Err(error) => return fail_all(group.len(), error),
     };
 
     let mut outcomes = Vec::with_capacity(group.len());
@@ -92,7 +92,7 @@ fn apply_group(
     }
 
     if let Err(error) = transaction.commit() {
-        return fail_all(group.len(), &error);
+        return fail_all(group.len(), error);
     }
     outcomes
 }
@@ -112,16 +112,7 @@ fn apply(
     }
 }
 
-fn fail_all(count: usize, error: &rusqlite::Error) -> Vec<Result<StoredEntity, StoreError>> {
-    (0..count)
-        .map(|_| {
-            Err(match error.sqlite_error_code() {
-                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-                    StoreError::Busy
-                }
-                Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full,
-                _ => StoreError::Internal(error.to_string().into()),
-            })
-        })
-        .collect()
+/// Gives every write of a group the error that failed the group's transaction.
+fn fail_all(count: usize, error: rusqlite::Error) -> Vec<Result<StoredEntity, StoreError>> {
+    vec![Err(classify(error)); count]
 }
