@@ -16,7 +16,9 @@
 //! - [`path`]: the resource path of a request URL, such as a collection or one entity by key.
 //! - [`query`]: the system query options of a request URL.
 //! - [`filter`]: the `$filter` expression language, parsed into an unbound syntax tree.
+//! - [`bind`]: names resolved against a view and types checked, ready to compile to SQL.
 
+pub mod bind;
 pub mod body;
 pub mod datetime;
 pub mod entity;
