@@ -10,6 +10,7 @@
 //! Reads run on a small pool of read-only connections on the blocking thread pool, so they
 //! never wait for the writer and never block the async runtime.
 
+pub mod functions;
 mod migrate;
 mod rows;
 mod writer;
@@ -233,6 +234,7 @@ impl Store for SqliteStore {
 /// Sets the pragmas every connection needs.
 fn configure(connection: &Connection, read_only: bool) -> Result<(), rusqlite::Error> {
     connection.busy_timeout(BUSY_TIMEOUT)?;
+    functions::register(connection)?;
     if read_only {
         connection.pragma_update(None, "query_only", true)?;
     } else {
