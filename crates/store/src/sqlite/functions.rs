@@ -162,6 +162,9 @@ fn register_strings(connection: &Connection) -> rusqlite::Result<()> {
     register_scalar(connection, "odata_toupper", 1, |context| {
         Ok(text_argument(context, 0, "toupper")?.map(str::to_uppercase))
     })?;
+    register_scalar(connection, "odata_ascii_lower", 1, |context| {
+        Ok(text_argument(context, 0, "ascii_lower")?.map(str::to_ascii_lowercase))
+    })?;
     register_scalar(connection, "odata_trim", 1, |context| {
         Ok(text_argument(context, 0, "trim")?.map(|text| text.trim().to_owned()))
     })?;
