@@ -16,6 +16,7 @@
 //! - [`path`]: the resource path of a request URL, such as a collection or one entity by key.
 //! - [`query`]: the system query options of a request URL.
 //! - [`filter`]: the `$filter` expression language, parsed into an unbound syntax tree.
+//! - [`orderby`]: the `$orderby` option, a list of expressions each sorted up or down.
 
 pub mod body;
 pub mod datetime;
@@ -25,5 +26,6 @@ pub mod filter;
 pub mod json;
 pub mod media;
 pub mod model;
+pub mod orderby;
 pub mod path;
 pub mod query;
