@@ -17,6 +17,7 @@
 //! - [`query`]: the system query options of a request URL.
 //! - [`filter`]: the `$filter` expression language, parsed into an unbound syntax tree.
 //! - [`orderby`]: the `$orderby` option, a list of expressions each sorted up or down.
+//! - [`select`]: the `$select` option, the property paths a response includes.
 
 pub mod body;
 pub mod datetime;
@@ -29,3 +30,4 @@ pub mod model;
 pub mod orderby;
 pub mod path;
 pub mod query;
+pub mod select;
