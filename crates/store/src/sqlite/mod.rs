@@ -239,6 +239,17 @@ impl Store for SqliteStore {
     }
 }
 
+impl Drop for SqliteStore {
+    /// Stops the writer thread and waits for it, so the database file is closed once the store
+    /// is gone, even without [`Store::close`].
+    fn drop(&mut self) {
+        drop(lock(&self.writes).take());
+        if let Some(writer) = lock(&self.writer).take() {
+            let _ = writer.join();
+        }
+    }
+}
+
 /// Sets the pragmas every connection needs.
 fn configure(connection: &Connection, read_only: bool) -> Result<(), rusqlite::Error> {
     connection.busy_timeout(BUSY_TIMEOUT)?;
