@@ -215,6 +215,20 @@ impl<'a> Compiler<'a> {
         values: &[Param],
         id: &str,
     ) -> String {
+        // With every key ascending and no null in the cursor, a row-value comparison says the
+        // same and lets the database seek in an index on the keys.
+        let ascending = keys.iter().all(|key| !key.descending);
+        if !keys.is_empty() && ascending && values.iter().all(|value| *value != Param::Null) {
+            let placeholders: Vec<String> =
+                values.iter().map(|value| self.bind(value.clone())).collect();
+            let id = self.bind(Param::Text(id.to_owned()));
+            return format!(
+                "(({}, id) > ({}, {id}))",
+                key_texts.join(", "),
+                placeholders.join(", ")
+            );
+        }
+
         // Row r follows the cursor when, for some i, r ties the cursor on the first i keys and
         // follows it on key i; the key `id` comes last and never ties.
         let mut alternatives = Vec::new();
@@ -350,11 +364,15 @@ mod tests {
         );
         let descending = OrderKey { descending: true, ..key };
         let mut compiler = Compiler::new(&Sqlite);
-        let sql = compiler.after(&[descending], &text, &[Param::Text("m".into())], "k");
+        let sql = compiler.after(&[descending.clone()], &text, &[Param::Text("m".into())], "k");
         assert_eq!(
             sql,
             "((tenant_display_name < ?1 OR tenant_display_name IS NULL) OR \
              (tenant_display_name = ?2 AND id > ?3))"
         );
+        let ascending = OrderKey { descending: false, ..descending };
+        let mut compiler = Compiler::new(&Sqlite);
+        let sql = compiler.after(&[ascending], &text, &[Param::Text("m".into())], "k");
+        assert_eq!(sql, "((tenant_display_name, id) > (?1, ?2))");
     }
 }
