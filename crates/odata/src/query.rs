@@ -119,7 +119,8 @@ impl QueryOptions {
             }
         }
         if let Some(text) = &self.select {
-            let items = select::parse(text).map_err(|e| invalid("select", e.position, e.message))?;
+            let items =
+                select::parse(text).map_err(|e| invalid("select", e.position, e.message))?;
             let mut selection = Selection::NONE;
             let mut names = Vec::new();
             let mut star = false;

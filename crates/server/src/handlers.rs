@@ -11,13 +11,13 @@ use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use beacon_odata::bind;
 use beacon_odata::body::{self, ReadOptions};
 use beacon_odata::entity::{CollectionDocument, Entity, EntityDocument, WriteOptions};
 use beacon_odata::media;
 use beacon_odata::model::View;
 use beacon_odata::path::{self, Resource, SERVICE_VERSION};
 use beacon_odata::query::{self, Target};
-use beacon_odata::bind;
 use beacon_store::{ListQuery, OrderKey, StoreError};
 use http_body_util::{LengthLimitError, Limited};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -196,11 +196,8 @@ fn entity_response(
     entity: &Entity,
     projection: &str,
 ) -> Result<Response, ApiError> {
-    let context = format!(
-        "{}/$metadata#{}{projection}/$entity",
-        call.service_root,
-        view.collection_path()
-    );
+    let context =
+        format!("{}/$metadata#{}{projection}/$entity", call.service_root, view.collection_path());
     let document = EntityDocument { context: &context, view, entity, options: call.write_options };
     json_response(status, &document, call.write_options)
 }

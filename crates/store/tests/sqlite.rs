@@ -62,7 +62,8 @@ async fn partners_do_not_see_each_other() {
     store.create(&partner("p1"), entity("a")).await.unwrap();
 
     assert_eq!(store.get(&partner("p2"), "a").await.unwrap(), None);
-    let page = store.list(&partner("p2"), ListQuery { limit: 10, ..Default::default() }).await.unwrap();
+    let page =
+        store.list(&partner("p2"), ListQuery { limit: 10, ..Default::default() }).await.unwrap();
     assert!(page.is_empty());
     store.create(&partner("p2"), entity("a")).await.unwrap();
 }
@@ -120,7 +121,8 @@ async fn concurrent_creates_each_get_their_own_answer() {
     }
 
     assert_eq!((created, conflicts), (100, 100));
-    let page = store.list(&partner("p"), ListQuery { limit: 1000, ..Default::default() }).await.unwrap();
+    let page =
+        store.list(&partner("p"), ListQuery { limit: 1000, ..Default::default() }).await.unwrap();
     assert_eq!(page.len(), 100);
 }
 

@@ -16,3 +16,5 @@ mod create_and_read;
 mod lifecycle;
 /// Server-driven paging and `$top`.
 mod paging;
+/// The OData query options, one behaviour per test.
+mod query;

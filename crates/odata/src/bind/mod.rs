@@ -356,9 +356,7 @@ impl Binder {
             }
             Expr::Binary { op, left, right, span } => return self.binary(*op, left, right, *span),
             Expr::In { operand, list, .. } => self.in_list(operand, list)?,
-            Expr::Call { function, arguments, span } => {
-                self.call(function, arguments, *span)?
-            }
+            Expr::Call { function, arguments, span } => self.call(function, arguments, *span)?,
         };
         Ok(Operand::Typed(typed))
     }
@@ -405,7 +403,11 @@ impl Binder {
                 Typed::integer(instant.ticks(), Type::DateTimeOffset)
             }
             Literal::Date(year, month, day) => Typed::integer(
-                crate::datetime::days_from_civil(i64::from(*year), u32::from(*month), u32::from(*day)),
+                crate::datetime::days_from_civil(
+                    i64::from(*year),
+                    u32::from(*month),
+                    u32::from(*day),
+                ),
                 Type::Date,
             ),
             Literal::TimeOfDay(ticks) => Typed::integer(*ticks, Type::TimeOfDay),
@@ -532,9 +534,12 @@ impl Binder {
             }
             Operand::Number(Constant::NotANumber) => Ok(Operand::Number(Constant::NotANumber)),
             Operand::Typed(Typed { node: Node::Integer(value), ty: ty @ Type::Number { .. } }) => {
-                Ok(Operand::Typed(Typed::integer(value.checked_neg().ok_or_else(|| {
-                    error(span, "the negated number is outside the range of Edm.Int64".into())
-                })?, ty)))
+                Ok(Operand::Typed(Typed::integer(
+                    value.checked_neg().ok_or_else(|| {
+                        error(span, "the negated number is outside the range of Edm.Int64".into())
+                    })?,
+                    ty,
+                )))
             }
             Operand::Typed(typed) => match typed.ty {
                 Type::Number { .. } => {
@@ -542,7 +547,9 @@ impl Binder {
                     Ok(Operand::Typed(Typed::new(Node::Negate(Box::new(typed)), ty)))
                 }
                 Type::Null => Ok(Operand::Typed(Typed::new(Node::Null, Type::INT64))),
-                other => Err(error(span, format!("'-' needs a number, not a value of type {other}"))),
+                other => {
+                    Err(error(span, format!("'-' needs a number, not a value of type {other}")))
+                }
             },
             Operand::Guid(_) => Err(error(span, "'-' needs a number, not a GUID".to_owned())),
         }
@@ -774,10 +781,9 @@ impl Binder {
             (Type::Null, wanted) => Ok(Typed::new(Node::Null, wanted)),
             (from, to) if from == to => Ok(typed),
             (Type::Number { .. }, Type::Number { scale: 0 }) if name != "Edm.Int64" => Ok(typed),
-            (from, _) => Err(error(
-                span,
-                format!("a value of type {from} cannot be cast to {name} exactly"),
-            )),
+            (from, _) => {
+                Err(error(span, format!("a value of type {from} cannot be cast to {name} exactly")))
+            }
         }
     }
 }
@@ -792,7 +798,10 @@ fn edm_type(name: &str, span: Span) -> Result<Type, BindError> {
         "Edm.Date" => Type::Date,
         "Edm.TimeOfDay" => Type::TimeOfDay,
         _ => {
-            return Err(error(span, format!("'{name}' is not a type this service can test or cast to")));
+            return Err(error(
+                span,
+                format!("'{name}' is not a type this service can test or cast to"),
+            ));
         }
     })
 }
@@ -880,7 +889,9 @@ fn compare(op: Comparison, left: Operand, right: Operand, span: Span) -> Result<
         (Operand::Guid(guid), Operand::Typed(right)) => {
             compare_guid(op.flipped(), right, guid, span)
         }
-        (Operand::Guid(left), Operand::Guid(right)) => Ok(Typed::boolean(holds(op, left.cmp(&right)))),
+        (Operand::Guid(left), Operand::Guid(right)) => {
+            Ok(Typed::boolean(holds(op, left.cmp(&right))))
+        }
         (Operand::Guid(_), Operand::Number(_)) | (Operand::Number(_), Operand::Guid(_)) => {
             Err(error(span, "a GUID cannot be compared with a number".to_owned()))
         }
@@ -918,12 +929,16 @@ fn compare_constants(left: &Constant, right: &Constant) -> Option<std::cmp::Orde
 
 fn compare_guid(op: Comparison, left: Typed, guid: String, span: Span) -> Result<Typed, BindError> {
     let left = match left.ty {
-        Type::String => {
-            Typed::new(Node::Call { function: Function::AsciiLower, arguments: vec![left] }, Type::String)
-        }
+        Type::String => Typed::new(
+            Node::Call { function: Function::AsciiLower, arguments: vec![left] },
+            Type::String,
+        ),
         Type::Null => left,
         other => {
-            return Err(error(span, format!("a GUID cannot be compared with a value of type {other}")));
+            return Err(error(
+                span,
+                format!("a GUID cannot be compared with a value of type {other}"),
+            ));
         }
     };
     compare_typed(op, left, Typed::new(Node::String(guid), Type::String), span)
@@ -945,7 +960,10 @@ fn compare_typed(
         }
         (a, b) if a == b => (left, right),
         (a, b) => {
-            return Err(error(span, format!("a value of type {a} cannot be compared with one of type {b}")));
+            return Err(error(
+                span,
+                format!("a value of type {a} cannot be compared with one of type {b}"),
+            ));
         }
     };
     let ty = Type::Boolean;
@@ -959,7 +977,10 @@ fn fold(op: Comparison, left: Typed, constant: &Constant, span: Span) -> Result<
         // Null compared with any number: only 'ne' holds.
         Type::Null => return Ok(Typed::boolean(op == Comparison::Ne)),
         other => {
-            return Err(error(span, format!("a value of type {other} cannot be compared with a number")));
+            return Err(error(
+                span,
+                format!("a value of type {other} cannot be compared with a number"),
+            ));
         }
     };
     let rounded = match constant {

@@ -104,11 +104,13 @@ impl<'a> Compiler<'a> {
     fn boolean(&mut self, expr: &Typed, only_truth: bool) -> String {
         match &expr.node {
             Node::And(left, right) => {
-                let (left, right) = (self.boolean(left, only_truth), self.boolean(right, only_truth));
+                let (left, right) =
+                    (self.boolean(left, only_truth), self.boolean(right, only_truth));
                 format!("({left} AND {right})")
             }
             Node::Or(left, right) => {
-                let (left, right) = (self.boolean(left, only_truth), self.boolean(right, only_truth));
+                let (left, right) =
+                    (self.boolean(left, only_truth), self.boolean(right, only_truth));
                 format!("({left} OR {right})")
             }
             Node::Not(operand) => format!("(NOT {})", self.boolean(operand, false)),
@@ -149,7 +151,9 @@ impl<'a> Compiler<'a> {
         let is_not_null = |x: &str| format!("({x} IS NOT NULL)");
         let constant = |value: bool| self.dialect.boolean(value).to_owned();
         match (op, left_null, right_null) {
-            (Comparison::Eq | Comparison::Ge | Comparison::Le, true, true) => return constant(true),
+            (Comparison::Eq | Comparison::Ge | Comparison::Le, true, true) => {
+                return constant(true);
+            }
             (Comparison::Ne | Comparison::Gt | Comparison::Lt, true, true) => {
                 return constant(false);
             }
@@ -157,7 +161,8 @@ impl<'a> Compiler<'a> {
             (Comparison::Eq | Comparison::Ge | Comparison::Le, false, true) => return is_null(&a),
             (Comparison::Ne, true, false) => return is_not_null(&b),
             (Comparison::Ne, false, true) => return is_not_null(&a),
-            (Comparison::Gt | Comparison::Lt, true, _) | (Comparison::Gt | Comparison::Lt, _, true) => {
+            (Comparison::Gt | Comparison::Lt, true, _)
+            | (Comparison::Gt | Comparison::Lt, _, true) => {
                 return constant(false);
             }
             _ => {}
@@ -333,13 +338,19 @@ mod tests {
     fn decimal_constants_fold_to_integer_bounds() {
         assert_eq!(compile("numberOfErrorDevices ge 2.5").1, vec![Param::Integer(2)]);
         assert_eq!(compile("numberOfErrorDevices eq 2.5").0, "FALSE");
-        assert_eq!(compile("numberOfErrorDevices lt 1e30").0, "(number_of_error_devices IS NOT NULL)");
+        assert_eq!(
+            compile("numberOfErrorDevices lt 1e30").0,
+            "(number_of_error_devices IS NOT NULL)"
+        );
     }
 
     #[test]
     fn in_lists_keep_null_semantics() {
         assert_eq!(compile("tenantId in ()").0, "FALSE");
-        assert_eq!(compile("tenantId in ('a', null)").0, "(tenant_id IN (?1) OR tenant_id IS NULL)");
+        assert_eq!(
+            compile("tenantId in ('a', null)").0,
+            "(tenant_id IN (?1) OR tenant_id IS NULL)"
+        );
         assert_eq!(
             compile("not (tenantId in ('a'))").0,
             "(NOT (COALESCE(tenant_id IN (?1), FALSE)))"

@@ -218,7 +218,11 @@ impl Statements {
 
 /// Renders the `SELECT` of a list query: the entity columns, then one column per order key,
 /// for rows of `partner` in the query's order.
-pub fn select_query(dialect: &dyn Dialect, partner: &str, query: &ListQuery) -> (String, Vec<Param>) {
+pub fn select_query(
+    dialect: &dyn Dialect,
+    partner: &str,
+    query: &ListQuery,
+) -> (String, Vec<Param>) {
     let mut compiler = Compiler::new(dialect);
     let partner = compiler.bind(Param::Text(partner.to_owned()));
     let mut conditions = vec![format!("partner_tenant_id = {partner}")];

@@ -115,8 +115,8 @@ pub(super) fn count(
     params: Vec<Param>,
 ) -> Result<u64, rusqlite::Error> {
     let mut statement = connection.prepare_cached(text)?;
-    let count: i64 =
-        statement.query_row(params_from_iter(params.into_iter().map(sql_value)), |row| row.get(0))?;
+    let count: i64 = statement
+        .query_row(params_from_iter(params.into_iter().map(sql_value)), |row| row.get(0))?;
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
