@@ -375,7 +375,7 @@ mod tests {
         );
         let descending = OrderKey { descending: true, ..key };
         let mut compiler = Compiler::new(&Sqlite);
-        let sql = compiler.after(&[descending.clone()], &text, &[Param::Text("m".into())], "k");
+        let sql = compiler.after(std::slice::from_ref(&descending), &text, &[Param::Text("m".into())], "k");
         assert_eq!(
             sql,
             "((tenant_display_name < ?1 OR tenant_display_name IS NULL) OR \
