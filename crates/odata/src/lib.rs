@@ -18,7 +18,9 @@
 //! - [`filter`]: the `$filter` expression language, parsed into an unbound syntax tree.
 //! - [`orderby`]: the `$orderby` option, a list of expressions each sorted up or down.
 //! - [`select`]: the `$select` option, the property paths a response includes.
+//! - [`apply`]: the `$apply` option of Data Aggregation, a sequence of transformations.
 
+pub mod apply;
 pub mod body;
 pub mod datetime;
 pub mod entity;
