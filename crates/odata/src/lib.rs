@@ -19,7 +19,9 @@
 //! - [`bind`]: names resolved against a view and types checked, ready to compile to SQL.
 //! - [`orderby`]: the `$orderby` option, a list of expressions each sorted up or down.
 //! - [`select`]: the `$select` option, the property paths a response includes.
+//! - [`apply`]: the `$apply` option of Data Aggregation, a sequence of transformations.
 
+pub mod apply;
 pub mod bind;
 pub mod body;
 pub mod datetime;

@@ -98,6 +98,10 @@ impl<'a> Lexer<'a> {
                 TokenKind::Literal(Literal::Double(f64::NEG_INFINITY))
             }
             '-' => self.single(TokenKind::Minus),
+            '+' if self.peek(1).is_some_and(|c| c.is_ascii_digit()) => {
+                self.at += 1;
+                TokenKind::Literal(self.number(false, start)?)
+            }
             c if c.is_ascii_hexdigit() && self.guid_length() == Some(36) => {
                 let guid: String = self.chars[start..start + 36].iter().collect();
                 self.at += 36;
@@ -447,6 +451,14 @@ mod tests {
         );
         assert_eq!(kinds("tenantId")[0], TokenKind::Word("tenantId".into()));
         assert_eq!(kinds("Edm.String")[0], TokenKind::Word("Edm.String".into()));
+    }
+
+    #[test]
+    fn numbers_take_a_plus_sign() {
+        assert_eq!(literal("+42"), Literal::Integer(42));
+        assert_eq!(literal("+0.25e+1"), Literal::Double(2.5));
+        assert_eq!(literal("+1.50"), Literal::Decimal("1.50".into()));
+        assert!(tokenize("+x").is_err());
     }
 
     #[test]
