@@ -14,6 +14,7 @@
 //! exactly. Comparisons with constants that are not integers fold at bind time (see
 //! [`number`]).
 
+pub mod apply;
 mod number;
 
 use std::fmt;
@@ -46,6 +47,8 @@ pub enum Type {
         /// The number of implied fractional digits.
         scale: u8,
     },
+    /// `Edm.Double`: only the result of `average` in `$apply` has it.
+    Double,
     /// `Edm.DateTimeOffset`, as 100-nanosecond ticks since the Unix epoch.
     DateTimeOffset,
     /// `Edm.Date`, as days since 1970-01-01.
@@ -76,6 +79,7 @@ impl fmt::Display for Type {
             Type::String => "Edm.String",
             Type::Number { scale: 0 } => "Edm.Int64",
             Type::Number { .. } => "Edm.Decimal",
+            Type::Double => "Edm.Double",
             Type::DateTimeOffset => "Edm.DateTimeOffset",
             Type::Date => "Edm.Date",
             Type::TimeOfDay => "Edm.TimeOfDay",
@@ -176,11 +180,23 @@ pub enum Function {
     Time,
 }
 
+/// A named column of a transformed result, such as a grouping property or an aggregate's
+/// alias after `$apply=groupby(...)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Column {
+    /// The name clients use for it.
+    pub name: String,
+    /// Its type.
+    pub ty: Type,
+}
+
 /// A node of a bound expression.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Node {
     /// A stored property.
     Property(Property),
+    /// A column of a transformed result, by position.
+    Column(usize),
     /// The null value.
     Null,
     /// A Boolean constant.
@@ -262,7 +278,7 @@ impl Typed {
     pub fn nullable(&self) -> bool {
         match &self.node {
             Node::Property(property) => *property != Property::Id,
-            Node::Null => true,
+            Node::Column(_) | Node::Null => true,
             Node::Boolean(_) | Node::String(_) | Node::Integer(_) => false,
             Node::Compare { .. } | Node::In { .. } | Node::IsNotNull(_) => false,
             Node::And(left, right) | Node::Or(left, right) => left.nullable() || right.nullable(),
@@ -290,7 +306,18 @@ pub struct BindError {
 
 /// Binds a `$filter` expression, which must be Boolean. `now` is the request's time in ticks.
 pub fn filter(expr: &Expr, view: View, now: i64) -> Result<Typed, BindError> {
-    let bound = Binder { view, now }.typed(expr)?;
+    filter_in(expr, view, now, None)
+}
+
+/// Binds a Boolean expression whose names are `columns` when given, else the view's
+/// properties.
+pub fn filter_in(
+    expr: &Expr,
+    view: View,
+    now: i64,
+    columns: Option<&[Column]>,
+) -> Result<Typed, BindError> {
+    let bound = Binder { view, now, columns }.typed(expr)?;
     match bound.ty {
         Type::Boolean => Ok(bound),
         Type::Null => Ok(Typed::new(Node::Null, Type::Boolean)),
@@ -303,12 +330,23 @@ pub fn filter(expr: &Expr, view: View, now: i64) -> Result<Typed, BindError> {
 
 /// Binds an expression that yields a value, such as an `$orderby` item.
 pub fn value(expr: &Expr, view: View, now: i64) -> Result<Typed, BindError> {
-    Binder { view, now }.typed(expr)
+    value_in(expr, view, now, None)
+}
+
+/// Binds a value expression whose names are `columns` when given, else the view's
+/// properties.
+pub fn value_in(
+    expr: &Expr,
+    view: View,
+    now: i64,
+    columns: Option<&[Column]>,
+) -> Result<Typed, BindError> {
+    Binder { view, now, columns }.typed(expr)
 }
 
 /// Binds a property name of `view`, as `$select` and `groupby` use them.
 pub fn property(name: &str, span: Span, view: View) -> Result<Property, BindError> {
-    Binder { view, now: 0 }.property(name, span)
+    Binder { view, now: 0, columns: None }.property(name, span)
 }
 
 fn error(span: Span, message: String) -> BindError {
@@ -325,12 +363,14 @@ enum Operand {
     Guid(String),
 }
 
-struct Binder {
+struct Binder<'a> {
     view: View,
     now: i64,
+    /// The names in scope after a transformation; `None` means the entity's properties.
+    columns: Option<&'a [Column]>,
 }
 
-impl Binder {
+impl Binder<'_> {
     /// Binds an expression that must end up with a type of its own.
     fn typed(&self, expr: &Expr) -> Result<Typed, BindError> {
         match self.operand(expr)? {
@@ -343,6 +383,21 @@ impl Binder {
     fn operand(&self, expr: &Expr) -> Result<Operand, BindError> {
         let typed = match expr {
             Expr::Literal(literal, span) => return self.literal(literal, *span),
+            Expr::Name(name, span) if self.columns.is_some() => {
+                let columns = self.columns.unwrap_or_default();
+                let Some(index) = columns.iter().position(|c| c.name == *name) else {
+                    let known: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+                    return Err(error(
+                        *span,
+                        format!(
+                            "'{name}' is not a property of the transformed result; its \
+                             properties are {}",
+                            known.join(", ")
+                        ),
+                    ));
+                };
+                Typed::new(Node::Column(index), columns[index].ty)
+            }
             Expr::Name(name, span) => {
                 let property = self.property(name, *span)?;
                 Typed::new(Node::Property(property), Type::of(property.edm_type()))

@@ -74,6 +74,7 @@ impl<'a> Compiler<'a> {
     pub fn value(&mut self, expr: &Typed) -> String {
         match &expr.node {
             Node::Property(property) => column(*property).to_owned(),
+            Node::Column(index) => result_column(*index),
             Node::Null => "NULL".to_owned(),
             Node::Boolean(value) => self.dialect.boolean(*value).to_owned(),
             Node::String(text) => self.bind(Param::Text(text.clone())),
@@ -141,32 +142,31 @@ impl<'a> Compiler<'a> {
     }
 
     fn compare(&mut self, op: Comparison, left: &Typed, right: &Typed, only_truth: bool) -> String {
+        // A null literal on one side leaves a test of the other side, or a constant. Only the
+        // side that appears in the text is rendered, so every bound parameter is used.
         let (left_null, right_null) = (left.node == Node::Null, right.node == Node::Null);
-        let (a, b) = (self.value(left), self.value(right));
         let either_nullable = left.nullable() || right.nullable();
         let both_nullable = left.nullable() && right.nullable();
-
-        // A null literal on one side leaves a test of the other side.
-        let is_null = |x: &str| format!("({x} IS NULL)");
-        let is_not_null = |x: &str| format!("({x} IS NOT NULL)");
-        let constant = |value: bool| self.dialect.boolean(value).to_owned();
         match (op, left_null, right_null) {
             (Comparison::Eq | Comparison::Ge | Comparison::Le, true, true) => {
-                return constant(true);
+                return self.dialect.boolean(true).to_owned();
             }
-            (Comparison::Ne | Comparison::Gt | Comparison::Lt, true, true) => {
-                return constant(false);
+            (Comparison::Ne | Comparison::Gt | Comparison::Lt, true, true)
+            | (Comparison::Gt | Comparison::Lt, true, false)
+            | (Comparison::Gt | Comparison::Lt, false, true) => {
+                return self.dialect.boolean(false).to_owned();
             }
-            (Comparison::Eq | Comparison::Ge | Comparison::Le, true, false) => return is_null(&b),
-            (Comparison::Eq | Comparison::Ge | Comparison::Le, false, true) => return is_null(&a),
-            (Comparison::Ne, true, false) => return is_not_null(&b),
-            (Comparison::Ne, false, true) => return is_not_null(&a),
-            (Comparison::Gt | Comparison::Lt, true, _)
-            | (Comparison::Gt | Comparison::Lt, _, true) => {
-                return constant(false);
+            (Comparison::Eq | Comparison::Ge | Comparison::Le, true, false) => {
+                return format!("({} IS NULL)", self.value(right));
             }
+            (Comparison::Eq | Comparison::Ge | Comparison::Le, false, true) => {
+                return format!("({} IS NULL)", self.value(left));
+            }
+            (Comparison::Ne, true, false) => return format!("({} IS NOT NULL)", self.value(right)),
+            (Comparison::Ne, false, true) => return format!("({} IS NOT NULL)", self.value(left)),
             _ => {}
         }
+        let (a, b) = (self.value(left), self.value(right));
 
         let symbol = match op {
             Comparison::Eq => "=",
@@ -276,6 +276,11 @@ fn conjunction(ties: &[String], last: &str) -> String {
     format!("({} AND {last})", ties.join(" AND "))
 }
 
+/// The name of the `index`th column of a transformed result.
+pub fn result_column(index: usize) -> String {
+    format!("c{index}")
+}
+
 /// The column that holds a property's comparable value: a date-time's ticks.
 fn column(property: Property) -> &'static str {
     match columns(property) {
@@ -326,6 +331,15 @@ mod tests {
         assert_eq!(compile("null ne tenantId").0, "(tenant_id IS NOT NULL)");
         assert_eq!(compile("tenantId gt null").0, "FALSE");
         assert_eq!(compile("tenantId le null").0, "(tenant_id IS NULL)");
+    }
+
+    #[test]
+    fn a_comparison_folded_to_a_constant_binds_no_parameter() {
+        assert_eq!(compile("numberOfErrorDevices add 1 gt null"), ("FALSE".to_owned(), vec![]));
+        assert_eq!(
+            compile("length(tenantId) eq null"),
+            ("(odata_length(tenant_id) IS NULL)".to_owned(), vec![])
+        );
     }
 
     #[test]
