@@ -16,6 +16,7 @@ use beacon_server::auth::{
     DEV_PARTNER_TENANT, READ_PERMISSION, READ_WRITE_PERMISSION, SigningKey, TokenRequest,
     create_private_dir, normalize_guid,
 };
+use beacon_server::paging::SkiptokenKey;
 use beacon_server::{AppState, ServeLimits, app, serve};
 use beacon_store::Store;
 use beacon_store::sqlite::{SqliteOptions, SqliteStore};
@@ -225,6 +226,7 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState {
         store: Arc::clone(&store),
         verifier: Arc::new(key.verifier()),
+        skiptoken_key: SkiptokenKey::new(key.paging_secret()),
         public_url: public_url.map(Arc::from),
         body_read_timeout: args.body_read_timeout,
     };

@@ -46,6 +46,39 @@ impl Entity {
 pub struct WriteOptions {
     /// Write Int64 values as JSON strings, as `IEEE754Compatible=true` requests.
     pub int64_as_string: bool,
+    /// The non-key properties to write, as `$select` chose them.
+    pub selection: Selection,
+}
+
+/// A set of non-key properties to write; the key is always written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Selection(u16);
+
+impl Selection {
+    /// Every property.
+    pub const ALL: Selection = Selection((1 << FIELD_COUNT) - 1);
+
+    /// No property but the key.
+    pub const NONE: Selection = Selection(0);
+
+    /// Returns this set with `property` added.
+    pub fn with(self, property: Property) -> Selection {
+        match property.field_index() {
+            Some(i) => Selection(self.0 | 1 << i),
+            None => self,
+        }
+    }
+
+    /// Whether `property` is written; the key always is.
+    pub fn contains(self, property: Property) -> bool {
+        property.field_index().is_none_or(|i| self.0 & (1 << i) != 0)
+    }
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection::ALL
+    }
 }
 
 /// A single-entity response body.
@@ -79,6 +112,8 @@ pub struct CollectionDocument<'a> {
     pub view: View,
     /// The entities of this page, in order.
     pub entities: &'a [Entity],
+    /// The number of entities in the whole result, when `$count=true` asked for it.
+    pub count: Option<u64>,
     /// The absolute URL of the next page, when there is one.
     pub next_link: Option<&'a str>,
     /// Options for writing values.
@@ -89,6 +124,13 @@ impl Serialize for CollectionDocument<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("@odata.context", self.context)?;
+        match self.count {
+            Some(count) if self.options.int64_as_string => {
+                map.serialize_entry("@odata.count", &format_args!("{count}"))?;
+            }
+            Some(count) => map.serialize_entry("@odata.count", &count)?,
+            None => {}
+        }
         map.serialize_entry("value", &Items(self))?;
         if let Some(link) = self.next_link {
             map.serialize_entry("@odata.nextLink", link)?;
@@ -139,6 +181,9 @@ fn write_members<M: SerializeMap>(
     map.serialize_entry("@odata.type", &format_args!("#{}", view.type_name()))?;
     map.serialize_entry("id", &entity.id)?;
     for property in Property::FIELDS {
+        if !options.selection.contains(property) {
+            continue;
+        }
         let name = property.name(view);
         match entity.get(property) {
             None => map.serialize_entry(name, &())?,
@@ -194,7 +239,7 @@ mod tests {
             context: "ctx",
             view: View::Graph,
             entity: &entity,
-            options: WriteOptions { int64_as_string: true },
+            options: WriteOptions { int64_as_string: true, ..WriteOptions::default() },
         };
         let text = serde_json::to_string(&document).unwrap();
         assert!(text.contains(r#""numberOfCompliantDevices":"9007199254740993""#));
@@ -208,6 +253,7 @@ mod tests {
             context: "ctx",
             view: View::Graph,
             entities: &entities,
+            count: None,
             next_link: Some("next"),
             options: WriteOptions::default(),
         };

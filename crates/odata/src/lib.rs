@@ -16,7 +16,11 @@
 //! - [`path`]: the resource path of a request URL, such as a collection or one entity by key.
 //! - [`query`]: the system query options of a request URL.
 //! - [`filter`]: the `$filter` expression language, parsed into an unbound syntax tree.
+//! - [`bind`]: names resolved against a view and types checked, ready to compile to SQL.
+//! - [`orderby`]: the `$orderby` option, a list of expressions each sorted up or down.
+//! - [`select`]: the `$select` option, the property paths a response includes.
 
+pub mod bind;
 pub mod body;
 pub mod datetime;
 pub mod entity;
@@ -25,5 +29,7 @@ pub mod filter;
 pub mod json;
 pub mod media;
 pub mod model;
+pub mod orderby;
 pub mod path;
 pub mod query;
+pub mod select;

@@ -6,12 +6,19 @@
 //! OData directs services to ignore custom options they do not know, and parameter aliases
 //! (`@name`) are ignored the same way.
 //!
-//! Supported so far: `$top`, `$skiptoken` (only as written into `@odata.nextLink`) and
-//! `$format=json`. The other options of the OData query language are recognized and rejected
-//! with a message saying they are not supported yet, so that no client mistakes an ignored
-//! option for an applied one.
+//! [`parse`] reads the options as text and checks the simple ones (`$top`, `$skip`, `$count`,
+//! `$format`); [`QueryOptions::bind`] parses the expressions of `$filter`, `$orderby` and
+//! `$select` and binds them to a view. Options OData defines that this resource does not take
+//! are rejected with a message saying so, so that no client mistakes an ignored option for an
+//! applied one.
 
 use percent_encoding::percent_decode_str;
+
+use crate::bind::{self, Type, Typed};
+use crate::entity::Selection;
+use crate::model::View;
+use crate::select::SelectItem;
+use crate::{filter, orderby, select};
 
 /// The system query options that OData defines, without the `$`.
 const SYSTEM_OPTIONS: [&str; 17] = [
@@ -41,19 +48,107 @@ const NEVER_SUPPORTED: [&str; 2] = ["expand", "search"];
 /// What the request addresses, which decides the options it may carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
-    /// A collection: paging options apply.
+    /// A collection: every query option applies.
     Collection,
-    /// A single entity.
+    /// A single entity: only `$select` and `$format`.
     Entity,
+    /// The `/$count` of a collection: only `$filter` and `$format`.
+    Count,
+    /// A create on a collection: only `$format`.
+    Create,
 }
 
-/// The system query options of one request, parsed.
+/// The system query options of one request, as text where they hold expressions.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct QueryOptions {
+    /// `$filter`, as written.
+    pub filter: Option<String>,
+    /// `$orderby`, as written.
+    pub orderby: Option<String>,
+    /// `$select`, as written.
+    pub select: Option<String>,
     /// `$top`: the maximum number of entities in the whole result.
     pub top: Option<u64>,
+    /// `$skip`: how many entities of the result to leave out first.
+    pub skip: Option<u64>,
+    /// `$count=true`: include the size of the whole result.
+    pub count: bool,
     /// `$skiptoken`: the opaque position a previous page ended at.
     pub skiptoken: Option<String>,
+    /// Every option as decoded `(name, value)` pairs in request order, except `$skiptoken`,
+    /// for writing `@odata.nextLink`.
+    pub pairs: Vec<(String, String)>,
+}
+
+/// The options of a request bound to a view: what to select, filter and sort by.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BoundQuery {
+    /// The `$filter` condition.
+    pub filter: Option<Typed>,
+    /// The `$orderby` keys, each with `true` for descending.
+    pub order: Vec<(Typed, bool)>,
+    /// The properties `$select` chose.
+    pub selection: Selection,
+    /// The selected property names in the order given, for `@odata.context`; `None` without
+    /// `$select` or with `*`.
+    pub selected_names: Option<Vec<&'static str>>,
+}
+
+impl QueryOptions {
+    /// Parses and binds the expression options against `view`; `now` is the request time in
+    /// ticks, the value of `now()`.
+    pub fn bind(&self, view: View, now: i64) -> Result<BoundQuery, QueryError> {
+        let mut bound = BoundQuery::default();
+        if let Some(text) = &self.filter {
+            let expr = filter::parse(text).map_err(|e| invalid("filter", e.position, e.message))?;
+            bound.filter = Some(
+                bind::filter(&expr, view, now)
+                    .map_err(|e| invalid("filter", e.position, e.message))?,
+            );
+        }
+        if let Some(text) = &self.orderby {
+            let items =
+                orderby::parse(text).map_err(|e| invalid("orderby", e.position, e.message))?;
+            for item in items {
+                let typed = bind::value(&item.expr, view, now)
+                    .map_err(|e| invalid("orderby", e.position, e.message))?;
+                if typed.ty == Type::Null {
+                    continue;
+                }
+                bound.order.push((typed, item.descending));
+            }
+        }
+        if let Some(text) = &self.select {
+            let items = select::parse(text).map_err(|e| invalid("select", e.position, e.message))?;
+            let mut selection = Selection::NONE;
+            let mut names = Vec::new();
+            let mut star = false;
+            for item in items {
+                match item {
+                    SelectItem::Star(_) => star = true,
+                    SelectItem::Property(name, span) => {
+                        let property = bind::property(&name, span, view)
+                            .map_err(|e| invalid("select", e.position, e.message))?;
+                        selection = selection.with(property);
+                        if !names.contains(&property.name(view)) {
+                            names.push(property.name(view));
+                        }
+                    }
+                }
+            }
+            if star {
+                bound.selection = Selection::ALL;
+            } else {
+                bound.selection = selection;
+                bound.selected_names = Some(names);
+            }
+        }
+        Ok(bound)
+    }
+}
+
+fn invalid(option: &'static str, position: usize, message: String) -> QueryError {
+    QueryError::Invalid { option, position, message }
 }
 
 /// A query string rejection. Each becomes `400`.
@@ -74,6 +169,22 @@ pub enum QueryError {
     /// An option that only applies to collections was given for a single entity.
     #[error("The query option '${0}' applies only to collections, not to a single entity.")]
     NotForEntity(String),
+    /// An expression option does not parse or does not bind.
+    #[error("The ${option} option is invalid at position {position}: {message}.")]
+    Invalid {
+        /// The option name without `$`.
+        option: &'static str,
+        /// The character position in the option's value, counted from 1.
+        position: usize,
+        /// What is wrong, as a clause.
+        message: String,
+    },
+    /// An option was given with a create, whose response is the created entity.
+    #[error("The query option '${0}' does not apply to creating an entity.")]
+    NotForCreate(String),
+    /// An option does not apply to `/$count`.
+    #[error("The query option '${0}' does not apply to the /$count of a collection.")]
+    NotForCount(String),
     /// An option has an invalid value.
     #[error("The value '{value}' of the query option '${option}' is invalid: {reason}.")]
     InvalidValue {
@@ -101,6 +212,7 @@ pub fn parse(raw: Option<&str>, target: Target) -> Result<QueryOptions, QueryErr
 
         // Recognize the option; anything else is a custom option or an alias, both ignored.
         if name.starts_with('@') {
+            options.pairs.push((name, value));
             continue;
         }
         let bare = name.strip_prefix('$').unwrap_or(&name).to_ascii_lowercase();
@@ -108,6 +220,7 @@ pub fn parse(raw: Option<&str>, target: Target) -> Result<QueryOptions, QueryErr
             if name.starts_with('$') {
                 return Err(QueryError::Unknown(name));
             }
+            options.pairs.push((name, value));
             continue;
         };
         if seen.contains(&option) {
@@ -115,19 +228,40 @@ pub fn parse(raw: Option<&str>, target: Target) -> Result<QueryOptions, QueryErr
         }
         seen.push(option);
 
-        // Apply the ones that are supported.
+        // Options that the target cannot take.
+        let allowed = match target {
+            Target::Collection => true,
+            Target::Entity => matches!(option, "select" | "format"),
+            Target::Count => matches!(option, "filter" | "format"),
+            Target::Create => option == "format",
+        };
+        if NEVER_SUPPORTED.contains(&option) {
+            return Err(QueryError::NotSupportedOnResource(option.to_owned()));
+        }
+        if !allowed && SUPPORTED.contains(&option) {
+            return Err(match target {
+                Target::Count => QueryError::NotForCount(option.to_owned()),
+                Target::Create => QueryError::NotForCreate(option.to_owned()),
+                _ => QueryError::NotForEntity(option.to_owned()),
+            });
+        }
+
+        // Then the option's own value.
         match option {
-            "top" | "skiptoken" if target == Target::Entity => {
-                return Err(QueryError::NotForEntity(option.to_owned()));
+            "filter" => options.filter = Some(value.clone()),
+            "orderby" => options.orderby = Some(value.clone()),
+            "select" => options.select = Some(value.clone()),
+            "top" => options.top = Some(parse_count_value("top", &value)?),
+            "skip" => options.skip = Some(parse_count_value("skip", &value)?),
+            "count" => options.count = parse_boolean("count", &value)?,
+            "skiptoken" => {
+                options.skiptoken = Some(value);
+                continue;
             }
-            "top" => options.top = Some(parse_top(&value)?),
-            "skiptoken" => options.skiptoken = Some(value),
             "format" => check_format(&value)?,
-            _ if NEVER_SUPPORTED.contains(&option) => {
-                return Err(QueryError::NotSupportedOnResource(option.to_owned()));
-            }
             _ => return Err(QueryError::NotSupportedYet(option.to_owned())),
         }
+        options.pairs.push((name, value));
     }
     Ok(options)
 }
@@ -142,9 +276,25 @@ fn decode(text: &str) -> Result<String, QueryError> {
         .map_err(|_| QueryError::InvalidEncoding(text.to_owned()))
 }
 
-fn parse_top(value: &str) -> Result<u64, QueryError> {
+/// The options this service applies.
+const SUPPORTED: [&str; 8] =
+    ["filter", "orderby", "select", "top", "skip", "count", "skiptoken", "format"];
+
+fn parse_boolean(option: &str, value: &str) -> Result<bool, QueryError> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(QueryError::InvalidValue {
+            option: option.to_owned(),
+            value: value.to_owned(),
+            reason: "expected 'true' or 'false'",
+        }),
+    }
+}
+
+fn parse_count_value(option: &str, value: &str) -> Result<u64, QueryError> {
     let invalid = |reason| QueryError::InvalidValue {
-        option: "top".to_owned(),
+        option: option.to_owned(),
         value: value.to_owned(),
         reason,
     };
@@ -198,8 +348,7 @@ mod tests {
 
     #[test]
     fn unsupported_options_are_rejected_not_ignored() {
-        assert_eq!(collection("$filter=x"), Err(QueryError::NotSupportedYet("filter".into())));
-        assert_eq!(collection("select=id"), Err(QueryError::NotSupportedYet("select".into())));
+        assert_eq!(collection("$compute=x"), Err(QueryError::NotSupportedYet("compute".into())));
         assert_eq!(
             collection("$expand=x"),
             Err(QueryError::NotSupportedOnResource("expand".into()))
@@ -212,8 +361,42 @@ mod tests {
     }
 
     #[test]
-    fn custom_options_and_aliases_are_ignored() {
-        assert_eq!(collection("debug=1&@p=2&&"), Ok(QueryOptions::default()));
+    fn custom_options_and_aliases_are_ignored_but_kept_for_next_links() {
+        let options = collection("debug=1&@p=2&&").unwrap();
+        assert_eq!(options.pairs, vec![("debug".into(), "1".into()), ("@p".into(), "2".into())]);
+        assert_eq!(QueryOptions { pairs: Vec::new(), ..options }, QueryOptions::default());
+    }
+
+    #[test]
+    fn count_takes_only_true_or_false() {
+        assert!(collection("$count=true").unwrap().count);
+        assert!(!collection("$count=false").unwrap().count);
+        assert!(matches!(collection("$count=1"), Err(QueryError::InvalidValue { .. })));
+    }
+
+    #[test]
+    fn the_count_segment_takes_only_filter() {
+        assert!(parse(Some("$filter=true"), Target::Count).is_ok());
+        assert_eq!(
+            parse(Some("$top=1"), Target::Count),
+            Err(QueryError::NotForCount("top".into()))
+        );
+    }
+
+    #[test]
+    fn expression_errors_name_the_option_and_position() {
+        let options = collection("$filter=tenantId eq 'a' and nope gt 1").unwrap();
+        let error = options.bind(View::Graph, 0).unwrap_err();
+        assert!(
+            matches!(error, QueryError::Invalid { option: "filter", position: 21, .. }),
+            "{error:?}"
+        );
+        let options = collection("$select=tenantId,organizationId").unwrap();
+        assert!(options.bind(View::Graph, 0).is_err());
+        assert!(options.bind(View::Seed, 0).is_err());
+        let options = collection("$select=organizationId").unwrap();
+        let bound = options.bind(View::Seed, 0).unwrap();
+        assert_eq!(bound.selected_names, Some(vec!["organizationId"]));
     }
 
     #[test]
@@ -222,7 +405,7 @@ mod tests {
             parse(Some("$top=1"), Target::Entity),
             Err(QueryError::NotForEntity("top".into()))
         );
-        assert_eq!(parse(Some("$format=json"), Target::Entity), Ok(QueryOptions::default()));
+        assert!(parse(Some("$format=json"), Target::Entity).is_ok());
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub enum KeyError {
 pub struct SigningKey {
     algorithm: Algorithm,
     key_id: String,
+    /// A secret derived from the private key, for signing skiptokens.
+    paging_secret: [u8; 32],
     encoding: EncodingKey,
     decoding: DecodingKey,
 }
@@ -106,6 +108,7 @@ impl SigningKey {
             return Err(invalid(format!("the PEM block is '{}'", block.tag())));
         }
         let der = block.contents();
+        let paging_secret = derive_secret(der, b"beacon skiptoken signing key v1");
 
         // Try P-256 first, since that is what Beacon creates, then RSA.
         if let Ok(pair) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der) {
@@ -116,6 +119,7 @@ impl SigningKey {
             return Ok(Self {
                 algorithm: Algorithm::ES256,
                 key_id: thumbprint(&thumbprint_input),
+                paging_secret,
                 encoding: EncodingKey::from_ec_pem(&text).map_err(|e| invalid(e.to_string()))?,
                 decoding: DecodingKey::from_ec_der(point),
             });
@@ -129,6 +133,7 @@ impl SigningKey {
                 Ok(Self {
                     algorithm: Algorithm::RS256,
                     key_id: thumbprint(&thumbprint_input),
+                    paging_secret,
                     encoding: EncodingKey::from_rsa_pem(&text)
                         .map_err(|e| invalid(e.to_string()))?,
                     decoding: DecodingKey::from_rsa_der(public.as_ref()),
@@ -136,6 +141,12 @@ impl SigningKey {
             }
             Err(rejected) => Err(invalid(format!("the key was rejected ({rejected})"))),
         }
+    }
+
+    /// Returns the secret that signs skiptokens. Every server loading the same key file gets
+    /// the same secret, so a next link works on any of them.
+    pub fn paging_secret(&self) -> [u8; 32] {
+        self.paging_secret
     }
 
     /// Returns the key id (`kid`), the RFC 7638 thumbprint of the public key.
@@ -304,6 +315,16 @@ pub fn normalize_guid(text: &str) -> Option<String> {
             _ => b.is_ascii_hexdigit(),
         });
     well_formed.then(|| text.to_ascii_lowercase())
+}
+
+/// Derives a 32-byte secret for one purpose from the private key: HMAC-SHA256 keyed with the
+/// key's PKCS#8 bytes over the purpose's label.
+fn derive_secret(private_key: &[u8], label: &[u8]) -> [u8; 32] {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, private_key);
+    let tag = aws_lc_rs::hmac::sign(&key, label);
+    let mut secret = [0; 32];
+    secret.copy_from_slice(tag.as_ref());
+    secret
 }
 
 fn thumbprint(canonical_jwk: &str) -> String {

@@ -179,6 +179,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Busy | StoreError::ShuttingDown => ApiError::Unavailable,
             StoreError::Full => ApiError::InsufficientStorage,
+            StoreError::InvalidQuery(message) => ApiError::BadRequest(message),
             StoreError::Internal(cause) => ApiError::Internal(cause),
         }
     }

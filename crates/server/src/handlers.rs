@@ -17,14 +17,15 @@ use beacon_odata::media;
 use beacon_odata::model::View;
 use beacon_odata::path::{self, Resource, SERVICE_VERSION};
 use beacon_odata::query::{self, Target};
-use beacon_store::{PageRequest, StoreError};
+use beacon_odata::bind;
+use beacon_store::{ListQuery, OrderKey, StoreError};
 use http_body_util::{LengthLimitError, Limited};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::auth::{Principal, READ_PERMISSION, READ_WRITE_PERMISSION};
 use crate::context::JSON_CONTENT_TYPE;
 use crate::error::ApiError;
-use crate::paging::{self, MAX_PAGE_SIZE};
+use crate::paging::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Position};
 use crate::{AppState, MAX_BODY_BYTES};
 
 /// Characters left as they are in a key written into a URL path segment: RFC 3986's unreserved
@@ -82,20 +83,22 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
 
     // Then the caller, then what the caller accepts.
     let principal = authenticate(state, &parts.headers)?;
-    let int64_as_string = media::negotiate_json(header_text(&parts.headers, header::ACCEPT)?)?;
+    // The bare number of /$count is text, so only JSON responses negotiate JSON.
+    let int64_as_string = match resource {
+        Resource::Count(_) => false,
+        _ => media::negotiate_json(header_text(&parts.headers, header::ACCEPT)?)?,
+    };
     let call = Call {
         principal,
         service_root: format!("{}/{SERVICE_VERSION}", public_base(state, &parts)?),
-        write_options: WriteOptions { int64_as_string },
+        write_options: WriteOptions { int64_as_string, ..WriteOptions::default() },
     };
 
     match resource {
         Resource::Collection(view) if is_read => list(state, &call, &parts, view).await,
         Resource::Collection(view) => create(state, &call, &parts, body, view).await,
         Resource::Entity(view, id) => get(state, &call, &parts, view, &id).await,
-        Resource::Count(_) => {
-            Err(ApiError::BadRequest("The $count segment is not supported yet.".to_owned()))
-        }
+        Resource::Count(view) => count(state, &call, &parts, view).await,
     }
 }
 
@@ -108,7 +111,7 @@ async fn create(
     view: View,
 ) -> Result<Response, ApiError> {
     require_write(&call.principal)?;
-    query::parse(parts.uri.query(), Target::Entity)?;
+    query::parse(parts.uri.query(), Target::Create)?;
 
     // The body must be uncompressed JSON within the size limit.
     if let Some(encoding) = header_text(&parts.headers, header::CONTENT_ENCODING)?
@@ -152,7 +155,7 @@ async fn create(
     tracing::debug!(entity.id = %stored.entity.id, view = %view, "created entity");
 
     let entity_url = entity_url(&call.service_root, view, &stored.entity.id);
-    let mut response = entity_response(StatusCode::CREATED, call, view, &stored.entity)?;
+    let mut response = entity_response(StatusCode::CREATED, call, view, &stored.entity, "")?;
     if let Ok(location) = HeaderValue::from_str(&entity_url) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -168,14 +171,21 @@ async fn get(
     id: &str,
 ) -> Result<Response, ApiError> {
     require_read(&call.principal)?;
-    query::parse(parts.uri.query(), Target::Entity)?;
+    let options = query::parse(parts.uri.query(), Target::Entity)?;
+    let bound = options.bind(view, bind::now_ticks())?;
 
     let Some(stored) = state.store.get(&call.principal.partner, id).await? else {
         return Err(ApiError::NotFound(format!(
             "No aggregatedPolicyCompliance with the id '{id}' exists."
         )));
     };
-    entity_response(StatusCode::OK, call, view, &stored.entity)
+    let call = Call {
+        write_options: WriteOptions { selection: bound.selection, ..call.write_options },
+        service_root: call.service_root.clone(),
+        principal: call.principal.clone(),
+    };
+    let projection = projection(&bound.selected_names);
+    entity_response(StatusCode::OK, &call, view, &stored.entity, &projection)
 }
 
 /// Builds a single-entity response in the view's names.
@@ -184,13 +194,18 @@ fn entity_response(
     call: &Call,
     view: View,
     entity: &Entity,
+    projection: &str,
 ) -> Result<Response, ApiError> {
-    let context = format!("{}/$metadata#{}/$entity", call.service_root, view.collection_path());
+    let context = format!(
+        "{}/$metadata#{}{projection}/$entity",
+        call.service_root,
+        view.collection_path()
+    );
     let document = EntityDocument { context: &context, view, entity, options: call.write_options };
     json_response(status, &document, call.write_options)
 }
 
-/// `GET` on a collection: one page in key order, with a next link when more remain.
+/// `GET` on a collection: one page of the query's result, with a next link when more remain.
 async fn list(
     state: &AppState,
     call: &Call,
@@ -199,56 +214,121 @@ async fn list(
 ) -> Result<Response, ApiError> {
     require_read(&call.principal)?;
     let options = query::parse(parts.uri.query(), Target::Collection)?;
+    let bound = options.bind(view, bind::now_ticks())?;
+    let partner = &call.principal.partner;
 
-    // The page size is the preferred size, capped at MAX_PAGE_SIZE and at what $top leaves.
+    // A skiptoken resumes where the previous page ended; only the first page applies $skip.
+    let scope = query_scope(partner.as_str(), view, &options);
+    let position = match options.skiptoken.as_deref() {
+        Some(token) => Some(state.skiptoken_key.decode(token, &scope, bound.order.len())?),
+        None => None,
+    };
+    let served = position.as_ref().map_or(0, |p| p.served);
+    let offset = if position.is_some() { 0 } else { options.skip.unwrap_or(0) };
+
+    // The page size is the preferred size up to MAX_PAGE_SIZE, and at most what $top leaves.
     let preferred = paging::preferred_page_size(&parts.headers);
-    let page_size = preferred.unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE);
-    let after = options.skiptoken.as_deref().map(paging::decode_skiptoken).transpose()?;
-    let limit = options
-        .top
-        .map_or(page_size, |top| page_size.min(usize::try_from(top).unwrap_or(usize::MAX)));
+    let page_size = preferred.unwrap_or(DEFAULT_PAGE_SIZE).min(MAX_PAGE_SIZE);
+    let remaining = options.top.map(|top| top.saturating_sub(served));
+    let limit = remaining
+        .map_or(page_size, |left| page_size.min(usize::try_from(left).unwrap_or(usize::MAX)));
+
+    let count = match options.count {
+        true => Some(state.store.count(partner, bound.filter.clone()).await?),
+        false => None,
+    };
 
     // Read one row past the page to learn whether another page follows.
-    let mut entities: Vec<Entity> = if limit == 0 {
+    let mut rows = if limit == 0 {
         Vec::new()
     } else {
-        let page = PageRequest { after, limit: limit + 1 };
-        state
-            .store
-            .list(&call.principal.partner, page)
-            .await?
-            .into_iter()
-            .map(|s| s.entity)
-            .collect()
+        let order = bound
+            .order
+            .iter()
+            .map(|(expr, descending)| OrderKey { expr: expr.clone(), descending: *descending })
+            .collect();
+        let query = ListQuery {
+            filter: bound.filter.clone(),
+            order,
+            after: position.map(|p| p.cursor),
+            offset,
+            limit: limit + 1,
+        };
+        state.store.list(partner, query).await?
     };
-    let more = entities.len() > limit;
-    entities.truncate(limit);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
 
     let collection_url = format!("{}/{}", call.service_root, view.collection_path());
-    let remaining_top = options.top.map(|top| top - entities.len() as u64);
-    let next_link = match (more, remaining_top, entities.last()) {
-        (true, Some(0), _) | (false, _, _) | (_, _, None) => None,
-        (true, remaining, Some(last)) => {
-            let top = remaining.map(|n| format!("$top={n}&")).unwrap_or_default();
-            Some(format!("{collection_url}?{top}$skiptoken={}", paging::encode_skiptoken(&last.id)))
+    let served = served + rows.len() as u64;
+    let top_left = options.top.is_none_or(|top| top > served);
+    let next_link = match rows.last() {
+        Some(last) if more && top_left => {
+            let position = Position { cursor: last.cursor.clone(), served };
+            let token = state.skiptoken_key.encode(&position, &scope);
+            Some(paging::next_link(&collection_url, &options.pairs, &token))
         }
+        _ => None,
     };
 
-    let context = format!("{}/$metadata#{}", call.service_root, view.collection_path());
+    let entities: Vec<Entity> = rows.into_iter().map(|row| row.stored.entity).collect();
+    let context = format!(
+        "{}/$metadata#{}{}",
+        call.service_root,
+        view.collection_path(),
+        projection(&bound.selected_names)
+    );
+    let write_options = WriteOptions { selection: bound.selection, ..call.write_options };
     let document = CollectionDocument {
         context: &context,
         view,
         entities: &entities,
+        count,
         next_link: next_link.as_deref(),
-        options: call.write_options,
+        options: write_options,
     };
-    let mut response = json_response(StatusCode::OK, &document, call.write_options)?;
+    let mut response = json_response(StatusCode::OK, &document, write_options)?;
     if preferred.is_some()
         && let Ok(value) = HeaderValue::from_str(&format!("odata.maxpagesize={page_size}"))
     {
         response.headers_mut().insert("preference-applied", value);
     }
     Ok(response)
+}
+
+/// `GET` on a collection's `/$count`: the number of entities that pass `$filter`, as text.
+async fn count(
+    state: &AppState,
+    call: &Call,
+    parts: &Parts,
+    view: View,
+) -> Result<Response, ApiError> {
+    require_read(&call.principal)?;
+    let options = query::parse(parts.uri.query(), Target::Count)?;
+    let bound = options.bind(view, bind::now_ticks())?;
+    let count = state.store.count(&call.principal.partner, bound.filter).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain;charset=utf-8")], count.to_string()).into_response())
+}
+
+/// The part of `@odata.context` that names the selected properties, such as `(id,tenantId)`.
+fn projection(names: &Option<Vec<&'static str>>) -> String {
+    match names {
+        Some(names) => {
+            let mut all = vec!["id"];
+            all.extend(names.iter().copied().filter(|name| *name != "id"));
+            format!("({})", all.join(","))
+        }
+        None => String::new(),
+    }
+}
+
+/// What a skiptoken is bound to: the partner, the view and every option that shapes the
+/// result, so that a token taken to another query is refused.
+fn query_scope(partner: &str, view: View, options: &query::QueryOptions) -> String {
+    format!(
+        "{partner}\n{view}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        options.filter, options.orderby, options.select, options.top, options.skip
+    )
 }
 
 /// Verifies the bearer token of a request.

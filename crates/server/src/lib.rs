@@ -15,7 +15,7 @@ pub mod auth;
 mod context;
 mod error;
 mod handlers;
-mod paging;
+pub mod paging;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,6 +48,8 @@ pub struct AppState {
     pub public_url: Option<Arc<str>>,
     /// How long a client may take to send a whole request body before it gets `408`.
     pub body_read_timeout: Duration,
+    /// Signs and checks `$skiptoken` values.
+    pub skiptoken_key: paging::SkiptokenKey,
 }
 
 /// Builds the application: every route, with the request-context and panic layers.

@@ -1,44 +1,172 @@
-//! Server-driven paging: page sizes, `$skiptoken` and `@odata.nextLink`.
+//! Server-driven paging: page sizes, signed `$skiptoken` values and `@odata.nextLink`.
 //!
-//! Pages follow the key order, and a skiptoken records the last key of the page it ends, so the
-//! next page starts strictly after that key. Rows inserted between two page requests therefore
-//! appear once if they sort after the position already read and not at all otherwise, and no
-//! row is ever repeated or skipped. The `$top` still to serve travels in the link.
+//! Pages are read by keyset: a skiptoken records the order-key values and the key of the last
+//! row of its page, and the next page starts strictly after that row in the query's total
+//! order. Page 10,000 therefore costs what page 1 costs, and rows inserted between two page
+//! requests appear once if they sort after the position already read and not at all
+//! otherwise; no row is ever repeated or skipped. The token also records how many rows were
+//! served, so `$top` still bounds the whole result.
+//!
+//! A token is `payload.signature`, both base64url: the payload is JSON, and the signature is an
+//! HMAC-SHA256 over the payload and the request's scope (partner, view and every option that
+//! shapes the result). A token that was altered, made up, or taken from another query fails
+//! the check and gets `400`. The HMAC key is derived from the signing key file, so every
+//! server sharing that file accepts the tokens of the others.
 
+use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use beacon_store::{Cursor, Param};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 
-/// The maximum number of entities in one page.
-pub const MAX_PAGE_SIZE: usize = 100;
+/// The number of entities in a page unless the client prefers another size.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
 
-/// The content of a skiptoken.
+/// The largest page a client may ask for with `Prefer: odata.maxpagesize`.
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// Characters written as they are in a query option value of a next link; everything else,
+/// including space, `+`, `&`, `#`, `%` and `=`, is percent-encoded.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'$')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b',')
+    .remove(b'/')
+    .remove(b':')
+    .remove(b'@')
+    .remove(b'*');
+
+/// Where a page ended and how much of the result was served up to there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// The last row of the page.
+    pub cursor: Cursor,
+    /// How many rows the pages up to this one held.
+    pub served: u64,
+}
+
+/// The JSON payload of a skiptoken.
 #[derive(Debug, Serialize, Deserialize)]
-struct Position {
-    /// The last key of the previous page.
-    after: String,
+#[serde(deny_unknown_fields)]
+struct Payload {
+    /// The order-key values of the last row.
+    k: Vec<KeyValue>,
+    /// The key of the last row.
+    i: String,
+    /// Rows served so far.
+    n: u64,
 }
 
-/// Writes the skiptoken that resumes after `last_id`.
-pub fn encode_skiptoken(last_id: &str) -> String {
-    let position = Position { after: last_id.to_owned() };
-    // The position has one string field, which serde_json serializes without error.
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&position).unwrap_or_default())
+/// An order-key value as JSON: null, an integer or a string.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum KeyValue {
+    Integer(i64),
+    Text(String),
+    Null(()),
 }
 
-/// Reads a skiptoken written by [`encode_skiptoken`].
-pub fn decode_skiptoken(token: &str) -> Result<String, ApiError> {
-    let invalid = || {
-        ApiError::BadRequest(
-            "The $skiptoken is invalid; follow the @odata.nextLink of the previous page unchanged."
-                .to_owned(),
-        )
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-    let position: Position = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    Ok(position.after)
+/// The key that signs and checks skiptokens.
+#[derive(Clone)]
+pub struct SkiptokenKey(hmac::Key);
+
+impl std::fmt::Debug for SkiptokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SkiptokenKey(..)")
+    }
+}
+
+impl SkiptokenKey {
+    /// Creates the key from a 32-byte secret shared by every server.
+    pub fn new(secret: [u8; 32]) -> Self {
+        SkiptokenKey(hmac::Key::new(hmac::HMAC_SHA256, &secret))
+    }
+
+    /// Writes the token that resumes after `position`, valid only for `scope`.
+    pub fn encode(&self, position: &Position, scope: &str) -> String {
+        let payload = Payload {
+            k: position
+                .cursor
+                .keys
+                .iter()
+                .map(|key| match key {
+                    Param::Null => KeyValue::Null(()),
+                    Param::Integer(value) => KeyValue::Integer(*value),
+                    Param::Text(text) => KeyValue::Text(text.clone()),
+                })
+                .collect(),
+            i: position.cursor.id.clone(),
+            n: position.served,
+        };
+        // The payload holds only strings, integers and nulls, which serialize without error.
+        let json = serde_json::to_vec(&payload).unwrap_or_default();
+        let tag = hmac::sign(&self.0, &signed_bytes(&json, scope));
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(&json), URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    }
+
+    /// Reads a token written by [`SkiptokenKey::encode`] for the same `scope`, expecting
+    /// `keys` order-key values.
+    pub fn decode(&self, token: &str, scope: &str, keys: usize) -> Result<Position, ApiError> {
+        let invalid = || {
+            ApiError::BadRequest(
+                "The $skiptoken is invalid or belongs to another query; follow the \
+                 @odata.nextLink of the previous page unchanged."
+                    .to_owned(),
+            )
+        };
+        let (payload, tag) = token.split_once('.').ok_or_else(invalid)?;
+        let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid())?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| invalid())?;
+        hmac::verify(&self.0, &signed_bytes(&json, scope), &tag).map_err(|_| invalid())?;
+
+        let payload: Payload = serde_json::from_slice(&json).map_err(|_| invalid())?;
+        if payload.k.len() != keys {
+            return Err(invalid());
+        }
+        let keys = payload
+            .k
+            .into_iter()
+            .map(|key| match key {
+                KeyValue::Null(()) => Param::Null,
+                KeyValue::Integer(value) => Param::Integer(value),
+                KeyValue::Text(text) => Param::Text(text),
+            })
+            .collect();
+        Ok(Position { cursor: Cursor { keys, id: payload.i }, served: payload.n })
+    }
+}
+
+/// The bytes an HMAC covers: the scope, a separator no scope contains, then the payload.
+fn signed_bytes(json: &[u8], scope: &str) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(scope.len() + 1 + json.len());
+    bytes.extend_from_slice(scope.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(json);
+    bytes
+}
+
+/// Writes the next link: the collection URL, every option the client sent (re-encoded, so
+/// spaces are `%20` and `+` is `%2B`), then the skiptoken.
+pub fn next_link(collection_url: &str, pairs: &[(String, String)], skiptoken: &str) -> String {
+    let mut link = format!("{collection_url}?");
+    for (name, value) in pairs {
+        link.push_str(&utf8_percent_encode(name, QUERY_VALUE).to_string());
+        link.push('=');
+        link.push_str(&utf8_percent_encode(value, QUERY_VALUE).to_string());
+        link.push('&');
+    }
+    link.push_str("$skiptoken=");
+    link.push_str(skiptoken);
+    link
 }
 
 /// Returns the page size that a `Prefer: odata.maxpagesize=N` header requests, if valid.
@@ -60,17 +188,41 @@ pub fn preferred_page_size(headers: &axum::http::HeaderMap) -> Option<usize> {
 mod tests {
     use super::*;
 
+    fn position(keys: Vec<Param>, id: &str, served: u64) -> Position {
+        Position { cursor: Cursor { keys, id: id.to_owned() }, served }
+    }
+
     #[test]
-    fn skiptoken_round_trips_any_key() {
+    fn skiptoken_round_trips_any_key_and_values() {
+        let key = SkiptokenKey::new([7; 32]);
         for id in ["a", "a/b'c", "😀", ""] {
-            assert_eq!(decode_skiptoken(&encode_skiptoken(id)).unwrap(), id);
+            let keys = vec![Param::Null, Param::Integer(i64::MIN), Param::Text("x\"y".into())];
+            let original = position(keys, id, 42);
+            let token = key.encode(&original, "scope");
+            assert_eq!(key.decode(&token, "scope", 3).unwrap(), original);
         }
     }
 
     #[test]
-    fn tampered_skiptoken_is_rejected() {
-        assert!(decode_skiptoken("not base64!").is_err());
-        assert!(decode_skiptoken(&URL_SAFE_NO_PAD.encode(b"{}")).is_err());
+    fn tampered_or_foreign_skiptokens_are_rejected() {
+        let key = SkiptokenKey::new([7; 32]);
+        let token = key.encode(&position(vec![], "a", 1), "scope");
+        assert!(key.decode(&token, "other scope", 0).is_err());
+        assert!(SkiptokenKey::new([8; 32]).decode(&token, "scope", 0).is_err());
+        let (_, tag) = token.split_once('.').unwrap();
+        let forged = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(br#"{"k":[],"i":"b","n":1}"#));
+        assert!(key.decode(&forged, "scope", 0).is_err());
+        assert!(key.decode("not a token", "scope", 0).is_err());
+        assert!(key.decode(&token, "scope", 1).is_err());
+    }
+
+    #[test]
+    fn next_links_encode_spaces_and_plus_signs() {
+        let pairs = vec![("$filter".to_owned(), "name eq 'a+b &c#'".to_owned())];
+        assert_eq!(
+            next_link("http://h/c", &pairs, "t"),
+            "http://h/c?$filter=name%20eq%20'a%2Bb%20%26c%23'&$skiptoken=t"
+        );
     }
 
     #[test]

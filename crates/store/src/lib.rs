@@ -17,7 +17,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use beacon_odata::bind::Typed;
 use beacon_odata::entity::Entity;
+
+pub use sql::compile::{OrderKey, Param};
 
 pub mod sql;
 pub mod sqlite;
@@ -53,13 +56,37 @@ pub struct StoredEntity {
     pub version: i64,
 }
 
-/// A page of a collection to read: entities in ascending key order after a given key.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PageRequest {
-    /// Read only keys greater than this one, by code point; `None` starts at the first key.
-    pub after: Option<String>,
-    /// The maximum number of entities to return.
+/// A query over one partner's collection: which rows, in which order, from where, how many.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ListQuery {
+    /// The `$filter` condition; a row qualifies where it is true.
+    pub filter: Option<Typed>,
+    /// The `$orderby` keys; the key `id` always follows them, so the order is total.
+    pub order: Vec<OrderKey>,
+    /// Where a previous page ended: only rows after it are read.
+    pub after: Option<Cursor>,
+    /// How many qualifying rows to pass over first (`$skip`).
+    pub offset: u64,
+    /// The maximum number of rows to return.
     pub limit: usize,
+}
+
+/// The position of a row in a query's order: its order-key values and its key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Cursor {
+    /// The row's value of each order key, in order.
+    pub keys: Vec<Param>,
+    /// The row's key.
+    pub id: String,
+}
+
+/// A row of a query result with its position, from which the next page can resume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedEntity {
+    /// The entity.
+    pub stored: StoredEntity,
+    /// Where the row stands in the query's order.
+    pub cursor: Cursor,
 }
 
 /// A store operation failure. The HTTP layer maps each variant to one status.
@@ -77,6 +104,10 @@ pub enum StoreError {
     /// The store is shutting down and takes no more work; becomes `503`.
     #[error("the store is shutting down")]
     ShuttingDown,
+    /// A query could not be evaluated for a reason the client controls, such as an overflow
+    /// in its arithmetic or an invalid pattern; becomes `400` with this message.
+    #[error("{0}")]
+    InvalidQuery(String),
     /// Any other failure of the database or its driver; becomes `500` and is logged.
     #[error("the database failed")]
     Internal(#[source] Arc<dyn StdError + Send + Sync>),
@@ -100,12 +131,19 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         id: &str,
     ) -> Result<Option<StoredEntity>, StoreError>;
 
-    /// Reads one page of the partner's entities in ascending key order.
+    /// Reads the rows of a query, in its order.
     async fn list(
         &self,
         partner: &PartnerTenantId,
-        page: PageRequest,
-    ) -> Result<Vec<StoredEntity>, StoreError>;
+        query: ListQuery,
+    ) -> Result<Vec<ListedEntity>, StoreError>;
+
+    /// Counts the rows that satisfy `filter` (all of the partner's rows without one).
+    async fn count(
+        &self,
+        partner: &PartnerTenantId,
+        filter: Option<Typed>,
+    ) -> Result<u64, StoreError>;
 
     /// Finishes the writes already accepted and stops taking new ones.
     async fn close(&self);

@@ -4,7 +4,7 @@ use beacon_odata::datetime::DateTimeOffset;
 use beacon_odata::entity::{Entity, Fields, Value};
 use beacon_odata::model::Property;
 use beacon_store::sqlite::{OpenError, SqliteOptions, SqliteStore};
-use beacon_store::{PageRequest, PartnerTenantId, Store, StoreError};
+use beacon_store::{ListQuery, PartnerTenantId, Store, StoreError};
 
 fn partner(name: &str) -> PartnerTenantId {
     PartnerTenantId::new(name)
@@ -62,7 +62,7 @@ async fn partners_do_not_see_each_other() {
     store.create(&partner("p1"), entity("a")).await.unwrap();
 
     assert_eq!(store.get(&partner("p2"), "a").await.unwrap(), None);
-    let page = store.list(&partner("p2"), PageRequest { after: None, limit: 10 }).await.unwrap();
+    let page = store.list(&partner("p2"), ListQuery { limit: 10, ..Default::default() }).await.unwrap();
     assert!(page.is_empty());
     store.create(&partner("p2"), entity("a")).await.unwrap();
 }
@@ -79,14 +79,14 @@ async fn pages_follow_code_point_order() {
     let mut after = None;
     loop {
         let page = store
-            .list(&partner("p"), PageRequest { after: after.clone(), limit: 2 })
+            .list(&partner("p"), ListQuery { after: after.clone(), limit: 2, ..Default::default() })
             .await
             .unwrap();
         if page.is_empty() {
             break;
         }
-        after = Some(page.last().unwrap().entity.id.clone());
-        ids.extend(page.into_iter().map(|s| s.entity.id));
+        after = Some(page.last().unwrap().cursor.clone());
+        ids.extend(page.into_iter().map(|row| row.stored.entity.id));
     }
 
     let mut expected: Vec<String> =
@@ -120,7 +120,7 @@ async fn concurrent_creates_each_get_their_own_answer() {
     }
 
     assert_eq!((created, conflicts), (100, 100));
-    let page = store.list(&partner("p"), PageRequest { after: None, limit: 1000 }).await.unwrap();
+    let page = store.list(&partner("p"), ListQuery { limit: 1000, ..Default::default() }).await.unwrap();
     assert_eq!(page.len(), 100);
 }
 
@@ -199,12 +199,12 @@ fn newer_schema_is_refused_without_changing_the_file() {
     drop(SqliteStore::open(&path, &SqliteOptions::default()).unwrap());
     let connection = rusqlite::Connection::open(&path).unwrap();
     connection.pragma_update(None, "journal_mode", "DELETE").unwrap();
-    connection.execute("INSERT INTO schema_migrations VALUES (2, 'future', 'now')", []).unwrap();
+    connection.execute("INSERT INTO schema_migrations VALUES (99, 'future', 'now')", []).unwrap();
     drop(connection);
     let before = std::fs::read(&path).unwrap();
 
     let error = SqliteStore::open(&path, &SqliteOptions::default()).unwrap_err();
 
-    assert!(matches!(error, OpenError::SchemaTooNew { found: 2, .. }), "{error}");
+    assert!(matches!(error, OpenError::SchemaTooNew { found: 99, .. }), "{error}");
     assert!(std::fs::read(&path).unwrap() == before, "the file changed");
 }

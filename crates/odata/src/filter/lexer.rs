@@ -18,8 +18,12 @@ pub(super) enum TokenKind {
     Literal(Literal),
     /// A name, keyword or operator word; dotted names such as `Edm.String` are one word.
     Word(String),
+    /// A string in double quotes, as JSON writes it. OData accepts one only inside a JSON array.
+    JsonString(String),
     OpenParen,
     CloseParen,
+    OpenBracket,
+    CloseBracket,
     Comma,
     Slash,
     Minus,
@@ -33,8 +37,11 @@ impl TokenKind {
         match self {
             TokenKind::Literal(_) => "a literal".to_owned(),
             TokenKind::Word(word) => format!("'{word}'"),
+            TokenKind::JsonString(_) => "a string in double quotes".to_owned(),
             TokenKind::OpenParen => "'('".to_owned(),
             TokenKind::CloseParen => "')'".to_owned(),
+            TokenKind::OpenBracket => "'['".to_owned(),
+            TokenKind::CloseBracket => "']'".to_owned(),
             TokenKind::Comma => "','".to_owned(),
             TokenKind::Slash => "'/'".to_owned(),
             TokenKind::Minus => "'-'".to_owned(),
@@ -43,27 +50,18 @@ impl TokenKind {
     }
 }
 
-/// Splits `text` into tokens, ending with [`TokenKind::End`].
-pub(super) fn tokenize(text: &str) -> Result<Vec<Token>, SyntaxError> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut lexer = Lexer { chars: &chars, at: 0 };
-    let mut tokens = Vec::new();
-    loop {
-        let token = lexer.next_token()?;
-        let end = token.kind == TokenKind::End;
-        tokens.push(token);
-        if end {
-            return Ok(tokens);
-        }
-    }
-}
-
-struct Lexer<'a> {
+/// A cursor over the characters of an expression that reads one token at a time.
+pub(super) struct Lexer<'a> {
     chars: &'a [char],
     at: usize,
 }
 
-impl Lexer<'_> {
+impl<'a> Lexer<'a> {
+    /// Starts reading `chars` at the offset `start`. Token spans count from the start of `chars`.
+    pub(super) fn new(chars: &'a [char], start: usize) -> Self {
+        Lexer { chars, at: start }
+    }
+
     fn peek(&self, offset: usize) -> Option<char> {
         self.chars.get(self.at + offset).copied()
     }
@@ -72,7 +70,8 @@ impl Lexer<'_> {
         SyntaxError { position: at + 1, message }
     }
 
-    fn next_token(&mut self) -> Result<Token, SyntaxError> {
+    /// Reads the next token, or [`TokenKind::End`] at the end of the text.
+    pub(super) fn next_token(&mut self) -> Result<Token, SyntaxError> {
         while matches!(self.peek(0), Some(' ' | '\t')) {
             self.at += 1;
         }
@@ -84,9 +83,12 @@ impl Lexer<'_> {
         let kind = match first {
             '(' => self.single(TokenKind::OpenParen),
             ')' => self.single(TokenKind::CloseParen),
+            '[' => self.single(TokenKind::OpenBracket),
+            ']' => self.single(TokenKind::CloseBracket),
             ',' => self.single(TokenKind::Comma),
             '/' => self.single(TokenKind::Slash),
             '\'' => TokenKind::Literal(Literal::String(self.string()?)),
+            '"' => TokenKind::JsonString(self.json_string()?),
             '-' if self.peek(1).is_some_and(|c| c.is_ascii_digit()) => {
                 self.at += 1;
                 TokenKind::Literal(self.number(true, start)?)
@@ -153,6 +155,84 @@ impl Lexer<'_> {
                 }
             }
         }
+    }
+
+    /// Reads a JSON string (RFC 8259): backslash escapes, no raw control characters.
+    fn json_string(&mut self) -> Result<String, SyntaxError> {
+        let start = self.at;
+        self.at += 1;
+        let mut value = String::new();
+        loop {
+            let Some(c) = self.peek(0) else {
+                return Err(self.error(start, "the string has no closing double quote".to_owned()));
+            };
+            match c {
+                '"' => {
+                    self.at += 1;
+                    return Ok(value);
+                }
+                '\\' => {
+                    value.push(self.json_escape()?);
+                }
+                c if c.is_control() => {
+                    return Err(self.error(
+                        self.at,
+                        format!(
+                            "the control character U+{:04X} must be escaped in a string in double quotes",
+                            u32::from(c)
+                        ),
+                    ));
+                }
+                c => {
+                    value.push(c);
+                    self.at += 1;
+                }
+            }
+        }
+    }
+
+    /// Reads one backslash escape of a JSON string, including a UTF-16 surrogate pair.
+    fn json_escape(&mut self) -> Result<char, SyntaxError> {
+        let start = self.at;
+        let invalid = |lexer: &Self| {
+            lexer.error(start, "invalid escape sequence in a string in double quotes".to_owned())
+        };
+        let simple = match self.peek(1) {
+            Some('"') => Some('"'),
+            Some('\\') => Some('\\'),
+            Some('/') => Some('/'),
+            Some('b') => Some('\u{8}'),
+            Some('f') => Some('\u{c}'),
+            Some('n') => Some('\n'),
+            Some('r') => Some('\r'),
+            Some('t') => Some('\t'),
+            Some('u') => None,
+            _ => return Err(invalid(self)),
+        };
+        if let Some(c) = simple {
+            self.at += 2;
+            return Ok(c);
+        }
+
+        // `\uXXXX`, where a high surrogate must be followed by `\uXXXX` with a low surrogate.
+        let high = self.hex4(2).ok_or_else(|| invalid(self))?;
+        self.at += 6;
+        if !(0xD800..0xDC00).contains(&high) {
+            return char::from_u32(high).ok_or_else(|| invalid(self));
+        }
+        if self.peek(0) != Some('\\') || self.peek(1) != Some('u') {
+            return Err(invalid(self));
+        }
+        let low = self.hex4(2).filter(|low| (0xDC00..0xE000).contains(low));
+        let low = low.ok_or_else(|| invalid(self))?;
+        self.at += 6;
+        char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
+            .ok_or_else(|| invalid(self))
+    }
+
+    /// Returns the value of the four hexadecimal digits at `offset` from the cursor, if present.
+    fn hex4(&self, offset: usize) -> Option<u32> {
+        (0..4).try_fold(0, |value, i| Some(value * 16 + self.peek(offset + i)?.to_digit(16)?))
     }
 
     /// Returns the length of a GUID (8-4-4-4-12 hexadecimal digits) at the cursor, if one is
@@ -299,6 +379,21 @@ fn parse_time_of_day(text: &str) -> Option<Literal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Splits `text` into tokens, ending with [`TokenKind::End`].
+    fn tokenize(text: &str) -> Result<Vec<Token>, SyntaxError> {
+        let chars: Vec<char> = text.chars().collect();
+        let mut lexer = Lexer::new(&chars, 0);
+        let mut tokens = Vec::new();
+        loop {
+            let token = lexer.next_token()?;
+            let end = token.kind == TokenKind::End;
+            tokens.push(token);
+            if end {
+                return Ok(tokens);
+            }
+        }
+    }
 
     fn kinds(text: &str) -> Vec<TokenKind> {
         tokenize(text).unwrap().into_iter().map(|t| t.kind).collect()

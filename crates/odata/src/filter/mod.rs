@@ -3,6 +3,8 @@
 //! [`parse`] turns the text of a `$filter` (or any OData common expression) into an [`Expr`]
 //! whose names are still text. Binding the names to the entity model, checking types and
 //! compiling to SQL are later steps, so this module depends on no property or store.
+//! [`parse_prefix`] parses an expression that is followed by more text, for the options that
+//! embed expressions, such as `$orderby` and `$apply`.
 //!
 //! Operator precedence follows OData 4.01's URL conventions. From tightest to loosest, the
 //! levels are `has` and `in`, then unary `-` and `not`, then `mul`, `div`, `divby` and `mod`,
@@ -13,11 +15,12 @@
 //! Every error names the character position (counted from 1) and what was expected there.
 
 mod ast;
+pub(crate) mod cursor;
 mod lexer;
 mod parser;
 
 pub use ast::{BinaryOp, Expr, Literal, Span, UnaryOp};
-pub use parser::{MAX_DEPTH, MAX_LENGTH, parse};
+pub use parser::{MAX_DEPTH, MAX_LENGTH, parse, parse_prefix};
 
 /// A syntax error in an expression.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -1,8 +1,8 @@
 //! A Pratt (binding-power) parser over the tokens of an expression.
 
 use super::SyntaxError;
-use super::ast::{BinaryOp, Expr, IN_BINDING_POWER, PREFIX_BINDING_POWER, Span, UnaryOp};
-use super::lexer::{Token, TokenKind, tokenize};
+use super::ast::{BinaryOp, Expr, IN_BINDING_POWER, Literal, PREFIX_BINDING_POWER, Span, UnaryOp};
+use super::lexer::{Lexer, Token, TokenKind};
 
 /// The maximum length of an expression, in characters.
 pub const MAX_LENGTH: usize = 8192;
@@ -12,18 +12,12 @@ pub const MAX_DEPTH: usize = 100;
 
 /// Parses an expression such as `tenantId eq 'x' and numberOfErrorDevices gt 0`.
 pub fn parse(text: &str) -> Result<Expr, SyntaxError> {
-    if let Some((offset, _)) = text.char_indices().nth(MAX_LENGTH) {
-        let position = text[..offset].chars().count() + 1;
-        return Err(SyntaxError {
-            position,
-            message: format!("the expression is longer than {MAX_LENGTH} characters"),
-        });
-    }
-    let tokens = tokenize(text)?;
-    let mut parser = Parser { tokens, at: 0, depth: 0 };
+    check_length(text)?;
+    let chars: Vec<char> = text.chars().collect();
+    let mut parser = Parser::new(&chars, 0, false);
     let expression = parser.expression(0)?;
     match &parser.current().kind {
-        TokenKind::End => Ok(expression),
+        TokenKind::End => parser.finish(expression),
         other => Err(parser.error(format!(
             "expected an operator such as 'eq' or 'and', or the end of the expression, but found {}",
             other.describe()
@@ -31,13 +25,93 @@ pub fn parse(text: &str) -> Result<Expr, SyntaxError> {
     }
 }
 
-struct Parser {
+/// Parses the expression that starts at the character offset `start` of `chars` and returns it
+/// with the offset of the first token that cannot continue it.
+///
+/// This serves options that embed expressions in a larger syntax, such as `$orderby` (`name
+/// desc`) and `$apply` (`amount with sum as total`). Outside parentheses, a word that is not an
+/// operator ends the expression instead of being an error. Spans and error positions count
+/// from the start of `chars`, and characters after the returned offset are never read.
+pub fn parse_prefix(chars: &[char], start: usize) -> Result<(Expr, usize), SyntaxError> {
+    if chars.len() > MAX_LENGTH {
+        return Err(SyntaxError {
+            position: MAX_LENGTH + 1,
+            message: format!("the text is longer than {MAX_LENGTH} characters"),
+        });
+    }
+    let mut parser = Parser::new(chars, start, true);
+    let expression = parser.expression(0)?;
+    let stop = parser.current().span.start;
+    Ok((expression, stop))
+}
+
+fn check_length(text: &str) -> Result<(), SyntaxError> {
+    if let Some((offset, _)) = text.char_indices().nth(MAX_LENGTH) {
+        let position = text[..offset].chars().count() + 1;
+        return Err(SyntaxError {
+            position,
+            message: format!("the expression is longer than {MAX_LENGTH} characters"),
+        });
+    }
+    Ok(())
+}
+
+/// The parser state. Tokens are read on demand, so a lexical error after the end of an
+/// expression prefix is never reported.
+struct Parser<'a> {
+    lexer: Lexer<'a>,
+    /// The tokens read so far: at least two from `at` on, unless the last one is `End`.
     tokens: Vec<Token>,
     at: usize,
     depth: usize,
+    /// The number of parentheses and brackets the cursor is inside.
+    open_groups: usize,
+    /// The error that stopped the lexer. The final `End` token is then at its position.
+    lex_error: Option<SyntaxError>,
+    /// Whether an unknown word outside parentheses ends the expression (see [`parse_prefix`]).
+    prefix_mode: bool,
 }
 
-impl Parser {
+impl<'a> Parser<'a> {
+    fn new(chars: &'a [char], start: usize, prefix_mode: bool) -> Self {
+        let mut parser = Parser {
+            lexer: Lexer::new(chars, start),
+            tokens: Vec::new(),
+            at: 0,
+            depth: 0,
+            open_groups: 0,
+            lex_error: None,
+            prefix_mode,
+        };
+        parser.fill();
+        parser
+    }
+
+    /// Reads tokens until two are available from the cursor on, or the text has ended.
+    fn fill(&mut self) {
+        while self.tokens.len() < self.at + 2
+            && self.tokens.last().is_none_or(|t| t.kind != TokenKind::End)
+        {
+            match self.lexer.next_token() {
+                Ok(token) => self.tokens.push(token),
+                Err(error) => {
+                    let at = error.position - 1;
+                    self.lex_error = Some(error);
+                    self.tokens
+                        .push(Token { kind: TokenKind::End, span: Span { start: at, end: at } });
+                }
+            }
+        }
+    }
+
+    /// Returns `expression` unless the lexer stopped on an error.
+    fn finish(&self, expression: Expr) -> Result<Expr, SyntaxError> {
+        match &self.lex_error {
+            Some(error) => Err(error.clone()),
+            None => Ok(expression),
+        }
+    }
+
     fn current(&self) -> &Token {
         // The token list always ends with End, and the parser never moves past it.
         &self.tokens[self.at.min(self.tokens.len() - 1)]
@@ -51,11 +125,19 @@ impl Parser {
         let token = self.current().clone();
         if token.kind != TokenKind::End {
             self.at += 1;
+            self.fill();
         }
         token
     }
 
+    /// Builds an error at the current token. Where the lexer failed, the lexer's error is
+    /// reported instead.
     fn error(&self, message: String) -> SyntaxError {
+        if self.current().kind == TokenKind::End
+            && let Some(error) = &self.lex_error
+        {
+            return error.clone();
+        }
         SyntaxError { position: self.current().span.start + 1, message }
     }
 
@@ -85,12 +167,19 @@ impl Parser {
                     break;
                 }
                 self.advance();
-                let (list, end) = self.list()?;
+                let (list, end) = if self.current().kind == TokenKind::OpenBracket {
+                    self.json_array()?
+                } else {
+                    self.list()?
+                };
                 let span = Span { start: left.span().start, end };
                 left = Expr::In { operand: Box::new(left), list, span };
                 continue;
             }
             let Some(op) = BinaryOp::from_word(word) else {
+                if self.prefix_mode && self.open_groups == 0 {
+                    break;
+                }
                 return Err(self.error(format!(
                     "expected an operator such as 'eq' or 'and', but found '{word}'"
                 )));
@@ -120,8 +209,10 @@ impl Parser {
                 self.unary(UnaryOp::Not, start)
             }
             TokenKind::OpenParen => {
+                self.open_groups += 1;
                 let inner = self.expression(0)?;
                 self.expect(&TokenKind::CloseParen, "')'")?;
+                self.open_groups -= 1;
                 Ok(inner)
             }
             TokenKind::Word(word) if self.current().kind == TokenKind::OpenParen => {
@@ -131,7 +222,12 @@ impl Parser {
             TokenKind::Word(word) => self.name(word, token.span),
             other => {
                 self.at -= usize::from(other != TokenKind::End);
-                Err(self.error(format!("expected an expression, but found {}", other.describe())))
+                let hint = match other {
+                    TokenKind::JsonString(_) => " (write a string literal in single quotes)",
+                    _ => "",
+                };
+                Err(self
+                    .error(format!("expected an expression, but found {}{hint}", other.describe())))
             }
         }
     }
@@ -174,6 +270,7 @@ impl Parser {
     /// Reads `( expr, expr, ... )`, possibly empty, and returns the items and the end offset.
     fn list(&mut self) -> Result<(Vec<Expr>, usize), SyntaxError> {
         self.expect(&TokenKind::OpenParen, "'('")?;
+        self.open_groups += 1;
         let mut items = Vec::new();
         if self.current().kind != TokenKind::CloseParen {
             loop {
@@ -185,6 +282,38 @@ impl Parser {
             }
         }
         let close = self.expect(&TokenKind::CloseParen, "',' or ')'")?;
+        self.open_groups -= 1;
+        Ok((items, close.span.end))
+    }
+
+    /// Reads the JSON array on the right of `in`, such as `["a", 'b', 5]`, possibly empty, and
+    /// returns the items and the end offset.
+    ///
+    /// OData 4.01 accepts a JSON array as the right operand of `in`. Its items are expressions
+    /// or strings in double quotes, which become string literals. Nested arrays and objects
+    /// are not supported.
+    fn json_array(&mut self) -> Result<(Vec<Expr>, usize), SyntaxError> {
+        self.expect(&TokenKind::OpenBracket, "'['")?;
+        self.open_groups += 1;
+        let mut items = Vec::new();
+        if self.current().kind != TokenKind::CloseBracket {
+            loop {
+                let item = match &self.current().kind {
+                    TokenKind::JsonString(value) => {
+                        let literal = Literal::String(value.clone());
+                        Expr::Literal(literal, self.advance().span)
+                    }
+                    _ => self.expression(0)?,
+                };
+                items.push(item);
+                if self.current().kind != TokenKind::Comma {
+                    break;
+                }
+                self.advance();
+            }
+        }
+        let close = self.expect(&TokenKind::CloseBracket, "',' or ']'")?;
+        self.open_groups -= 1;
         Ok((items, close.span.end))
     }
 }
@@ -295,5 +424,61 @@ mod tests {
     #[test]
     fn names_may_be_paths() {
         assert_eq!(tree("a/b eq 1"), "(Eq a/b 1)");
+    }
+
+    #[test]
+    fn in_takes_json_array() {
+        // Only the delimiters differ, and they are as long, so even the spans are equal.
+        assert_eq!(parse("a in ['x', 'y']").unwrap(), parse("a in ('x', 'y')").unwrap());
+        assert_eq!(tree(r#"a in ["x","y"]"#), "(In a ['x' 'y'])");
+        assert_eq!(tree(r#"a in ["x", 'y', 5]"#), "(In a ['x' 'y' 5])");
+        assert_eq!(tree("a in []"), "(In a [])");
+        assert_eq!(tree(r#"a in ["it's \"q\" \u00e9\ud83d\ude00"]"#), "(In a ['it's \"q\" é😀'])");
+    }
+
+    #[test]
+    fn json_strings_are_rejected_outside_arrays() {
+        let error = parse(r#"a eq "x""#).unwrap_err();
+        assert_eq!(error.position, 6);
+        assert!(error.message.contains("single quotes"), "{error}");
+        let cases = [
+            (r#"a in ["x" "y"]"#, 11, "expected ',' or ']'"),
+            (r#"a in ["x"#, 7, "no closing double quote"),
+            (r#"a in ["\q"]"#, 8, "invalid escape sequence"),
+            (r#"a in ["\ud83d"]"#, 8, "invalid escape sequence"),
+            ("a in [[1]]", 7, "expected an expression, but found '['"),
+        ];
+        for (text, position, message) in cases {
+            let error = parse(text).unwrap_err();
+            assert_eq!(error.position, position, "{text}: {error}");
+            assert!(error.message.contains(message), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn prefix_stops_at_non_operator_word() {
+        let chars: Vec<char> = "x, amount mul 2 with sum as total".chars().collect();
+        let (expr, stop) = parse_prefix(&chars, 3).unwrap();
+        assert_eq!(show(&expr), "(Mul amount 2)");
+        assert_eq!(expr.span(), Span { start: 3, end: 15 });
+        assert_eq!(stop, 16);
+    }
+
+    #[test]
+    fn prefix_ignores_text_after_stop() {
+        let chars: Vec<char> = "filter(a eq 1)/#'".chars().collect();
+        let (expr, stop) = parse_prefix(&chars, 7).unwrap();
+        assert_eq!(show(&expr), "(Eq a 1)");
+        assert_eq!(stop, 13);
+    }
+
+    #[test]
+    fn prefix_keeps_errors_inside_parentheses() {
+        let chars: Vec<char> = "(a foo) asc".chars().collect();
+        let error = parse_prefix(&chars, 0).unwrap_err();
+        assert_eq!(error.position, 4);
+        assert!(error.message.contains("but found 'foo'"), "{error}");
+        let chars: Vec<char> = "a eq 'open".chars().collect();
+        assert_eq!(parse_prefix(&chars, 0).unwrap_err().position, 6);
     }
 }

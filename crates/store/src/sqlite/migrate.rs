@@ -10,11 +10,18 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use super::OpenError;
 
 /// Every migration, by version, with its SQL. Versions start at 1 and have no gaps.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "create aggregated_policy_compliance",
-    include_str!("../../migrations/sqlite/0001_create_aggregated_policy_compliance.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "create aggregated_policy_compliance",
+        include_str!("../../migrations/sqlite/0001_create_aggregated_policy_compliance.sql"),
+    ),
+    (
+        2,
+        "index common filters",
+        include_str!("../../migrations/sqlite/0002_index_common_filters.sql"),
+    ),
+];
 
 /// The `application_id` in the header of every database file Beacon creates ("BEAC" in ASCII),
 /// which distinguishes Beacon's files from other programs' SQLite files.

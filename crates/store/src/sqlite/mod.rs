@@ -10,6 +10,7 @@
 //! Reads run on a small pool of read-only connections on the blocking thread pool, so they
 //! never wait for the writer and never block the async runtime.
 
+pub mod functions;
 mod migrate;
 mod rows;
 mod writer;
@@ -20,12 +21,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use beacon_odata::bind::Typed;
 use beacon_odata::entity::Entity;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::sql::{Sqlite, Statements};
-use crate::{PageRequest, PartnerTenantId, Store, StoreError, StoredEntity};
+use crate::sql::{self, Sqlite, Statements};
+use crate::{ListQuery, ListedEntity, PartnerTenantId, Store, StoreError, StoredEntity};
 
 pub use migrate::MIGRATIONS;
 use writer::WriteCommand;
@@ -211,13 +213,20 @@ impl Store for SqliteStore {
     async fn list(
         &self,
         partner: &PartnerTenantId,
-        page: PageRequest,
-    ) -> Result<Vec<StoredEntity>, StoreError> {
-        let partner = partner.as_str().to_owned();
-        self.read(move |connection, statements| {
-            rows::select_page(connection, statements, &partner, &page)
-        })
-        .await
+        query: ListQuery,
+    ) -> Result<Vec<ListedEntity>, StoreError> {
+        let (text, params) = sql::select_query(&Sqlite, partner.as_str(), &query);
+        let keys = query.order.len();
+        self.read(move |connection, _| rows::select_listed(connection, &text, params, keys)).await
+    }
+
+    async fn count(
+        &self,
+        partner: &PartnerTenantId,
+        filter: Option<Typed>,
+    ) -> Result<u64, StoreError> {
+        let (text, params) = sql::count_query(&Sqlite, partner.as_str(), filter.as_ref());
+        self.read(move |connection, _| rows::count(connection, &text, params)).await
     }
 
     async fn close(&self) {
@@ -230,9 +239,21 @@ impl Store for SqliteStore {
     }
 }
 
+impl Drop for SqliteStore {
+    /// Stops the writer thread and waits for it, so the database file is closed once the store
+    /// is gone, even without [`Store::close`].
+    fn drop(&mut self) {
+        drop(lock(&self.writes).take());
+        if let Some(writer) = lock(&self.writer).take() {
+            let _ = writer.join();
+        }
+    }
+}
+
 /// Sets the pragmas every connection needs.
 fn configure(connection: &Connection, read_only: bool) -> Result<(), rusqlite::Error> {
     connection.busy_timeout(BUSY_TIMEOUT)?;
+    functions::register(connection)?;
     if read_only {
         connection.pragma_update(None, "query_only", true)?;
     } else {
@@ -245,6 +266,10 @@ fn configure(connection: &Connection, read_only: bool) -> Result<(), rusqlite::E
 /// Maps a driver error to the store's error kinds.
 fn classify(error: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode;
+
+    if let Some(message) = functions::evaluation_error(&error) {
+        return StoreError::InvalidQuery(message);
+    }
 
     match error.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy,

@@ -3,11 +3,11 @@
 use beacon_odata::datetime::DateTimeOffset;
 use beacon_odata::entity::{Entity, Fields, Value};
 use beacon_odata::model::{EdmType, Property};
-use rusqlite::types::{Type, Value as SqlValue};
+use rusqlite::types::{Type, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, Row, params_from_iter};
 
-use crate::sql::Statements;
-use crate::{PageRequest, StoredEntity};
+use crate::sql::{Statements, entity_columns};
+use crate::{Cursor, ListedEntity, Param, StoredEntity};
 
 /// Returns the bound values of an insert: the partner, then the entity columns in order.
 pub(super) fn insert_values(partner: &str, entity: &Entity, version: i64) -> Vec<SqlValue> {
@@ -75,28 +75,55 @@ pub(super) fn select_one(
     rows.next()?.map(read_entity).transpose()
 }
 
-pub(super) fn select_page(
+/// Runs a list query whose select list is the entity columns followed by `keys` order keys.
+pub(super) fn select_listed(
     connection: &Connection,
-    statements: &Statements,
-    partner: &str,
-    page: &PageRequest,
-) -> Result<Vec<StoredEntity>, rusqlite::Error> {
-    let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
-    let (text, values) = match &page.after {
-        None => (
-            &statements.select_first_page,
-            vec![SqlValue::Text(partner.to_owned()), SqlValue::Integer(limit)],
-        ),
-        Some(after) => (
-            &statements.select_page_after,
-            vec![
-                SqlValue::Text(partner.to_owned()),
-                SqlValue::Text(after.clone()),
-                SqlValue::Integer(limit),
-            ],
-        ),
-    };
+    text: &str,
+    params: Vec<Param>,
+    keys: usize,
+) -> Result<Vec<ListedEntity>, rusqlite::Error> {
+    let key_start = entity_columns().len();
     let mut statement = connection.prepare_cached(text)?;
-    let rows = statement.query_map(params_from_iter(values), read_entity)?;
+    let rows = statement.query_map(params_from_iter(params.into_iter().map(sql_value)), |row| {
+        let stored = read_entity(row)?;
+        let keys = (key_start..key_start + keys)
+            .map(|i| {
+                Ok(match row.get_ref(i)? {
+                    ValueRef::Null => Param::Null,
+                    ValueRef::Integer(value) => Param::Integer(value),
+                    ValueRef::Text(text) => Param::Text(String::from_utf8_lossy(text).into_owned()),
+                    other => {
+                        return Err(rusqlite::Error::FromSqlConversionFailure(
+                            i,
+                            other.data_type(),
+                            "an order key is neither null, an integer nor text".into(),
+                        ));
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, rusqlite::Error>>()?;
+        let cursor = Cursor { keys, id: stored.entity.id.clone() };
+        Ok(ListedEntity { stored, cursor })
+    })?;
     rows.collect()
+}
+
+/// Runs a `SELECT COUNT(*)`.
+pub(super) fn count(
+    connection: &Connection,
+    text: &str,
+    params: Vec<Param>,
+) -> Result<u64, rusqlite::Error> {
+    let mut statement = connection.prepare_cached(text)?;
+    let count: i64 =
+        statement.query_row(params_from_iter(params.into_iter().map(sql_value)), |row| row.get(0))?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+fn sql_value(param: Param) -> SqlValue {
+    match param {
+        Param::Null => SqlValue::Null,
+        Param::Integer(value) => SqlValue::Integer(value),
+        Param::Text(text) => SqlValue::Text(text),
+    }
 }

@@ -1,0 +1,291 @@
+//! The table layout and the text of every SQL statement, rendered per dialect.
+//!
+//! Statements are written once, with numbered placeholders, and a [`Dialect`] renders the
+//! placeholders in its own syntax. Values are always bound, never spliced into the text.
+//!
+//! Each `Edm.DateTimeOffset` property is stored in two integer columns: `…_ticks`, the number
+//! of 100-nanosecond ticks since 1970-01-01T00:00:00Z, which sorts and compares exactly, and
+//! `…_digits`, the number of fractional digits the client wrote, so the value is written back
+//! as given.
+
+use std::fmt;
+
+use beacon_odata::bind::{Arithmetic, Function, Typed};
+use beacon_odata::model::{EdmType, Property};
+
+pub mod compile;
+
+use crate::ListQuery;
+use compile::{Compiler, Param};
+
+/// The name of the table holding every partner's entities.
+pub const TABLE: &str = "aggregated_policy_compliance";
+
+/// A SQL dialect: what the compiler writes differently for each database.
+///
+/// Both dialects call the same vocabulary of functions for OData's string, date and checked
+/// arithmetic operations (`odata_tolower`, `odata_add`, …), so the compiler writes one text
+/// for both. Each store provides those functions: SQLite registers them from Rust on every
+/// connection, and the PostgreSQL store is to create them in its migrations, where the same
+/// differential tests must hold for it.
+pub trait Dialect: fmt::Debug + Send + Sync {
+    /// Writes the placeholder of parameter `n`, counted from 1.
+    fn placeholder(&self, n: usize) -> String;
+
+    /// Writes a test that is true when `a` and `b` are equal or both null, and false otherwise.
+    fn null_safe_eq(&self, a: &str, b: &str) -> String;
+
+    /// Writes the clause after an `ORDER BY` key that puts nulls first ascending and last
+    /// descending, as OData requires; empty where that is the database's default.
+    fn nulls_order(&self, descending: bool) -> &'static str;
+
+    /// Writes a Boolean constant.
+    fn boolean(&self, value: bool) -> &'static str {
+        if value { "TRUE" } else { "FALSE" }
+    }
+
+    /// Writes `test`, or false where `test` is null.
+    fn false_if_null(&self, test: &str) -> String {
+        format!("COALESCE({test}, FALSE)")
+    }
+
+    /// Writes checked arithmetic, which fails the statement on overflow or division by zero.
+    fn arithmetic(&self, op: Arithmetic, a: &str, b: &str) -> String {
+        let name = match op {
+            Arithmetic::Add => "odata_add",
+            Arithmetic::Sub => "odata_sub",
+            Arithmetic::Mul => "odata_mul",
+            Arithmetic::Div => "odata_div",
+            Arithmetic::Mod => "odata_mod",
+        };
+        format!("{name}({a}, {b})")
+    }
+
+    /// Writes checked negation.
+    fn negate(&self, a: &str) -> String {
+        format!("odata_neg({a})")
+    }
+
+    /// Writes a call of one of OData's functions.
+    fn function(&self, function: Function, arguments: &[String]) -> String {
+        let name = match function {
+            Function::Concat => return format!("({})", arguments.join(" || ")),
+            Function::Contains => "odata_contains",
+            Function::StartsWith => "odata_startswith",
+            Function::EndsWith => "odata_endswith",
+            Function::Length => "odata_length",
+            Function::IndexOf => "odata_indexof",
+            Function::Substring => "odata_substring",
+            Function::ToLower => "odata_tolower",
+            Function::ToUpper => "odata_toupper",
+            Function::Trim => "odata_trim",
+            Function::MatchesPattern => "odata_matches",
+            Function::AsciiLower => "odata_ascii_lower",
+            Function::Year => "odata_year",
+            Function::Month => "odata_month",
+            Function::Day => "odata_day",
+            Function::Hour => "odata_hour",
+            Function::Minute => "odata_minute",
+            Function::Second => "odata_second",
+            Function::Fraction => "odata_fraction",
+            Function::Date => "odata_date",
+            Function::Time => "odata_time",
+        };
+        format!("{name}({})", arguments.join(", "))
+    }
+}
+
+/// SQLite's `?NNN` placeholders.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sqlite;
+
+impl Dialect for Sqlite {
+    fn placeholder(&self, n: usize) -> String {
+        format!("?{n}")
+    }
+
+    fn null_safe_eq(&self, a: &str, b: &str) -> String {
+        format!("({a} IS {b})")
+    }
+
+    fn nulls_order(&self, _descending: bool) -> &'static str {
+        // SQLite already sorts nulls first ascending and last descending.
+        ""
+    }
+}
+
+/// PostgreSQL's `$n` placeholders.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Postgres;
+
+impl Dialect for Postgres {
+    fn placeholder(&self, n: usize) -> String {
+        format!("${n}")
+    }
+
+    fn null_safe_eq(&self, a: &str, b: &str) -> String {
+        format!("({a} IS NOT DISTINCT FROM {b})")
+    }
+
+    fn nulls_order(&self, descending: bool) -> &'static str {
+        if descending { " NULLS LAST" } else { " NULLS FIRST" }
+    }
+}
+
+/// The column or columns that store one property.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Columns {
+    /// A single column.
+    One(&'static str),
+    /// A `DateTimeOffset`: its ticks column and its digit-count column.
+    DateTime {
+        /// 100-nanosecond ticks since the Unix epoch.
+        ticks: &'static str,
+        /// Fractional digits to show, 0 to 7.
+        digits: &'static str,
+    },
+}
+
+/// Returns the column or columns that store `property`.
+pub fn columns(property: Property) -> Columns {
+    match property {
+        Property::Id => Columns::One("id"),
+        Property::TenantId => Columns::One("tenant_id"),
+        Property::TenantDisplayName => Columns::One("tenant_display_name"),
+        Property::CompliancePolicyId => Columns::One("compliance_policy_id"),
+        Property::CompliancePolicyName => Columns::One("compliance_policy_name"),
+        Property::CompliancePolicyType => Columns::One("compliance_policy_type"),
+        Property::CompliancePolicyPlatform => Columns::One("compliance_policy_platform"),
+        Property::NumberOfCompliantDevices => Columns::One("number_of_compliant_devices"),
+        Property::NumberOfNonCompliantDevices => Columns::One("number_of_non_compliant_devices"),
+        Property::NumberOfErrorDevices => Columns::One("number_of_error_devices"),
+        Property::PolicyModifiedDateTime => {
+            Columns::DateTime { ticks: "policy_modified_ticks", digits: "policy_modified_digits" }
+        }
+        Property::LastRefreshedDateTime => {
+            Columns::DateTime { ticks: "last_refreshed_ticks", digits: "last_refreshed_digits" }
+        }
+    }
+}
+
+/// The entity columns in the order every `SELECT` returns them and every `INSERT` binds
+/// them: the key, each field's column or columns in declaration order, then `version`.
+pub fn entity_columns() -> Vec<&'static str> {
+    let mut names = Vec::new();
+    for property in Property::ALL {
+        match columns(property) {
+            Columns::One(name) => names.push(name),
+            Columns::DateTime { ticks, digits } => names.extend([ticks, digits]),
+        }
+        debug_assert_eq!(
+            matches!(columns(property), Columns::DateTime { .. }),
+            property.edm_type() == EdmType::DateTimeOffset
+        );
+    }
+    names.push("version");
+    names
+}
+
+/// The text of each statement the store runs, rendered for one dialect.
+#[derive(Clone, Debug)]
+pub struct Statements {
+    /// Inserts a row; binds the partner, then every entity column in [`entity_columns`] order.
+    pub insert: String,
+    /// Selects one row; binds the partner and the key.
+    pub select_one: String,
+}
+
+impl Statements {
+    /// Renders every statement in `dialect`.
+    pub fn new(dialect: &dyn Dialect) -> Self {
+        let columns = entity_columns();
+        let list = columns.join(", ");
+        let p = |n| dialect.placeholder(n);
+        let values: Vec<String> = (1..=columns.len() + 1).map(p).collect();
+        Statements {
+            insert: format!(
+                "INSERT INTO {TABLE} (partner_tenant_id, {list}) VALUES ({})",
+                values.join(", ")
+            ),
+            select_one: format!(
+                "SELECT {list} FROM {TABLE} WHERE partner_tenant_id = {} AND id = {}",
+                p(1),
+                p(2)
+            ),
+        }
+    }
+}
+
+/// Renders the `SELECT` of a list query: the entity columns, then one column per order key,
+/// for rows of `partner` in the query's order.
+pub fn select_query(dialect: &dyn Dialect, partner: &str, query: &ListQuery) -> (String, Vec<Param>) {
+    let mut compiler = Compiler::new(dialect);
+    let partner = compiler.bind(Param::Text(partner.to_owned()));
+    let mut conditions = vec![format!("partner_tenant_id = {partner}")];
+    if let Some(filter) = &query.filter {
+        conditions.push(compiler.condition(filter));
+    }
+
+    // Each order key is rendered once; its text (with the placeholders of its constants)
+    // serves the select list, the cursor condition and the ORDER BY alike.
+    let key_texts: Vec<String> = query.order.iter().map(|key| compiler.value(&key.expr)).collect();
+    if let Some(cursor) = &query.after {
+        conditions.push(compiler.after(&query.order, &key_texts, &cursor.keys, &cursor.id));
+    }
+    let order_by = compiler.order_by(&query.order, &key_texts);
+
+    let mut select_list = entity_columns().join(", ");
+    for text in &key_texts {
+        select_list.push_str(", ");
+        select_list.push_str(text);
+    }
+    let limit = compiler.bind(Param::Integer(i64::try_from(query.limit).unwrap_or(i64::MAX)));
+    let mut text = format!(
+        "SELECT {select_list} FROM {TABLE} WHERE {} ORDER BY {order_by} LIMIT {limit}",
+        conditions.join(" AND ")
+    );
+    if query.offset > 0 {
+        let offset = compiler.bind(Param::Integer(i64::try_from(query.offset).unwrap_or(i64::MAX)));
+        text.push_str(&format!(" OFFSET {offset}"));
+    }
+    (text, compiler.into_params())
+}
+
+/// Renders a `SELECT COUNT(*)` of the rows of `partner` that satisfy `filter`.
+pub fn count_query(
+    dialect: &dyn Dialect,
+    partner: &str,
+    filter: Option<&Typed>,
+) -> (String, Vec<Param>) {
+    let mut compiler = Compiler::new(dialect);
+    let partner = compiler.bind(Param::Text(partner.to_owned()));
+    let mut text = format!("SELECT COUNT(*) FROM {TABLE} WHERE partner_tenant_id = {partner}");
+    if let Some(filter) = filter {
+        text.push_str(" AND ");
+        text.push_str(&compiler.condition(filter));
+    }
+    (text, compiler.into_params())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_bind_every_value() {
+        let statements = Statements::new(&Sqlite);
+        assert_eq!(statements.insert.matches('?').count(), entity_columns().len() + 1);
+        let postgres = Statements::new(&Postgres);
+        assert!(postgres.select_one.ends_with("partner_tenant_id = $1 AND id = $2"));
+    }
+
+    #[test]
+    fn every_query_is_scoped_to_the_partner() {
+        let statements = Statements::new(&Sqlite);
+        assert!(statements.select_one.contains("WHERE partner_tenant_id = ?1"));
+        let (select, _) = select_query(&Sqlite, "p", &ListQuery { limit: 5, ..Default::default() });
+        assert!(select.contains("WHERE partner_tenant_id = ?1"), "{select}");
+        let (count, _) = count_query(&Sqlite, "p", None);
+        assert!(count.contains("WHERE partner_tenant_id = ?1"), "{count}");
+    }
+}
