@@ -12,6 +12,8 @@ mod auth;
 mod bad_input;
 /// Creating entities through both views and reading them back.
 mod create_and_read;
+/// `$filter`, `$orderby`, `$select`, `$top`, `$skip` and `$count` against a reference evaluator.
+mod differential;
 /// Durability across `kill -9`, and graceful shutdown.
 mod lifecycle;
 /// Server-driven paging and `$top`.
