@@ -48,6 +48,12 @@ impl DateTimeOffset {
         Some(Self { ticks, digits })
     }
 
+    /// Builds a value from ticks with the fewest fractional digits that show it exactly, as
+    /// for a computed value such as a minimum, which has no digit count of its own.
+    pub fn from_ticks_shortest(ticks: i64) -> Option<Self> {
+        (0..=7).find_map(|digits| Self::from_ticks(ticks, digits))
+    }
+
     /// Returns the current time, with all 7 fractional digits.
     pub fn now() -> Self {
         let ticks = match SystemTime::now().duration_since(UNIX_EPOCH) {
@@ -173,6 +179,25 @@ impl fmt::Display for DateTimeOffset {
         }
         f.write_str("Z")
     }
+}
+
+/// Writes an `Edm.Date` given as days since 1970-01-01, such as `2024-03-01`.
+pub fn format_date(days: i64) -> String {
+    let (year, month, day) = civil_from_days(days);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// Writes an `Edm.TimeOfDay` given as ticks since midnight, such as `07:30:00.5`.
+pub fn format_time_of_day(ticks: i64) -> String {
+    let (seconds, fraction) =
+        (ticks.div_euclid(TICKS_PER_SECOND), ticks.rem_euclid(TICKS_PER_SECOND));
+    let mut text = format!("{:02}:{:02}:{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if fraction > 0 {
+        let digits = format!("{fraction:07}");
+        text.push('.');
+        text.push_str(digits.trim_end_matches('0'));
+    }
+    text
 }
 
 /// A read position in the text being parsed.

@@ -14,11 +14,12 @@
 
 use percent_encoding::percent_decode_str;
 
-use crate::bind::{self, Type, Typed};
+use crate::bind::apply::Plan;
+use crate::bind::{self, Column, Type, Typed};
 use crate::entity::Selection;
 use crate::model::View;
 use crate::select::SelectItem;
-use crate::{filter, orderby, select};
+use crate::{apply, filter, orderby, select};
 
 /// The system query options that OData defines, without the `$`.
 const SYSTEM_OPTIONS: [&str; 17] = [
@@ -67,6 +68,8 @@ pub struct QueryOptions {
     pub orderby: Option<String>,
     /// `$select`, as written.
     pub select: Option<String>,
+    /// `$apply`, as written.
+    pub apply: Option<String>,
     /// `$top`: the maximum number of entities in the whole result.
     pub top: Option<u64>,
     /// `$skip`: how many entities of the result to leave out first.
@@ -92,6 +95,11 @@ pub struct BoundQuery {
     /// The selected property names in the order given, for `@odata.context`; `None` without
     /// `$select` or with `*`.
     pub selected_names: Option<Vec<&'static str>>,
+    /// The bound `$apply`, whose result the other options then work on.
+    pub plan: Option<Plan>,
+    /// With a `$apply` that groups: the positions of the selected result columns, in the
+    /// result's order; `None` selects them all.
+    pub selected_columns: Option<Vec<usize>>,
 }
 
 impl QueryOptions {
@@ -99,10 +107,21 @@ impl QueryOptions {
     /// ticks, the value of `now()`.
     pub fn bind(&self, view: View, now: i64) -> Result<BoundQuery, QueryError> {
         let mut bound = BoundQuery::default();
+        if let Some(text) = &self.apply {
+            let sequence =
+                apply::parse(text).map_err(|e| invalid("apply", e.position, e.message))?;
+            bound.plan = Some(
+                bind::apply::plan(&sequence, view, now)
+                    .map_err(|e| invalid("apply", e.position, e.message))?,
+            );
+        }
+        let scope = bound.plan.as_ref().and_then(Plan::scope);
+        let scope = scope.as_deref();
+
         if let Some(text) = &self.filter {
             let expr = filter::parse(text).map_err(|e| invalid("filter", e.position, e.message))?;
             bound.filter = Some(
-                bind::filter(&expr, view, now)
+                bind::filter_in(&expr, view, now, scope)
                     .map_err(|e| invalid("filter", e.position, e.message))?,
             );
         }
@@ -110,7 +129,7 @@ impl QueryOptions {
             let items =
                 orderby::parse(text).map_err(|e| invalid("orderby", e.position, e.message))?;
             for item in items {
-                let typed = bind::value(&item.expr, view, now)
+                let typed = bind::value_in(&item.expr, view, now, scope)
                     .map_err(|e| invalid("orderby", e.position, e.message))?;
                 if typed.ty == Type::Null {
                     continue;
@@ -118,7 +137,9 @@ impl QueryOptions {
                 bound.order.push((typed, item.descending));
             }
         }
-        if let Some(text) = &self.select {
+        if let (Some(text), Some(columns)) = (&self.select, scope) {
+            bound.selected_columns = Some(select_columns(text, columns)?);
+        } else if let Some(text) = &self.select {
             let items =
                 select::parse(text).map_err(|e| invalid("select", e.position, e.message))?;
             let mut selection = Selection::NONE;
@@ -146,6 +167,27 @@ impl QueryOptions {
         }
         Ok(bound)
     }
+}
+
+/// Resolves `$select` against the columns of a grouped result.
+fn select_columns(text: &str, columns: &[Column]) -> Result<Vec<usize>, QueryError> {
+    let items = select::parse(text).map_err(|e| invalid("select", e.position, e.message))?;
+    let mut chosen = Vec::new();
+    for item in items {
+        match item {
+            SelectItem::Star(_) => chosen.extend(0..columns.len()),
+            SelectItem::Property(name, span) => {
+                let Some(index) = columns.iter().position(|c| c.name == name) else {
+                    let message = format!("'{name}' is not a property of the transformed result");
+                    return Err(invalid("select", span.start + 1, message));
+                };
+                chosen.push(index);
+            }
+        }
+    }
+    chosen.sort_unstable();
+    chosen.dedup();
+    Ok(chosen)
 }
 
 fn invalid(option: &'static str, position: usize, message: String) -> QueryError {
@@ -252,6 +294,7 @@ pub fn parse(raw: Option<&str>, target: Target) -> Result<QueryOptions, QueryErr
             "filter" => options.filter = Some(value.clone()),
             "orderby" => options.orderby = Some(value.clone()),
             "select" => options.select = Some(value.clone()),
+            "apply" => options.apply = Some(value.clone()),
             "top" => options.top = Some(parse_count_value("top", &value)?),
             "skip" => options.skip = Some(parse_count_value("skip", &value)?),
             "count" => options.count = parse_boolean("count", &value)?,
@@ -267,19 +310,22 @@ pub fn parse(raw: Option<&str>, target: Target) -> Result<QueryOptions, QueryErr
     Ok(options)
 }
 
+/// Decodes a query string part. A `+` means a space, as in HTML forms and as curl, Python's
+/// `requests` and .NET write it, so a literal plus sign must be sent as `%2B`.
 fn decode(text: &str) -> Result<String, QueryError> {
     if !crate::path::has_valid_escapes(text) {
         return Err(QueryError::InvalidEncoding(text.to_owned()));
     }
-    percent_decode_str(text)
+    let text = text.replace('+', " ");
+    percent_decode_str(&text)
         .decode_utf8()
         .map(|s| s.into_owned())
         .map_err(|_| QueryError::InvalidEncoding(text.to_owned()))
 }
 
 /// The options this service applies.
-const SUPPORTED: [&str; 8] =
-    ["filter", "orderby", "select", "top", "skip", "count", "skiptoken", "format"];
+const SUPPORTED: [&str; 9] =
+    ["filter", "orderby", "select", "apply", "top", "skip", "count", "skiptoken", "format"];
 
 fn parse_boolean(option: &str, value: &str) -> Result<bool, QueryError> {
     match value {
@@ -366,6 +412,12 @@ mod tests {
         let options = collection("debug=1&@p=2&&").unwrap();
         assert_eq!(options.pairs, vec![("debug".into(), "1".into()), ("@p".into(), "2".into())]);
         assert_eq!(QueryOptions { pairs: Vec::new(), ..options }, QueryOptions::default());
+    }
+
+    #[test]
+    fn plus_signs_decode_as_spaces_and_escaped_ones_as_plus() {
+        let options = collection("$filter=tenantId+eq+'a%2Bb'").unwrap();
+        assert_eq!(options.filter.as_deref(), Some("tenantId eq 'a+b'"));
     }
 
     #[test]

@@ -12,19 +12,21 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use beacon_odata::bind;
+use beacon_odata::bind::apply::Plan;
 use beacon_odata::body::{self, ReadOptions};
 use beacon_odata::entity::{CollectionDocument, Entity, EntityDocument, WriteOptions};
 use beacon_odata::media;
 use beacon_odata::model::View;
 use beacon_odata::path::{self, Resource, SERVICE_VERSION};
 use beacon_odata::query::{self, Target};
-use beacon_store::{ListQuery, OrderKey, StoreError};
+use beacon_store::{ApplyQuery, ApplyRows, Cursor, ListQuery, OrderKey, StoreError};
 use http_body_util::{LengthLimitError, Limited};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::auth::{Principal, READ_PERMISSION, READ_WRITE_PERMISSION};
 use crate::context::JSON_CONTENT_TYPE;
 use crate::error::ApiError;
+use crate::grouped::GroupedDocument;
 use crate::paging::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Position};
 use crate::{AppState, MAX_BODY_BYTES};
 
@@ -211,7 +213,10 @@ async fn list(
 ) -> Result<Response, ApiError> {
     require_read(&call.principal)?;
     let options = query::parse(parts.uri.query(), Target::Collection)?;
-    let bound = options.bind(view, bind::now_ticks())?;
+    let mut bound = options.bind(view, bind::now_ticks())?;
+    if let Some(plan) = bound.plan.take() {
+        return list_applied(state, call, parts, view, &options, bound, plan).await;
+    }
     let partner = &call.principal.partner;
 
     // A skiptoken resumes where the previous page ended; only the first page applies $skip.
@@ -293,6 +298,129 @@ async fn list(
     Ok(response)
 }
 
+/// `GET` on a collection with `$apply`: a page of the plan's result. Pages are counted by
+/// position, since a grouped row has no key to resume after.
+async fn list_applied(
+    state: &AppState,
+    call: &Call,
+    parts: &Parts,
+    view: View,
+    options: &query::QueryOptions,
+    bound: query::BoundQuery,
+    plan: Plan,
+) -> Result<Response, ApiError> {
+    let partner = &call.principal.partner;
+    let scope = query_scope(partner.as_str(), view, options);
+    let served = match options.skiptoken.as_deref() {
+        Some(token) => state.skiptoken_key.decode(token, &scope, 0)?.served,
+        None => 0,
+    };
+    let preferred = paging::preferred_page_size(&parts.headers);
+    let page_size = preferred.unwrap_or(DEFAULT_PAGE_SIZE).min(MAX_PAGE_SIZE);
+    let remaining = options.top.map(|top| top.saturating_sub(served));
+    let limit = remaining
+        .map_or(page_size, |left| page_size.min(usize::try_from(left).unwrap_or(usize::MAX)));
+
+    let count = match options.count {
+        true => Some(state.store.apply_count(partner, plan.clone(), bound.filter.clone()).await?),
+        false => None,
+    };
+    let order = bound
+        .order
+        .iter()
+        .map(|(expr, descending)| OrderKey { expr: expr.clone(), descending: *descending })
+        .collect();
+    let columns = plan.columns.clone();
+    let query = ApplyQuery {
+        plan,
+        filter: bound.filter.clone(),
+        order,
+        offset: options.skip.unwrap_or(0).saturating_add(served),
+        limit: limit + 1,
+    };
+    let rows = match limit {
+        0 => ApplyRows::Rows(Vec::new()),
+        _ => state.store.apply(partner, query).await?,
+    };
+
+    // The next link records how many rows were served.
+    let length = match &rows {
+        ApplyRows::Entities(rows) => rows.len(),
+        ApplyRows::Rows(rows) => rows.len(),
+    };
+    let more = length > limit;
+    let served = served + length.min(limit) as u64;
+    let collection_url = format!("{}/{}", call.service_root, view.collection_path());
+    let next_link = (more && options.top.is_none_or(|top| top > served)).then(|| {
+        let position = Position { cursor: Cursor { keys: Vec::new(), id: String::new() }, served };
+        let token = state.skiptoken_key.encode(&position, &scope);
+        paging::next_link(&collection_url, &options.pairs, &token)
+    });
+
+    let body = match (rows, columns) {
+        (ApplyRows::Rows(mut rows), Some(columns)) => {
+            rows.truncate(limit);
+            let selected: Vec<usize> =
+                bound.selected_columns.clone().unwrap_or_else(|| (0..columns.len()).collect());
+            let names: Vec<&str> =
+                selected.iter().map(|&i| columns[i].column.name.as_str()).collect();
+            let context = format!(
+                "{}/$metadata#{}({})",
+                call.service_root,
+                view.collection_path(),
+                names.join(",")
+            );
+            let document = GroupedDocument {
+                context: &context,
+                count,
+                columns: &columns,
+                selected: &selected,
+                rows: &rows,
+                next_link: next_link.as_deref(),
+                int64_as_string: call.write_options.int64_as_string,
+            };
+            serde_json::to_vec(&document)
+        }
+        (rows, _) => {
+            let mut entities: Vec<Entity> = match rows {
+                ApplyRows::Entities(rows) => rows.into_iter().map(|s| s.entity).collect(),
+                ApplyRows::Rows(_) => Vec::new(),
+            };
+            entities.truncate(limit);
+            let context = format!(
+                "{}/$metadata#{}{}",
+                call.service_root,
+                view.collection_path(),
+                projection(&bound.selected_names)
+            );
+            let options = WriteOptions { selection: bound.selection, ..call.write_options };
+            let document = CollectionDocument {
+                context: &context,
+                view,
+                entities: &entities,
+                count,
+                next_link: next_link.as_deref(),
+                options,
+            };
+            serde_json::to_vec(&document)
+        }
+    };
+    let body = body.map_err(|error| ApiError::Internal(std::sync::Arc::new(error)))?;
+    let content_type = if call.write_options.int64_as_string {
+        HeaderValue::from_static("application/json;odata.metadata=minimal;IEEE754Compatible=true")
+    } else {
+        HeaderValue::from_static(JSON_CONTENT_TYPE)
+    };
+    let mut response =
+        (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response();
+    if preferred.is_some()
+        && let Ok(value) = HeaderValue::from_str(&format!("odata.maxpagesize={page_size}"))
+    {
+        response.headers_mut().insert("preference-applied", value);
+    }
+    Ok(response)
+}
+
 /// `GET` on a collection's `/$count`: the number of entities that pass `$filter`, as text.
 async fn count(
     state: &AppState,
@@ -323,8 +451,8 @@ fn projection(names: &Option<Vec<&'static str>>) -> String {
 /// result, so that a token taken to another query is refused.
 fn query_scope(partner: &str, view: View, options: &query::QueryOptions) -> String {
     format!(
-        "{partner}\n{view}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
-        options.filter, options.orderby, options.select, options.top, options.skip
+        "{partner}\n{view}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        options.apply, options.filter, options.orderby, options.select, options.top, options.skip
     )
 }
 

@@ -8,12 +8,14 @@
 //! - [`auth`]: the signing key, development tokens and token verification.
 //! - `context`: the middleware that adds request ids, the request span and Graph error bodies.
 //! - `error`: the error type every handler returns and its status mapping.
+//! - `grouped`: the JSON of grouped `$apply` results.
 //! - `handlers`: resolves the OData path and runs the operation.
 //! - `paging`: server-driven paging with `$skiptoken` and `@odata.nextLink`.
 
 pub mod auth;
 mod context;
 mod error;
+mod grouped;
 mod handlers;
 pub mod paging;
 

@@ -18,8 +18,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use beacon_odata::bind::Typed;
+use beacon_odata::bind::apply::Plan;
 use beacon_odata::entity::Entity;
 
+pub use sql::apply::ApplyQuery;
 pub use sql::compile::{OrderKey, Param};
 
 pub mod sql;
@@ -89,6 +91,28 @@ pub struct ListedEntity {
     pub cursor: Cursor,
 }
 
+/// The rows of a `$apply` result.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ApplyRows {
+    /// The plan kept the entities' shape.
+    Entities(Vec<StoredEntity>),
+    /// The plan grouped: each row holds the plan's columns in order.
+    Rows(Vec<Vec<Cell>>),
+}
+
+/// A value of a grouped result.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    /// Null.
+    Null,
+    /// An integer: a count, a sum, or ticks, days or a number as the column's type says.
+    Integer(i64),
+    /// A double, such as an average.
+    Real(f64),
+    /// Text.
+    Text(String),
+}
+
 /// A store operation failure. The HTTP layer maps each variant to one status.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
@@ -142,6 +166,21 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn count(
         &self,
         partner: &PartnerTenantId,
+        filter: Option<Typed>,
+    ) -> Result<u64, StoreError>;
+
+    /// Reads a page of the result of a `$apply` plan.
+    async fn apply(
+        &self,
+        partner: &PartnerTenantId,
+        query: ApplyQuery,
+    ) -> Result<ApplyRows, StoreError>;
+
+    /// Counts the rows of the result of a `$apply` plan that satisfy `filter`.
+    async fn apply_count(
+        &self,
+        partner: &PartnerTenantId,
+        plan: Plan,
         filter: Option<Typed>,
     ) -> Result<u64, StoreError>;
 

@@ -838,7 +838,6 @@ async fn unsupported_query_options_are_rejected_everywhere() {
     let fixture = Fixture::start().await;
     let id = fixture.seed_rows[0]["id"].as_str().unwrap().to_owned();
     let options = [
-        ("$apply=aggregate($count as n)", "$apply"),
         ("$compute=numberOfErrorDevices add 1 as n", "$compute"),
         ("$expand=*", "$expand"),
         ("$search=contoso", "$search"),

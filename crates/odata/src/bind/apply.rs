@@ -300,11 +300,13 @@ fn method_of(
     let ty = match (function, operand.ty) {
         (AggregateFunction::CountDistinct, _) => Type::INT64,
         (AggregateFunction::Sum | AggregateFunction::Average, Type::Number { scale: 0 }) => {
-            if function == AggregateFunction::Sum { Type::INT64 } else { Type::Double }
+            if function == AggregateFunction::Sum {
+                Type::INT64
+            } else {
+                Type::Double
+            }
         }
-        (AggregateFunction::Min | AggregateFunction::Max, Type::Number { scale: 0 }) => {
-            Type::INT64
-        }
+        (AggregateFunction::Min | AggregateFunction::Max, Type::Number { scale: 0 }) => Type::INT64,
         (
             AggregateFunction::Min | AggregateFunction::Max,
             ty @ (Type::String | Type::DateTimeOffset | Type::Date | Type::TimeOfDay),

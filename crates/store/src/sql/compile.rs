@@ -60,6 +60,11 @@ impl<'a> Compiler<'a> {
         self.dialect.placeholder(self.params.len())
     }
 
+    /// The clause after an `ORDER BY` key that places nulls as OData requires.
+    pub fn nulls_order(&self, descending: bool) -> &'static str {
+        self.dialect.nulls_order(descending)
+    }
+
     /// Returns the parameters bound so far, in placeholder order.
     pub fn into_params(self) -> Vec<Param> {
         self.params
@@ -389,7 +394,12 @@ mod tests {
         );
         let descending = OrderKey { descending: true, ..key };
         let mut compiler = Compiler::new(&Sqlite);
-        let sql = compiler.after(std::slice::from_ref(&descending), &text, &[Param::Text("m".into())], "k");
+        let sql = compiler.after(
+            std::slice::from_ref(&descending),
+            &text,
+            &[Param::Text("m".into())],
+            "k",
+        );
         assert_eq!(
             sql,
             "((tenant_display_name < ?1 OR tenant_display_name IS NULL) OR \

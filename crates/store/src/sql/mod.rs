@@ -13,6 +13,7 @@ use std::fmt;
 use beacon_odata::bind::{Arithmetic, Function, Typed};
 use beacon_odata::model::{EdmType, Property};
 
+pub mod apply;
 pub mod compile;
 
 use crate::ListQuery;

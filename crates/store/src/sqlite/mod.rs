@@ -22,12 +22,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use beacon_odata::bind::Typed;
+use beacon_odata::bind::apply::Plan;
 use beacon_odata::entity::Entity;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::sql::{self, Sqlite, Statements};
-use crate::{ListQuery, ListedEntity, PartnerTenantId, Store, StoreError, StoredEntity};
+use crate::{
+    ApplyQuery, ApplyRows, ListQuery, ListedEntity, PartnerTenantId, Store, StoreError,
+    StoredEntity,
+};
 
 pub use migrate::MIGRATIONS;
 use writer::WriteCommand;
@@ -229,6 +233,28 @@ impl Store for SqliteStore {
         self.read(move |connection, _| rows::count(connection, &text, params)).await
     }
 
+    async fn apply(
+        &self,
+        partner: &PartnerTenantId,
+        query: ApplyQuery,
+    ) -> Result<ApplyRows, StoreError> {
+        let (text, params) = sql::apply::select_query(&Sqlite, partner.as_str(), &query);
+        let grouped = query.plan.columns.as_ref().map(Vec::len);
+        self.read(move |connection, _| rows::select_applied(connection, &text, params, grouped))
+            .await
+    }
+
+    async fn apply_count(
+        &self,
+        partner: &PartnerTenantId,
+        plan: Plan,
+        filter: Option<Typed>,
+    ) -> Result<u64, StoreError> {
+        let (text, params) =
+            sql::apply::count_query(&Sqlite, partner.as_str(), &plan, filter.as_ref());
+        self.read(move |connection, _| rows::count(connection, &text, params)).await
+    }
+
     async fn close(&self) {
         // Dropping the sender lets the writer finish the queue and return.
         drop(lock(&self.writes).take());
@@ -269,6 +295,14 @@ fn classify(error: rusqlite::Error) -> StoreError {
 
     if let Some(message) = functions::evaluation_error(&error) {
         return StoreError::InvalidQuery(message);
+    }
+    // SQLite's sum() fails this way when an integer sum leaves the 64-bit range.
+    if let rusqlite::Error::SqliteFailure(_, Some(message)) = &error
+        && message == "integer overflow"
+    {
+        return StoreError::InvalidQuery(
+            "An aggregated sum is outside the range of Edm.Int64.".to_owned(),
+        );
     }
 
     match error.sqlite_error_code() {

@@ -7,7 +7,7 @@ use rusqlite::types::{Type, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, Row, params_from_iter};
 
 use crate::sql::{Statements, entity_columns};
-use crate::{Cursor, ListedEntity, Param, StoredEntity};
+use crate::{ApplyRows, Cell, Cursor, ListedEntity, Param, StoredEntity};
 
 /// Returns the bound values of an insert: the partner, then the entity columns in order.
 pub(super) fn insert_values(partner: &str, entity: &Entity, version: i64) -> Vec<SqlValue> {
@@ -106,6 +106,35 @@ pub(super) fn select_listed(
         Ok(ListedEntity { stored, cursor })
     })?;
     rows.collect()
+}
+
+/// Runs the `SELECT` of a `$apply` result: entity rows, or `grouped` columns per row.
+pub(super) fn select_applied(
+    connection: &Connection,
+    text: &str,
+    params: Vec<Param>,
+    grouped: Option<usize>,
+) -> Result<ApplyRows, rusqlite::Error> {
+    let mut statement = connection.prepare_cached(text)?;
+    let params = params_from_iter(params.into_iter().map(sql_value));
+    let Some(width) = grouped else {
+        let rows = statement.query_map(params, read_entity)?;
+        return Ok(ApplyRows::Entities(rows.collect::<Result<_, _>>()?));
+    };
+    let rows = statement.query_map(params, |row| {
+        (0..width)
+            .map(|i| {
+                Ok(match row.get_ref(i)? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(value) => Cell::Integer(value),
+                    ValueRef::Real(value) => Cell::Real(value),
+                    ValueRef::Text(text) => Cell::Text(String::from_utf8_lossy(text).into_owned()),
+                    ValueRef::Blob(_) => Cell::Null,
+                })
+            })
+            .collect::<Result<Vec<_>, rusqlite::Error>>()
+    })?;
+    Ok(ApplyRows::Rows(rows.collect::<Result<_, _>>()?))
 }
 
 /// Runs a `SELECT COUNT(*)`.
