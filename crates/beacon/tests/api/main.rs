@@ -6,6 +6,8 @@
 /// Starting servers, minting tokens, sending requests.
 mod helpers;
 
+/// `$apply`: grouping, aggregates and the options after them.
+mod apply;
 /// Tokens and permissions.
 mod auth;
 /// Every kind of bad input: its status, its Graph error body, and an unchanged collection.
