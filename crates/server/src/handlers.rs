@@ -435,7 +435,7 @@ async fn count(
     Ok(([(header::CONTENT_TYPE, "text/plain;charset=utf-8")], count.to_string()).into_response())
 }
 
-/// The part of `@odata.context` that names the selected properties, such as `(id,tenantId)`.
+/// Writes the part of `@odata.context` that names the selected properties, such as `(id,tenantId)`.
 fn projection(names: &Option<Vec<&'static str>>) -> String {
     match names {
         Some(names) => {
@@ -447,7 +447,7 @@ fn projection(names: &Option<Vec<&'static str>>) -> String {
     }
 }
 
-/// What a skiptoken is bound to: the partner, the view and every option that shapes the
+/// Writes the scope a skiptoken is bound to: the partner, the view and every option that shapes the
 /// result, so that a token taken to another query is refused.
 fn query_scope(partner: &str, view: View, options: &query::QueryOptions) -> String {
     format!(

@@ -65,7 +65,7 @@ pub struct ListQuery {
     pub filter: Option<Typed>,
     /// The `$orderby` keys; the key `id` always follows them, so the order is total.
     pub order: Vec<OrderKey>,
-    /// Where a previous page ended: only rows after it are read.
+    /// The position where a previous page ended: only rows after it are read.
     pub after: Option<Cursor>,
     /// How many qualifying rows to pass over first (`$skip`).
     pub offset: u64,
@@ -87,7 +87,7 @@ pub struct Cursor {
 pub struct ListedEntity {
     /// The entity.
     pub stored: StoredEntity,
-    /// Where the row stands in the query's order.
+    /// The row's position in the query's order.
     pub cursor: Cursor,
 }
 
@@ -96,7 +96,7 @@ pub struct ListedEntity {
 pub enum ApplyRows {
     /// The plan kept the entities' shape.
     Entities(Vec<StoredEntity>),
-    /// The plan grouped: each row holds the plan's columns in order.
+    /// The plan grouped: each row contains the plan's columns in order.
     Rows(Vec<Vec<Cell>>),
 }
 
@@ -105,7 +105,7 @@ pub enum ApplyRows {
 pub enum Cell {
     /// Null.
     Null,
-    /// An integer: a count, a sum, or ticks, days or a number as the column's type says.
+    /// An integer: a count, a sum, or ticks, days or a number as the column's type defines.
     Integer(i64),
     /// A double, such as an average.
     Real(f64),

@@ -14,7 +14,7 @@ use crate::apply::{
     AggregateItem, AggregateKind, AggregationMethod, GroupingElement, LimitKind, Transformation,
 };
 use crate::filter::{Expr, Literal, Span};
-use crate::model::{EdmType, Property, View};
+use crate::model::{Property, View};
 
 /// An aggregation function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +93,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The names in scope after the plan, for binding later options.
+    /// Returns the names in scope after the plan, for binding later options.
     pub fn scope(&self) -> Option<Vec<Column>> {
         self.columns.as_ref().map(|columns| columns.iter().map(|c| c.column.clone()).collect())
     }
@@ -319,9 +319,4 @@ fn method_of(
         }
     };
     Ok((Aggregate { function, operand: Some(operand) }, ty))
-}
-
-/// The EDM type a response declares for a stored property.
-pub fn property_type(property: Property) -> EdmType {
-    property.edm_type()
 }

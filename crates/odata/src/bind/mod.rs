@@ -106,7 +106,7 @@ pub enum Comparison {
 }
 
 impl Comparison {
-    /// The operator that gives the same answer with its operands swapped.
+    /// Returns the operator that gives the same result with its operands swapped.
     pub fn flipped(self) -> Comparison {
         match self {
             Comparison::Gt => Comparison::Lt,

@@ -60,7 +60,7 @@ impl<'a> Compiler<'a> {
         self.dialect.placeholder(self.params.len())
     }
 
-    /// The clause after an `ORDER BY` key that places nulls as OData requires.
+    /// Returns the clause after an `ORDER BY` key that places nulls as OData requires.
     pub fn nulls_order(&self, descending: bool) -> &'static str {
         self.dialect.nulls_order(descending)
     }
@@ -225,8 +225,8 @@ impl<'a> Compiler<'a> {
         values: &[Param],
         id: &str,
     ) -> String {
-        // With every key ascending and no null in the cursor, a row-value comparison says the
-        // same and lets the database seek in an index on the keys.
+        // With every key ascending and no null in the cursor, a row-value comparison is
+        // equivalent and lets the database seek in an index on the keys.
         let ascending = keys.iter().all(|key| !key.descending);
         if !keys.is_empty() && ascending && values.iter().all(|value| *value != Param::Null) {
             let placeholders: Vec<String> =
@@ -281,12 +281,12 @@ fn conjunction(ties: &[String], last: &str) -> String {
     format!("({} AND {last})", ties.join(" AND "))
 }
 
-/// The name of the `index`th column of a transformed result.
+/// Returns the name of the `index`th column of a transformed result.
 pub fn result_column(index: usize) -> String {
     format!("c{index}")
 }
 
-/// The column that holds a property's comparable value: a date-time's ticks.
+/// Returns the column that stores a property's comparable value: a date-time's ticks.
 fn column(property: Property) -> &'static str {
     match columns(property) {
         Columns::One(name) => name,
