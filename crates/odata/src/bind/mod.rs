@@ -204,7 +204,7 @@ pub enum Node {
     /// A string constant.
     String(String),
     /// An integer constant: a scaled number, ticks, days or ticks since midnight, as the
-    /// node's type says.
+    /// node's type defines.
     Integer(i64),
     /// A comparison with OData's null rules; never null itself.
     Compare {
