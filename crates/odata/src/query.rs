@@ -22,7 +22,7 @@ use crate::select::SelectItem;
 use crate::{apply, filter, orderby, select};
 
 /// The system query options that OData defines, without the `$`.
-const SYSTEM_OPTIONS: [&str; 17] = [
+pub const SYSTEM_OPTIONS: [&str; 17] = [
     "apply",
     "compute",
     "count",

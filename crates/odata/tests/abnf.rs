@@ -536,7 +536,7 @@ fn parse_query(query: &str, offset: usize) -> Verdict {
             continue;
         }
         let bare = name.strip_prefix('$').unwrap_or(&name).to_ascii_lowercase();
-        if !SYSTEM_OPTIONS.contains(&bare.as_str()) {
+        if !beacon_odata::query::SYSTEM_OPTIONS.contains(&bare.as_str()) {
             if name.starts_with('$') {
                 return Verdict::Rejected(format!("unknown system option {name:?}"), Some(start));
             }
@@ -568,27 +568,6 @@ fn parse_query(query: &str, offset: usize) -> Verdict {
     }
     Verdict::Accepted
 }
-
-/// The system query options of OData 4.01, without the `$`.
-const SYSTEM_OPTIONS: [&str; 17] = [
-    "apply",
-    "compute",
-    "count",
-    "deltatoken",
-    "expand",
-    "filter",
-    "format",
-    "id",
-    "index",
-    "levels",
-    "orderby",
-    "schemaversion",
-    "search",
-    "select",
-    "skip",
-    "skiptoken",
-    "top",
-];
 
 /// Turns a parser result into a verdict, placing the error in the input if `offset` is known.
 fn verdict(result: Result<(), filter::SyntaxError>, offset: Option<usize>) -> Verdict {
@@ -634,7 +613,9 @@ fn parse_format(value: &str) -> Result<(), filter::SyntaxError> {
     }
 }
 
-/// Percent-decodes `text` as `beacon_odata::query` does, or returns `None` if it is invalid.
+/// Percent-decodes `text`, or returns `None` if it is invalid. Unlike the service, which reads
+/// `+` as a space as HTML forms write it, this keeps `+` literal, as the ABNF's URL grammar and
+/// its test cases do.
 fn decode(text: &str) -> Option<String> {
     if !beacon_odata::path::has_valid_escapes(text) {
         return None;

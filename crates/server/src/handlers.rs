@@ -228,12 +228,8 @@ async fn list(
     let served = position.as_ref().map_or(0, |p| p.served);
     let offset = if position.is_some() { 0 } else { options.skip.unwrap_or(0) };
 
-    // The page size is the preferred size up to MAX_PAGE_SIZE, and at most what $top leaves.
-    let preferred = paging::preferred_page_size(&parts.headers);
-    let page_size = preferred.unwrap_or(DEFAULT_PAGE_SIZE).min(MAX_PAGE_SIZE);
-    let remaining = options.top.map(|top| top.saturating_sub(served));
-    let limit = remaining
-        .map_or(page_size, |left| page_size.min(usize::try_from(left).unwrap_or(usize::MAX)));
+    let page = PageSize::of(parts, options.top, served);
+    let limit = page.limit;
 
     let count = match options.count {
         true => Some(state.store.count(partner, bound.filter.clone()).await?),
@@ -289,13 +285,8 @@ async fn list(
         next_link: next_link.as_deref(),
         options: write_options,
     };
-    let mut response = json_response(StatusCode::OK, &document, write_options)?;
-    if preferred.is_some()
-        && let Ok(value) = HeaderValue::from_str(&format!("odata.maxpagesize={page_size}"))
-    {
-        response.headers_mut().insert("preference-applied", value);
-    }
-    Ok(response)
+    let response = json_response(StatusCode::OK, &document, write_options)?;
+    Ok(page.confirm(response))
 }
 
 /// `GET` on a collection with `$apply`: a page of the plan's result. Pages are counted by
@@ -315,11 +306,8 @@ async fn list_applied(
         Some(token) => state.skiptoken_key.decode(token, &scope, 0)?.served,
         None => 0,
     };
-    let preferred = paging::preferred_page_size(&parts.headers);
-    let page_size = preferred.unwrap_or(DEFAULT_PAGE_SIZE).min(MAX_PAGE_SIZE);
-    let remaining = options.top.map(|top| top.saturating_sub(served));
-    let limit = remaining
-        .map_or(page_size, |left| page_size.min(usize::try_from(left).unwrap_or(usize::MAX)));
+    let page = PageSize::of(parts, options.top, served);
+    let limit = page.limit;
 
     let count = match options.count {
         true => Some(state.store.apply_count(partner, plan.clone(), bound.filter.clone()).await?),
@@ -357,7 +345,7 @@ async fn list_applied(
         paging::next_link(&collection_url, &options.pairs, &token)
     });
 
-    let body = match (rows, columns) {
+    let response = match (rows, columns) {
         (ApplyRows::Rows(mut rows), Some(columns)) => {
             rows.truncate(limit);
             let selected: Vec<usize> =
@@ -379,7 +367,7 @@ async fn list_applied(
                 next_link: next_link.as_deref(),
                 int64_as_string: call.write_options.int64_as_string,
             };
-            serde_json::to_vec(&document)
+            json_response(StatusCode::OK, &document, call.write_options)?
         }
         (rows, _) => {
             let mut entities: Vec<Entity> = match rows {
@@ -402,23 +390,42 @@ async fn list_applied(
                 next_link: next_link.as_deref(),
                 options,
             };
-            serde_json::to_vec(&document)
+            json_response(StatusCode::OK, &document, options)?
         }
     };
-    let body = body.map_err(|error| ApiError::Internal(std::sync::Arc::new(error)))?;
-    let content_type = if call.write_options.int64_as_string {
-        HeaderValue::from_static("application/json;odata.metadata=minimal;IEEE754Compatible=true")
-    } else {
-        HeaderValue::from_static(JSON_CONTENT_TYPE)
-    };
-    let mut response =
-        (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response();
-    if preferred.is_some()
-        && let Ok(value) = HeaderValue::from_str(&format!("odata.maxpagesize={page_size}"))
-    {
-        response.headers_mut().insert("preference-applied", value);
+    Ok(page.confirm(response))
+}
+
+/// The page size of a collection request.
+struct PageSize {
+    /// The size `Prefer: odata.maxpagesize` requests, if it does.
+    preferred: Option<usize>,
+    /// The size applied: the preferred one up to [`MAX_PAGE_SIZE`], else [`DEFAULT_PAGE_SIZE`].
+    size: usize,
+    /// How many rows this page may hold: the size, or less where `$top` leaves less.
+    limit: usize,
+}
+
+impl PageSize {
+    /// Works out the page size of a request whose earlier pages served `served` rows.
+    fn of(parts: &Parts, top: Option<u64>, served: u64) -> PageSize {
+        let preferred = paging::preferred_page_size(&parts.headers);
+        let size = preferred.unwrap_or(DEFAULT_PAGE_SIZE).min(MAX_PAGE_SIZE);
+        let remaining = top.map(|top| top.saturating_sub(served));
+        let limit =
+            remaining.map_or(size, |left| size.min(usize::try_from(left).unwrap_or(usize::MAX)));
+        PageSize { preferred, size, limit }
     }
-    Ok(response)
+
+    /// Adds `Preference-Applied` to a response when the client stated a preference.
+    fn confirm(&self, mut response: Response) -> Response {
+        if self.preferred.is_some()
+            && let Ok(value) = HeaderValue::from_str(&format!("odata.maxpagesize={}", self.size))
+        {
+            response.headers_mut().insert("preference-applied", value);
+        }
+        response
+    }
 }
 
 /// `GET` on a collection's `/$count`: the number of entities that pass `$filter`, as text.

@@ -5,30 +5,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-/// Percent-encodes a query option value, spaces as `%20`.
-fn encode(value: &str) -> String {
-    let mut out = String::new();
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z'
-            | b'a'..=b'z'
-            | b'0'..=b'9'
-            | b'-'
-            | b'.'
-            | b'_'
-            | b'~'
-            | b'('
-            | b')'
-            | b','
-            | b'\''
-            | b'/'
-            | b'$' => out.push(byte as char),
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
-}
-
 /// Six rows on two platforms; the Windows counters add up past 2^53.
 async fn server() -> TestServer {
     let server = TestServer::start().await;
@@ -48,8 +24,10 @@ async fn server() -> TestServer {
 }
 
 async fn get(server: &TestServer, collection: &str, options: &[(&str, &str)]) -> Value {
-    let query: Vec<String> =
-        options.iter().map(|(name, value)| format!("{name}={}", encode(value))).collect();
+    let query: Vec<String> = options
+        .iter()
+        .map(|(name, value)| format!("{name}={}", encode_query_value(value)))
+        .collect();
     let (status, body) = server.get_json(&format!("{collection}?{}", query.join("&"))).await;
     assert_eq!(status, 200, "{options:?}: {body}");
     body
@@ -79,7 +57,7 @@ async fn groupby_sums_are_exact_integers_past_two_to_the_53() {
 async fn int64_aggregates_are_strings_with_ieee754_compatible() {
     let server = server().await;
     let response = server
-        .request(Method::GET, &format!("{GRAPH}?$apply={}", encode(BY_PLATFORM)))
+        .request(Method::GET, &format!("{GRAPH}?$apply={}", encode_query_value(BY_PLATFORM)))
         .header("accept", "application/json;IEEE754Compatible=true")
         .send()
         .await
@@ -94,7 +72,7 @@ async fn an_overflowing_sum_is_a_bad_request() {
     let row = json!({"id": "7", "compliancePolicyPlatform": "windows10AndLater",
                      "numberOfNonCompliantDevices": i64::MAX});
     assert_eq!(server.create(GRAPH, &row).await.status(), 201);
-    let apply = encode("aggregate(numberOfNonCompliantDevices with sum as total)");
+    let apply = encode_query_value("aggregate(numberOfNonCompliantDevices with sum as total)");
     let response =
         server.request(Method::GET, &format!("{GRAPH}?$apply={apply}")).send().await.unwrap();
     let message = assert_graph_error(response, 400, "BadRequest").await;
@@ -148,7 +126,8 @@ async fn options_after_apply_work_on_the_groups() {
 #[tokio::test]
 async fn grouped_results_page_with_next_links() {
     let server = server().await;
-    let mut url = server.url(&format!("{GRAPH}?$apply={}", encode("groupby((tenantId))")));
+    let mut url =
+        server.url(&format!("{GRAPH}?$apply={}", encode_query_value("groupby((tenantId))")));
     let mut tenants = Vec::new();
     loop {
         let response = server
@@ -200,7 +179,10 @@ async fn the_seed_view_groups_by_its_own_names() {
             .await;
     assert_eq!(body["value"][0], json!({"@odata.id": null, "organizationId": "t1", "rows": 2}));
     let response = server
-        .request(Method::GET, &format!("{SEED}?$apply={}", encode("groupby((tenantId))")))
+        .request(
+            Method::GET,
+            &format!("{SEED}?$apply={}", encode_query_value("groupby((tenantId))")),
+        )
         .send()
         .await
         .unwrap();
@@ -220,7 +202,7 @@ async fn unsupported_transformations_and_names_are_rejected_with_positions() {
         "groupby((tenantId)",
     ] {
         let response = server
-            .request(Method::GET, &format!("{GRAPH}?$apply={}", encode(apply)))
+            .request(Method::GET, &format!("{GRAPH}?$apply={}", encode_query_value(apply)))
             .send()
             .await
             .unwrap();

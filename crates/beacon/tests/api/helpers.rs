@@ -227,3 +227,28 @@ pub async fn assert_graph_error(response: reqwest::Response, status: u16, code: 
     assert!(date.ends_with('Z') || date.contains('+'), "date without offset: {date}");
     message
 }
+
+/// Percent-encodes a query option value as a careful client does: spaces as `%20`, `+` as
+/// `%2B`, and every other character outside a small safe set as UTF-8 escapes.
+pub fn encode_query_value(value: &str) -> String {
+    let mut out = String::new();
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'.'
+            | b'_'
+            | b'~'
+            | b'\''
+            | b'('
+            | b')'
+            | b','
+            | b'/'
+            | b'$' => out.push(byte as char),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
