@@ -134,6 +134,11 @@ impl QueryOptions {
                 if typed.ty == Type::Null {
                     continue;
                 }
+                if typed.ty == Type::Ratio {
+                    let message =
+                        "a 'divby' quotient can be compared, but not sorted by".to_owned();
+                    return Err(invalid("orderby", item.span.start + 1, message));
+                }
                 bound.order.push((typed, item.descending));
             }
         }

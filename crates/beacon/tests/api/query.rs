@@ -238,3 +238,31 @@ async fn every_invalid_option_names_itself() {
         assert!(message.contains(option), "{options}: {message}");
     }
 }
+
+#[tokio::test]
+async fn divby_compares_exact_quotients() {
+    let server = TestServer::start().await;
+    let rows = [
+        json!({"id": "big", "numberOfErrorDevices": 9_007_199_254_740_993_i64, "numberOfCompliantDevices": 3}),
+        json!({"id": "half", "numberOfErrorDevices": 1, "numberOfCompliantDevices": 2}),
+        json!({"id": "none", "numberOfErrorDevices": null, "numberOfCompliantDevices": null}),
+        json!({"id": "zero", "numberOfErrorDevices": 5, "numberOfCompliantDevices": 0}),
+    ];
+    for row in rows {
+        assert_eq!(server.create(GRAPH, &row).await.status(), 201);
+    }
+    // A double cannot hold 9007199254740993, so only exact arithmetic finds this quotient.
+    let exact =
+        "id ne 'zero' and numberOfErrorDevices divby numberOfCompliantDevices eq 3002399751580331";
+    assert_eq!(filtered(&server, exact).await, ["big"]);
+    let half = "id ne 'zero' and numberOfErrorDevices divby numberOfCompliantDevices eq 0.5";
+    assert_eq!(filtered(&server, half).await, ["half"]);
+    let both_null = "id ne 'zero' and numberOfErrorDevices divby numberOfCompliantDevices eq numberOfCompliantDevices divby numberOfErrorDevices";
+    assert_eq!(filtered(&server, both_null).await, ["none"], "null eq null is true");
+
+    let zero = encode_query_value("numberOfErrorDevices divby numberOfCompliantDevices gt 1");
+    let response =
+        server.request(Method::GET, &format!("{GRAPH}?$filter={zero}")).send().await.unwrap();
+    let message = assert_graph_error(response, 400, "BadRequest").await;
+    assert!(message.contains("Division by zero"), "{message}");
+}

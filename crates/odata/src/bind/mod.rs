@@ -49,6 +49,9 @@ pub enum Type {
     },
     /// `Edm.Double`: only the result of `average` in `$apply` has it.
     Double,
+    /// The exact quotient of a `divby`, as a call of [`Function::DivBy`] on a numerator and a
+    /// denominator of equal scale. It can only be compared.
+    Ratio,
     /// `Edm.DateTimeOffset`, as 100-nanosecond ticks since the Unix epoch.
     DateTimeOffset,
     /// `Edm.Date`, as days since 1970-01-01.
@@ -80,6 +83,7 @@ impl fmt::Display for Type {
             Type::Number { scale: 0 } => "Edm.Int64",
             Type::Number { .. } => "Edm.Decimal",
             Type::Double => "Edm.Double",
+            Type::Ratio => "Edm.Decimal",
             Type::DateTimeOffset => "Edm.DateTimeOffset",
             Type::Date => "Edm.Date",
             Type::TimeOfDay => "Edm.TimeOfDay",
@@ -178,6 +182,10 @@ pub enum Function {
     Date,
     /// The ticks since midnight of a tick count.
     Time,
+    /// `divby`: the quotient of its two arguments, as a double when a value is needed.
+    DivBy,
+    /// Compares the fractions `a / b` and `c / d` exactly: -1, 0 or 1.
+    RatioCompare,
 }
 
 /// A named column of a transformed result, such as a grouping property or an aggregate's
@@ -515,14 +523,7 @@ impl Binder<'_> {
             BinaryOp::Mul => return self.arithmetic(Arithmetic::Mul, left, right, span),
             BinaryOp::Div => return self.arithmetic(Arithmetic::Div, left, right, span),
             BinaryOp::Mod => return self.arithmetic(Arithmetic::Mod, left, right, span),
-            BinaryOp::DivBy => {
-                return Err(error(
-                    span,
-                    "'divby' is not supported: its decimal quotient cannot be computed exactly; \
-                     use 'div' for integer division, or compare with 'mul' instead"
-                        .to_owned(),
-                ));
-            }
+            BinaryOp::DivBy => return self.divby(left, right),
         };
         let (l, r) = (self.operand(left)?, self.operand(right)?);
         Ok(Operand::Typed(compare(comparison, l, r, span)?))
@@ -566,12 +567,31 @@ impl Binder<'_> {
         Ok(Operand::Typed(Typed::new(node, ty)))
     }
 
+    /// Binds `left divby right` as an exact fraction, which comparisons evaluate without
+    /// rounding.
+    fn divby(&self, left: &Expr, right: &Expr) -> Result<Operand, BindError> {
+        let left = self.numeric(left)?;
+        let right = self.numeric(right)?;
+        let scale = scale_of(&left).max(scale_of(&right));
+        let (left, right) = (rescale(left, scale), rescale(right, scale));
+        if left.node == Node::Null || right.node == Node::Null {
+            return Ok(Operand::Typed(Typed::new(Node::Null, Type::Ratio)));
+        }
+        let node = Node::Call { function: Function::DivBy, arguments: vec![left, right] };
+        Ok(Operand::Typed(Typed::new(node, Type::Ratio)))
+    }
+
     /// Binds an operand of arithmetic: a number, or null.
     fn numeric(&self, expr: &Expr) -> Result<Typed, BindError> {
         let typed = self.typed(expr)?;
         match typed.ty {
             Type::Number { .. } => Ok(typed),
             Type::Null => Ok(Typed::new(Node::Null, Type::INT64)),
+            Type::Ratio => Err(error(
+                expr.span(),
+                "the result of 'divby' can be compared, but not used in further arithmetic"
+                    .to_owned(),
+            )),
             other => Err(error(
                 expr.span(),
                 format!("arithmetic needs numbers, but this operand is of type {other}"),
@@ -1005,6 +1025,9 @@ fn compare_typed(
     right: Typed,
     span: Span,
 ) -> Result<Typed, BindError> {
+    if left.ty == Type::Ratio || right.ty == Type::Ratio {
+        return compare_ratio(op, left, right, span);
+    }
     let (left, right) = match (left.ty, right.ty) {
         (Type::Null, Type::Null) => (left, right),
         (Type::Null, ty) => (Typed::new(Node::Null, ty), right),
@@ -1025,8 +1048,100 @@ fn compare_typed(
     Ok(Typed::new(Node::Compare { op, left: Box::new(left), right: Box::new(right) }, ty))
 }
 
+/// Splits a number or a `divby` quotient into a numerator and a denominator.
+fn fraction(typed: Typed, span: Span) -> Result<(Typed, Typed), BindError> {
+    match (typed.ty, typed.node) {
+        (Type::Ratio, Node::Call { function: Function::DivBy, arguments }) => {
+            let mut arguments = arguments.into_iter();
+            match (arguments.next(), arguments.next()) {
+                (Some(numerator), Some(denominator)) => Ok((numerator, denominator)),
+                _ => Err(error(span, "'divby' takes two operands".to_owned())),
+            }
+        }
+        (Type::Number { scale }, node) => {
+            let denominator = Typed::integer(10_i64.pow(u32::from(scale)), Type::INT64);
+            Ok((Typed::new(node, Type::Number { scale }), denominator))
+        }
+        (ty, _) => Err(error(
+            span,
+            format!("a 'divby' quotient cannot be compared with a value of type {ty}"),
+        )),
+    }
+}
+
+/// Compares two values of which at least one is a `divby` quotient: exactly, by comparing
+/// the fractions, with OData's null rules applied to the sign that comparison gives.
+fn compare_ratio(
+    op: Comparison,
+    left: Typed,
+    right: Typed,
+    span: Span,
+) -> Result<Typed, BindError> {
+    let null_side = |other: &Typed| other.ty == Type::Null || other.node == Node::Null;
+    if null_side(&left) || null_side(&right) {
+        // Against null only nullness matters; the quotient's value as a double says that.
+        let as_value = |typed: Typed| Typed { ty: Type::Double, ..typed };
+        let node =
+            Node::Compare { op, left: Box::new(as_value(left)), right: Box::new(as_value(right)) };
+        return Ok(Typed::new(node, Type::Boolean));
+    }
+    // Two nullable sides are both null where OData's eq, ge and le are true and ne is false,
+    // but the sign of a comparison of two nulls is null.
+    let both_nullable = left.nullable() && right.nullable();
+    let is_null = |typed: &Typed| {
+        let value = Typed { ty: Type::Double, ..typed.clone() };
+        Typed::new(
+            Node::Not(Box::new(Typed::new(Node::IsNotNull(Box::new(value)), Type::Boolean))),
+            Type::Boolean,
+        )
+    };
+    let both_null =
+        Typed::new(Node::And(Box::new(is_null(&left)), Box::new(is_null(&right))), Type::Boolean);
+
+    let (left_n, left_d) = fraction(left, span)?;
+    let (right_n, right_d) = fraction(right, span)?;
+    let sign = Typed::new(
+        Node::Call {
+            function: Function::RatioCompare,
+            arguments: vec![left_n, left_d, right_n, right_d],
+        },
+        Type::INT64,
+    );
+    let zero = Typed::integer(0, Type::INT64);
+    let test = Typed::new(
+        Node::Compare { op, left: Box::new(sign), right: Box::new(zero) },
+        Type::Boolean,
+    );
+    if !both_nullable {
+        return Ok(test);
+    }
+    let node = match op {
+        Comparison::Eq | Comparison::Ge | Comparison::Le => {
+            Node::Or(Box::new(both_null), Box::new(test))
+        }
+        Comparison::Ne => Node::And(
+            Box::new(Typed::new(Node::Not(Box::new(both_null)), Type::Boolean)),
+            Box::new(test),
+        ),
+        Comparison::Gt | Comparison::Lt => return Ok(test),
+    };
+    Ok(Typed::new(node, Type::Boolean))
+}
+
 /// Compares a number expression with a constant that is not a 64-bit integer at its scale.
 fn fold(op: Comparison, left: Typed, constant: &Constant, span: Span) -> Result<Typed, BindError> {
+    if left.ty == Type::Ratio {
+        let right = match constant {
+            Constant::Finite(_) => number_constant(constant, span)?,
+            _ => {
+                return Err(error(
+                    span,
+                    "a 'divby' quotient cannot be compared with INF or NaN".into(),
+                ));
+            }
+        };
+        return compare_ratio(op, left, right, span);
+    }
     let scale = match left.ty {
         Type::Number { scale } => scale,
         // Null compared with any number: only 'ne' holds.

@@ -93,7 +93,7 @@ fn decimal_arithmetic_raises_the_scale_instead_of_rounding() {
     assert_eq!(left.ty, Type::Number { scale: 1 });
     assert_eq!(right.node, Node::Integer(100));
     assert!(rejected("numberOfErrorDevices div 1.5 gt 1").message.contains("integers"));
-    assert!(rejected("numberOfErrorDevices divby 2 gt 1").message.contains("divby"));
+    assert!(rejected("numberOfErrorDevices divby 2 add 1 gt 1").message.contains("divby"));
 }
 
 #[test]
@@ -167,4 +167,21 @@ fn nullability_follows_the_operands() {
     assert!(!bound("tenantId eq 'a'").nullable());
     assert!(bound("contains(tenantId, 'a')").nullable());
     assert!(!bound("contains(id, 'a')").nullable());
+}
+
+#[test]
+fn divby_compares_fractions_exactly() {
+    let Node::Compare { op: Comparison::Gt, left, right } =
+        bound("numberOfErrorDevices divby 4 gt 2.5").node
+    else {
+        panic!("not a comparison");
+    };
+    let Node::Call { function: Function::RatioCompare, arguments } = left.node else {
+        panic!("not a fraction comparison");
+    };
+    let constants: Vec<&Node> = arguments[1..].iter().map(|a| &a.node).collect();
+    assert_eq!(constants, [&Node::Integer(4), &Node::Integer(25), &Node::Integer(10)]);
+    assert_eq!(right.node, Node::Integer(0));
+    assert!(matches!(bound("numberOfErrorDevices divby numberOfCompliantDevices eq numberOfCompliantDevices divby 2").node, Node::Or(..)));
+    assert!(rejected("numberOfErrorDevices divby 2 eq INF").message.contains("INF"));
 }

@@ -91,6 +91,8 @@ pub trait Dialect: fmt::Debug + Send + Sync {
             Function::Fraction => "odata_fraction",
             Function::Date => "odata_date",
             Function::Time => "odata_time",
+            Function::DivBy => "odata_divby",
+            Function::RatioCompare => "odata_ratio_cmp",
         };
         format!("{name}({})", arguments.join(", "))
     }

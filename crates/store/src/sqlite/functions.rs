@@ -430,7 +430,50 @@ fn register_arithmetic(connection: &Connection) -> rusqlite::Result<()> {
         };
         let result = value.checked_neg().ok_or(EvaluationError::Overflow { operator: "-" })?;
         Ok(Some(result))
+    })?;
+
+    // `divby` yields the fraction n / d. Comparing two fractions exactly cross-multiplies in
+    // 128 bits, where products of two 64-bit values cannot overflow.
+    register_scalar(connection, "odata_ratio_cmp", 4, |context| {
+        let mut values = [0_i64; 4];
+        for (index, slot) in values.iter_mut().enumerate() {
+            match integer_argument(context, index, "divby")? {
+                Some(value) => *slot = value,
+                None => return Ok(None),
+            }
+        }
+        let [left_n, left_d, right_n, right_d] = values;
+        if left_d == 0 || right_d == 0 {
+            return Err(EvaluationError::DivisionByZero { operator: "divby" }.into());
+        }
+        Ok(Some(compare_fractions(left_n, left_d, right_n, right_d) as i64))
+    })?;
+    register_scalar(connection, "odata_divby", 2, |context| {
+        let numerator = integer_argument(context, 0, "divby")?;
+        let denominator = integer_argument(context, 1, "divby")?;
+        let (Some(numerator), Some(denominator)) = (numerator, denominator) else {
+            return Ok(None);
+        };
+        if denominator == 0 {
+            return Err(EvaluationError::DivisionByZero { operator: "divby" }.into());
+        }
+        Ok(Some(numerator as f64 / denominator as f64))
     })
+}
+
+/// Returns -1, 0 or 1 as the fraction `a / b` is below, equal to or above `c / d`; neither
+/// denominator may be zero.
+fn compare_fractions(a: i64, b: i64, c: i64, d: i64) -> i8 {
+    // With both denominators made positive, a/b < c/d exactly when a*d < c*b.
+    let (a, b) =
+        if b < 0 { (-i128::from(a), -i128::from(b)) } else { (i128::from(a), i128::from(b)) };
+    let (c, d) =
+        if d < 0 { (-i128::from(c), -i128::from(d)) } else { (i128::from(c), i128::from(d)) };
+    match (a * d).cmp(&(c * b)) {
+        std::cmp::Ordering::Less => -1,
+        std::cmp::Ordering::Equal => 0,
+        std::cmp::Ordering::Greater => 1,
+    }
 }
 
 /// Reads argument `index` as TEXT; NULL gives `None` and any other type is an error.
@@ -1058,5 +1101,22 @@ mod tests {
                 .expect("odata_length is registered");
             assert_eq!(length, 2, "read_only = {read_only}");
         }
+    }
+
+    #[test]
+    fn fractions_compare_exactly_past_the_precision_of_doubles() {
+        assert_eq!(compare_fractions(1, 3, 333_333_333, 1_000_000_000), 1);
+        assert_eq!(compare_fractions(2, 4, 1, 2), 0);
+        assert_eq!(compare_fractions(1, -2, -1, 2), 0);
+        assert_eq!(compare_fractions(i64::MAX, i64::MAX - 1, i64::MAX - 1, i64::MAX - 2), -1);
+        assert_eq!(compare_fractions(i64::MIN, 1, i64::MIN, -1), -1);
+    }
+
+    #[test]
+    fn ratio_comparison_rejects_a_zero_denominator_and_passes_null() {
+        let message = failure("SELECT odata_ratio_cmp(1, 0, 1, 1)", []);
+        assert!(message.contains("Division by zero in 'divby'"), "{message}");
+        assert_eq!(value::<Option<i64>>("SELECT odata_ratio_cmp(NULL, 1, 1, 1)", []), None);
+        assert_eq!(value::<i64>("SELECT odata_ratio_cmp(7, 2, 35, 10)", []), 0);
     }
 }
