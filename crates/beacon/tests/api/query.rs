@@ -240,6 +240,19 @@ async fn every_invalid_option_names_itself() {
 }
 
 #[tokio::test]
+async fn expressions_past_the_depth_and_length_bounds_are_rejected() {
+    let server = small_server().await;
+    let deep = format!("{}true{}", "(".repeat(150), ")".repeat(150));
+    let long = format!("tenantId eq '{}'", "x".repeat(9000));
+    for (filter, expected) in [(deep, "nested"), (long, "longer than 8192")] {
+        let path = format!("{GRAPH}?$filter={}", encode_query_value(&filter));
+        let response = server.request(Method::GET, &path).send().await.unwrap();
+        let message = assert_graph_error(response, 400, "BadRequest").await;
+        assert!(message.contains(expected), "{message}");
+    }
+}
+
+#[tokio::test]
 async fn divby_compares_exact_quotients() {
     let server = TestServer::start().await;
     let rows = [
