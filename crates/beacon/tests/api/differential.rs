@@ -1,16 +1,20 @@
-//! Differential tests of `$filter`, `$orderby`, `$select`, `$top`, `$skip` and `$count`.
+//! Differential tests of `$filter`, `$orderby`, `$select`, `$top`, `$skip`, `$count` and
+//! `$apply`.
 //!
 //! Each test creates a seeded, generated data set through the Graph view and compares the
 //! server's responses with a reference evaluator written in this file. The reference implements the
 //! documented query semantics on its own (three-valued nulls, code point string order, exact
 //! Int64 and decimal comparison, date parts of the UTC instant, nulls first in ascending order)
 //! and calls no Beacon crate, so a bug in the server's parser or SQL compiler cannot hide in both.
+//! For `$apply` it also groups and aggregates on its own: Int64 sums exact in 128 bits,
+//! averages as doubles compared with a relative tolerance, groups ordered by their keys.
 //!
 //! The seed is printed with every failure. Set `BEACON_DIFF_SEED` (decimal or `0x` hexadecimal)
 //! to run the random cases with another seed.
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -429,6 +433,8 @@ enum Val {
     Date(i64),
     /// An `Edm.TimeOfDay`, in ticks since midnight.
     TimeOfDay(i64),
+    /// An `Edm.Double`: only an average of `$apply` has one.
+    Double(f64),
 }
 
 /// An exact decimal number: `units / 10^scale`.
@@ -454,8 +460,9 @@ fn parse_decimal(text: &str) -> Decimal {
     }
 }
 
-/// One entity of the data set: its values by property index, and its create body.
-#[derive(Debug)]
+/// One entity of the data set: its values by property index, and its create body. A row of a
+/// grouped `$apply` result reuses the type, with its values by column, an empty id and no body.
+#[derive(Clone, Debug)]
 struct Row {
     id: String,
     values: Vec<Val>,
@@ -716,6 +723,11 @@ impl Func {
 #[derive(Clone, Debug)]
 enum Expr {
     Property(usize),
+    /// A column of a grouped `$apply` result, by name and position.
+    Column {
+        name: String,
+        index: usize,
+    },
     /// A literal as written in the URL, with its value.
     Literal {
         text: String,
@@ -759,6 +771,7 @@ impl Expr {
     fn write(&self, out: &mut String) {
         match self {
             Expr::Property(index) => out.push_str(PROPERTIES[*index].0),
+            Expr::Column { name, .. } => out.push_str(name),
             Expr::Literal { text, .. } => out.push_str(text),
             Expr::Paren(inner) => {
                 out.push('(');
@@ -829,6 +842,7 @@ impl Expr {
     fn eval(&self, row: &Row, now: i64) -> Result<Val, Fault> {
         Ok(match self {
             Expr::Property(index) => row.values[*index].clone(),
+            Expr::Column { index, .. } => row.values[*index].clone(),
             Expr::Literal { value, .. } => value.clone(),
             Expr::Paren(inner) => inner.eval(row, now)?,
             Expr::Not(inner) => match inner.eval(row, now)? {
@@ -929,6 +943,8 @@ fn order_values(left: &Val, right: &Val) -> Ordering {
         (Val::DateTime(a), Val::DateTime(b))
         | (Val::Date(a), Val::Date(b))
         | (Val::TimeOfDay(a), Val::TimeOfDay(b)) => a.cmp(b),
+        // Only listed cases order averages, of values small enough to be exact as doubles.
+        (Val::Double(a), Val::Double(b)) => a.total_cmp(b),
         _ => panic!("the generator compared unrelated types: {left:?} and {right:?}"),
     }
 }
@@ -1220,19 +1236,7 @@ impl Query {
             return options;
         }
         if !self.orderby.is_empty() {
-            let items: Vec<String> = self
-                .orderby
-                .iter()
-                .map(|key| {
-                    let suffix = match key.direction {
-                        Direction::Unwritten => "",
-                        Direction::Asc => " asc",
-                        Direction::Desc => " desc",
-                    };
-                    format!("{}{suffix}", key.expr.render())
-                })
-                .collect();
-            options.push(("$orderby", items.join(",")));
+            options.push(("$orderby", render_order(&self.orderby)));
         }
         match &self.select {
             None => {}
@@ -1309,6 +1313,22 @@ impl Query {
     }
 }
 
+/// Renders the items of `$orderby` or of an `orderby` transformation.
+fn render_order(keys: &[OrderKey]) -> String {
+    let items: Vec<String> = keys
+        .iter()
+        .map(|key| {
+            let suffix = match key.direction {
+                Direction::Unwritten => "",
+                Direction::Asc => " asc",
+                Direction::Desc => " desc",
+            };
+            format!("{}{suffix}", key.expr.render())
+        })
+        .collect();
+    items.join(",")
+}
+
 /// Percent-encodes a query option value. Only unreserved characters and a few delimiters that
 /// mean nothing inside a query value stay as they are, so space becomes `%20`, `+` `%2B`, `&`
 /// `%26`, `#` `%23`, `%` `%25`, and non-ASCII text its UTF-8 bytes.
@@ -1356,24 +1376,17 @@ impl Case {
         let top = query.top.unwrap_or(usize::MAX);
         let expected_rows: Vec<usize> = matching[skip..].iter().copied().take(top).collect();
 
-        let options = query.options();
-        let encoded: Vec<String> = options
-            .iter()
-            .map(|(name, value)| format!("{name}={}", encode_query_value(value)))
-            .collect();
-        let readable: Vec<String> =
-            options.iter().map(|(name, value)| format!("{name}={value}")).collect();
         let path = if query.count_segment {
             format!("{collection_url}/$count")
         } else {
             collection_url.to_owned()
         };
-        let url = if encoded.is_empty() { path } else { format!("{path}?{}", encoded.join("&")) };
+        let (url, readable) = request_url(&path, &query.options());
 
         Ok(Case {
             label,
             url,
-            readable: readable.join("&"),
+            readable,
             page_size: query.page_size,
             count_segment: query.count_segment,
             count: query.count,
@@ -1385,12 +1398,31 @@ impl Case {
 
     /// Describes the request for a failure message.
     fn describe(&self) -> String {
-        let prefer = match self.page_size {
-            Some(size) => format!("\n  Prefer: odata.maxpagesize={size}"),
-            None => String::new(),
-        };
-        format!("{}: GET {}{prefer}\n  query (decoded): {}", self.label, self.url, self.readable)
+        describe_request(&self.label, &self.url, &self.readable, self.page_size)
     }
+}
+
+/// Builds the URL of a request from its path and unencoded query options, and the options as
+/// one readable text for failure messages.
+fn request_url(path: &str, options: &[(&'static str, String)]) -> (String, String) {
+    let encoded: Vec<String> = options
+        .iter()
+        .map(|(name, value)| format!("{name}={}", encode_query_value(value)))
+        .collect();
+    let readable: Vec<String> =
+        options.iter().map(|(name, value)| format!("{name}={value}")).collect();
+    let url =
+        if encoded.is_empty() { path.to_owned() } else { format!("{path}?{}", encoded.join("&")) };
+    (url, readable.join("&"))
+}
+
+/// Describes a request for a failure message.
+fn describe_request(label: &str, url: &str, readable: &str, page_size: Option<usize>) -> String {
+    let prefer = match page_size {
+        Some(size) => format!("\n  Prefer: odata.maxpagesize={size}"),
+        None => String::new(),
+    };
+    format!("{label}: GET {url}{prefer}\n  query (decoded): {readable}")
 }
 
 fn now_ticks() -> i64 {
@@ -1798,24 +1830,22 @@ async fn start_with_dataset(dataset: &Dataset) -> (TestServer, Endpoint) {
     (server, endpoint)
 }
 
-/// Runs the cases, a few at a time, and panics with a report of those that failed.
-async fn run_cases(endpoint: &Endpoint, rows: Arc<Vec<Row>>, cases: Vec<Case>, seed: u64) {
+/// Runs the cases, a few at a time, and panics with a report of those that failed. `run`
+/// checks one case and returns its failure report.
+async fn run_cases<C, F, Fut>(cases: Vec<C>, seed: u64, run: F)
+where
+    F: Fn(C) -> Fut,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
     let total = cases.len();
     let mut pending = cases.into_iter();
     let mut tasks = JoinSet::new();
-    let mut failures: Vec<(String, String)> = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
 
     loop {
         while tasks.len() < QUERY_CONCURRENCY {
             let Some(case) = pending.next() else { break };
-            let endpoint = endpoint.clone();
-            let rows = Arc::clone(&rows);
-            tasks.spawn(async move {
-                let outcome = run_case(&endpoint, &rows, &case).await;
-                outcome.map_err(|problem| {
-                    (case.label.clone(), format!("{}\n  {problem}", case.describe()))
-                })
-            });
+            tasks.spawn(run(case));
         }
         let Some(result) = tasks.join_next().await else { break };
         if let Err(failure) = result.unwrap() {
@@ -1823,10 +1853,11 @@ async fn run_cases(endpoint: &Endpoint, rows: Arc<Vec<Row>>, cases: Vec<Case>, s
         }
     }
 
+    // Each report starts with the case's label, so sorting puts them in case order.
     if !failures.is_empty() {
         failures.sort();
         let reported: Vec<&str> =
-            failures.iter().take(REPORTED_FAILURES).map(|(_, text)| text.as_str()).collect();
+            failures.iter().take(REPORTED_FAILURES).map(String::as_str).collect();
         panic!(
             "{} of {total} cases differ from the reference (seed {seed:#x}; rerun with \
              BEACON_DIFF_SEED={seed:#x}). The first {}:\n\n{}",
@@ -1837,66 +1868,120 @@ async fn run_cases(endpoint: &Endpoint, rows: Arc<Vec<Row>>, cases: Vec<Case>, s
     }
 }
 
+/// Runs the query cases of `$filter` and the other options against the server.
+async fn run_query_cases(endpoint: &Endpoint, rows: Arc<Vec<Row>>, cases: Vec<Case>, seed: u64) {
+    run_cases(cases, seed, |case| {
+        let endpoint = endpoint.clone();
+        let rows = Arc::clone(&rows);
+        async move {
+            let outcome = run_case(&endpoint, &rows, &case).await;
+            outcome.map_err(|problem| format!("{}\n  {problem}", case.describe()))
+        }
+    })
+    .await;
+}
+
 /// Sends one case, following next links, and compares the result with the reference.
 async fn run_case(endpoint: &Endpoint, rows: &[Row], case: &Case) -> Result<(), String> {
     if case.count_segment {
         return check_count_segment(endpoint, case).await;
     }
-
-    // Read every page, checking each page's size and count.
-    let limit = case.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
-    let mut url = case.url.clone();
-    let mut entities: Vec<Value> = Vec::new();
-    let mut pages = 0;
-    loop {
-        let page = get_page(endpoint, &url, case.page_size).await.map_err(|problem| {
-            if pages == 0 { problem } else { format!("page {pages} at {url}: {problem}") }
-        })?;
-        let values = page["value"].as_array().ok_or_else(|| format!("no value array: {page}"))?;
-        if values.len() > limit {
-            return Err(format!(
-                "page {pages} of {url} has {} rows, more than {limit}",
-                values.len()
-            ));
-        }
-        check_count_annotation(case, &page, pages)?;
-        entities.extend(values.iter().cloned());
-        pages += 1;
-        match page.get("@odata.nextLink") {
-            None => break,
-            Some(Value::String(next)) => url = next.clone(),
-            Some(other) => return Err(format!("@odata.nextLink is not a string: {other}")),
-        }
-        if pages > ROW_COUNT + 2 {
-            return Err(format!("more than {pages} pages; the next links do not end"));
-        }
-    }
+    let pages =
+        read_pages(endpoint, &case.url, case.page_size, case.count, case.expected_count).await?;
 
     // Compare the ids in order, then every expected property value.
-    let expected_ids: Vec<&str> = case.expected_rows.iter().map(|i| rows[*i].id.as_str()).collect();
+    let expected: Vec<&Row> = case.expected_rows.iter().map(|i| &rows[*i]).collect();
+    check_entities(&pages, &expected, &case.properties)
+}
+
+/// Compares entities with the expected rows: first their ids in order, then every expected
+/// property value.
+fn check_entities(
+    pages: &Pages,
+    expected: &[&Row],
+    properties: &BTreeSet<usize>,
+) -> Result<(), String> {
+    let expected_ids: Vec<&str> = expected.iter().map(|row| row.id.as_str()).collect();
     let actual_ids: Vec<&str> =
-        entities.iter().map(|entity| entity["id"].as_str().unwrap_or("<no id>")).collect();
+        pages.rows.iter().map(|entity| entity["id"].as_str().unwrap_or("<no id>")).collect();
     if expected_ids != actual_ids {
         let first = expected_ids.iter().zip(&actual_ids).position(|(e, a)| e != a);
         let first = first.unwrap_or(expected_ids.len().min(actual_ids.len()));
         return Err(format!(
-            "ids differ from index {first} on ({pages} pages)\n  expected {} ids: {expected_ids:?}\n  \
+            "ids differ from index {first} on ({} pages)\n  expected {} ids: {expected_ids:?}\n  \
              actual {} ids: {actual_ids:?}",
+            pages.texts.len(),
             expected_ids.len(),
             actual_ids.len()
         ));
     }
-    for (entity, row) in entities.iter().zip(&case.expected_rows) {
-        check_entity(entity, &rows[*row], &case.properties)?;
+    for (entity, row) in pages.rows.iter().zip(expected) {
+        check_entity(entity, row, properties)?;
     }
     Ok(())
 }
 
+/// The pages of a response that a client reads by following next links.
+#[derive(Debug)]
+struct Pages {
+    /// The parsed first page.
+    first: Value,
+    /// The text of each page, in order.
+    texts: Vec<String>,
+    /// The items of the `value` arrays of all pages, in order.
+    rows: Vec<Value>,
+}
+
+/// Reads the response to `url` and every page its next links lead to. Checks the size of each
+/// page against the preferred page size, and its `@odata.count` against `expected_count`.
+async fn read_pages(
+    endpoint: &Endpoint,
+    url: &str,
+    page_size: Option<usize>,
+    count: Option<bool>,
+    expected_count: usize,
+) -> Result<Pages, String> {
+    let limit = page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+    let mut url = url.to_owned();
+    let mut first = None;
+    let mut texts = Vec::new();
+    let mut rows: Vec<Value> = Vec::new();
+    loop {
+        let number = texts.len();
+        let (page, text) = get_page(endpoint, &url, page_size).await.map_err(|problem| {
+            if number == 0 { problem } else { format!("page {number} at {url}: {problem}") }
+        })?;
+        let values = page["value"].as_array().ok_or_else(|| format!("no value array: {page}"))?;
+        if values.len() > limit {
+            return Err(format!(
+                "page {number} of {url} has {} rows, more than {limit}",
+                values.len()
+            ));
+        }
+        check_count_annotation(count, expected_count, &page, number)?;
+        rows.extend(values.iter().cloned());
+        texts.push(text);
+        let next = page.get("@odata.nextLink").cloned();
+        first.get_or_insert(page);
+        match next {
+            None => break,
+            Some(Value::String(next)) => url = next,
+            Some(other) => return Err(format!("@odata.nextLink is not a string: {other}")),
+        }
+        if texts.len() > ROW_COUNT + 2 {
+            return Err(format!("more than {} pages; the next links do not end", texts.len()));
+        }
+    }
+    let first = first.expect("the loop reads at least one page");
+    Ok(Pages { first, texts, rows })
+}
+
+/// Sends a GET and returns the parsed body of a 200 response with its text.
 async fn get_page(
     endpoint: &Endpoint,
     url: &str,
     page_size: Option<usize>,
-) -> Result<Value, String> {
+) -> Result<(Value, String), String> {
     let mut request = endpoint.client.get(url).bearer_auth(&endpoint.token);
     if let Some(size) = page_size {
         request = request.header("prefer", format!("odata.maxpagesize={size}"));
@@ -1907,22 +1992,25 @@ async fn get_page(
     if status != 200 {
         return Err(format!("returned {status}: {text}"));
     }
-    serde_json::from_str(&text).map_err(|error| format!("the body is not JSON ({error}): {text}"))
+    let page = serde_json::from_str(&text)
+        .map_err(|error| format!("the body is not JSON ({error}): {text}"))?;
+    Ok((page, text))
 }
 
 /// Checks `@odata.count`: required on the first page with `$count=true`, equal to the filtered
 /// row count wherever it appears, and absent without `$count=true`.
-fn check_count_annotation(case: &Case, page: &Value, page_number: usize) -> Result<(), String> {
-    let count = page.get("@odata.count");
-    match (case.count, count) {
+fn check_count_annotation(
+    count: Option<bool>,
+    expected_count: usize,
+    page: &Value,
+    page_number: usize,
+) -> Result<(), String> {
+    match (count, page.get("@odata.count")) {
         (Some(true), None) if page_number == 0 => {
             Err("@odata.count is missing with $count=true".to_owned())
         }
-        (Some(true), Some(value)) if value.as_u64() != Some(case.expected_count as u64) => {
-            Err(format!(
-                "@odata.count is {value} on page {page_number}, expected {}",
-                case.expected_count
-            ))
+        (Some(true), Some(value)) if value.as_u64() != Some(expected_count as u64) => {
+            Err(format!("@odata.count is {value} on page {page_number}, expected {expected_count}"))
         }
         (Some(false) | None, Some(value)) => {
             Err(format!("@odata.count {value} without $count=true"))
@@ -2053,7 +2141,7 @@ async fn random_queries_match_reference() {
     }
 
     let rows = Arc::new(dataset.rows);
-    run_cases(&endpoint, rows, cases, seed).await;
+    run_query_cases(&endpoint, rows, cases, seed).await;
 }
 
 /// Builds the hand-written filters: each operator, function and null rule at least once, on
@@ -2342,7 +2430,7 @@ async fn listed_queries_match_reference() {
     );
 
     let rows = Arc::new(dataset.rows);
-    run_cases(&endpoint, rows, cases, seed).await;
+    run_query_cases(&endpoint, rows, cases, seed).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2532,4 +2620,1476 @@ async fn invalid_regex_is_rejected() {
         let filter = format!("matchesPattern(tenantDisplayName, '{pattern}')");
         assert_rejected(&server, false, &[("$filter", &filter)]).await;
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `$apply`: transformations and their reference evaluation.
+
+/// Random `$apply` cases per run.
+const RANDOM_APPLY_CASES: usize = 150;
+
+/// The largest relative difference allowed between an average and the reference's exact mean
+/// rounded to a double. The server adds in floating point, which may round differently.
+const AVERAGE_TOLERANCE: f64 = 1e-12;
+
+/// The properties that random cases group by.
+const GROUPING_PROPERTIES: [usize; 7] =
+    [TENANT_ID, PLATFORM, POLICY_TYPE, POLICY_ID, COMPLIANT, NON_COMPLIANT, ERRORS];
+
+/// The type of a column of a grouped result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ColumnKind {
+    String,
+    Int64,
+    Double,
+    DateTimeOffset,
+}
+
+impl From<Kind> for ColumnKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::String => ColumnKind::String,
+            Kind::Int64 => ColumnKind::Int64,
+            Kind::DateTimeOffset => ColumnKind::DateTimeOffset,
+        }
+    }
+}
+
+/// A named column of a grouped result.
+#[derive(Clone, Debug, PartialEq)]
+struct ResultColumn {
+    name: String,
+    kind: ColumnKind,
+}
+
+/// An aggregation method of `aggregate(...)`, besides `$count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AggregationMethod {
+    Sum,
+    Min,
+    Max,
+    Average,
+    CountDistinct,
+}
+
+impl AggregationMethod {
+    fn word(self) -> &'static str {
+        match self {
+            AggregationMethod::Sum => "sum",
+            AggregationMethod::Min => "min",
+            AggregationMethod::Max => "max",
+            AggregationMethod::Average => "average",
+            AggregationMethod::CountDistinct => "countdistinct",
+        }
+    }
+
+    /// Returns the start of the aliases the generator gives the method's results.
+    fn alias_stem(self) -> &'static str {
+        match self {
+            AggregationMethod::Sum => "total",
+            AggregationMethod::Min => "low",
+            AggregationMethod::Max => "high",
+            AggregationMethod::Average => "mean",
+            AggregationMethod::CountDistinct => "distinct",
+        }
+    }
+}
+
+/// One item of `aggregate(...)`.
+#[derive(Clone, Debug)]
+enum AggregateItem {
+    /// `$count as alias`: the number of rows.
+    Count { alias: String },
+    /// `operand with method as alias`, with the type of the operand.
+    Method { operand: Expr, kind: ColumnKind, method: AggregationMethod, alias: String },
+}
+
+impl AggregateItem {
+    fn render(&self) -> String {
+        match self {
+            AggregateItem::Count { alias } => format!("$count as {alias}"),
+            AggregateItem::Method { operand, method, alias, .. } => {
+                format!("{} with {} as {alias}", operand.render(), method.word())
+            }
+        }
+    }
+
+    /// Returns the result column of the aggregate.
+    fn column(&self) -> ResultColumn {
+        let (alias, kind) = match self {
+            AggregateItem::Count { alias } => (alias, ColumnKind::Int64),
+            AggregateItem::Method { alias, kind, method, .. } => match method {
+                AggregationMethod::Sum | AggregationMethod::CountDistinct => {
+                    (alias, ColumnKind::Int64)
+                }
+                AggregationMethod::Average => (alias, ColumnKind::Double),
+                AggregationMethod::Min | AggregationMethod::Max => (alias, *kind),
+            },
+        };
+        ResultColumn { name: alias.clone(), kind }
+    }
+
+    /// Computes the aggregate over the rows of one group by the contract: nulls are ignored,
+    /// `sum`, `min`, `max` and `average` are null without values, `countdistinct` counts the
+    /// distinct non-null values, and an Int64 sum outside the Int64 range is a fault.
+    fn compute(&self, members: &[&Row], now: i64) -> Result<Val, Fault> {
+        let (operand, method) = match self {
+            AggregateItem::Count { .. } => return Ok(Val::Int(members.len() as i64)),
+            AggregateItem::Method { operand, method, .. } => (operand, *method),
+        };
+        let mut values = Vec::with_capacity(members.len());
+        for row in members {
+            let value = operand.eval(row, now)?;
+            if value != Val::Null {
+                values.push(value);
+            }
+        }
+        if values.is_empty() {
+            return Ok(if method == AggregationMethod::CountDistinct {
+                Val::Int(0)
+            } else {
+                Val::Null
+            });
+        }
+
+        let exact_total = |values: &[Val]| -> i128 {
+            values.iter().map(|value| i128::from(expect_int(value))).sum()
+        };
+        Ok(match method {
+            AggregationMethod::Sum => {
+                let total = i64::try_from(exact_total(&values)).map_err(|_| Fault::Overflow)?;
+                Val::Int(total)
+            }
+            AggregationMethod::Average => {
+                Val::Double(exact_total(&values) as f64 / values.len() as f64)
+            }
+            AggregationMethod::Min => values.into_iter().min_by(order_values).unwrap(),
+            AggregationMethod::Max => values.into_iter().max_by(order_values).unwrap(),
+            AggregationMethod::CountDistinct => {
+                values.sort_by(order_values);
+                values.dedup();
+                Val::Int(values.len() as i64)
+            }
+        })
+    }
+}
+
+fn expect_int(value: &Val) -> i64 {
+    match value {
+        Val::Int(number) => *number,
+        other => panic!("the generator summed a non-integer: {other:?}"),
+    }
+}
+
+/// A grouping property of `groupby`: a property, or a column of an earlier grouping.
+#[derive(Clone, Debug)]
+struct GroupKey {
+    expr: Expr,
+    kind: ColumnKind,
+}
+
+/// One transformation of `$apply`.
+#[derive(Clone, Debug)]
+enum Transformation {
+    Identity,
+    Filter(Expr),
+    /// `groupby((keys))`, with `aggregate(...)` over each group unless `aggregates` is empty.
+    GroupBy {
+        keys: Vec<GroupKey>,
+        aggregates: Vec<AggregateItem>,
+    },
+    Aggregate(Vec<AggregateItem>),
+    OrderBy(Vec<OrderKey>),
+    Top(usize),
+    Skip(usize),
+    TopCount(usize, Expr),
+    BottomCount(usize, Expr),
+}
+
+impl Transformation {
+    fn render(&self) -> String {
+        let items = |items: &[AggregateItem]| {
+            items.iter().map(AggregateItem::render).collect::<Vec<_>>().join(",")
+        };
+        match self {
+            Transformation::Identity => "identity".to_owned(),
+            Transformation::Filter(condition) => format!("filter({})", condition.render()),
+            Transformation::GroupBy { keys, aggregates } => {
+                let names: Vec<String> = keys.iter().map(|key| key.expr.render()).collect();
+                let names = names.join(",");
+                if aggregates.is_empty() {
+                    format!("groupby(({names}))")
+                } else {
+                    format!("groupby(({names}),aggregate({}))", items(aggregates))
+                }
+            }
+            Transformation::Aggregate(aggregates) => format!("aggregate({})", items(aggregates)),
+            Transformation::OrderBy(keys) => format!("orderby({})", render_order(keys)),
+            Transformation::Top(count) => format!("top({count})"),
+            Transformation::Skip(count) => format!("skip({count})"),
+            Transformation::TopCount(count, value) => {
+                format!("topcount({count},{})", value.render())
+            }
+            Transformation::BottomCount(count, value) => {
+                format!("bottomcount({count},{})", value.render())
+            }
+        }
+    }
+}
+
+/// A relation of the reference while it runs `$apply`, with its rows in their current order.
+#[derive(Clone, Debug)]
+struct Table {
+    /// The columns of a grouped result, or `None` while the rows are entities.
+    columns: Option<Vec<ResultColumn>>,
+    rows: Vec<Row>,
+    /// The number of leading grouping columns, which break ties in any order of a grouped
+    /// result. Entities break ties by id.
+    grouping: usize,
+}
+
+impl Table {
+    /// Starts from every entity, in id order.
+    fn entities(rows: &[Row]) -> Table {
+        let mut rows: Vec<Row> = rows
+            .iter()
+            .map(|row| Row { id: row.id.clone(), values: row.values.clone(), body: Value::Null })
+            .collect();
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        Table { columns: None, rows, grouping: 0 }
+    }
+
+    fn apply(&mut self, transformation: &Transformation, now: i64) -> Result<(), Fault> {
+        match transformation {
+            Transformation::Identity => {}
+            Transformation::Filter(condition) => self.filter(condition, now)?,
+            Transformation::OrderBy(keys) => self.sort(keys, now)?,
+            Transformation::Top(count) => self.rows.truncate(*count),
+            Transformation::Skip(count) => {
+                let count = (*count).min(self.rows.len());
+                self.rows.drain(..count);
+            }
+            // topcount keeps the highest values with nulls lowest, bottomcount the lowest with
+            // nulls first. Ties go by the tie-break.
+            Transformation::TopCount(count, value) => {
+                self.sort(&[desc(value.clone())], now)?;
+                self.rows.truncate(*count);
+            }
+            Transformation::BottomCount(count, value) => {
+                self.sort(&[asc(value.clone())], now)?;
+                self.rows.truncate(*count);
+            }
+            Transformation::GroupBy { keys, aggregates } => {
+                *self = self.group(keys, aggregates, now)?;
+            }
+            Transformation::Aggregate(aggregates) => *self = self.group(&[], aggregates, now)?,
+        }
+        Ok(())
+    }
+
+    /// Keeps the rows where the condition is true.
+    fn filter(&mut self, condition: &Expr, now: i64) -> Result<(), Fault> {
+        let mut kept = Vec::with_capacity(self.rows.len());
+        for row in std::mem::take(&mut self.rows) {
+            match condition.eval(&row, now)? {
+                Val::Bool(true) => kept.push(row),
+                Val::Bool(false) | Val::Null => {}
+                other => panic!("the condition gave {other:?}"),
+            }
+        }
+        self.rows = kept;
+        Ok(())
+    }
+
+    /// Sorts by the keys, nulls first ascending and last descending, then by the tie-break.
+    fn sort(&mut self, keys: &[OrderKey], now: i64) -> Result<(), Fault> {
+        let mut decorated = Vec::with_capacity(self.rows.len());
+        for row in std::mem::take(&mut self.rows) {
+            let mut values = Vec::with_capacity(keys.len());
+            for key in keys {
+                values.push(key.expr.eval(&row, now)?);
+            }
+            decorated.push((values, row));
+        }
+        let (entities, grouping) = (self.columns.is_none(), self.grouping);
+        decorated.sort_by(|(a_values, a), (b_values, b)| {
+            for (key, (x, y)) in keys.iter().zip(a_values.iter().zip(b_values)) {
+                let order = order_for_sort(x, y);
+                let order = if key.direction == Direction::Desc { order.reverse() } else { order };
+                if order != Ordering::Equal {
+                    return order;
+                }
+            }
+            if entities {
+                return a.id.cmp(&b.id);
+            }
+            (0..grouping)
+                .map(|i| order_for_sort(&a.values[i], &b.values[i]))
+                .find(|order| *order != Ordering::Equal)
+                .unwrap_or(Ordering::Equal)
+        });
+        self.rows = decorated.into_iter().map(|(_, row)| row).collect();
+        Ok(())
+    }
+
+    /// Groups the rows by the keys and computes the aggregates of each group. The groups come
+    /// ordered by the keys ascending, nulls first. Without keys there is exactly one group,
+    /// even over no rows.
+    fn group(&self, keys: &[GroupKey], items: &[AggregateItem], now: i64) -> Result<Table, Fault> {
+        // Sort the rows by their grouping values, so that each group's rows are adjacent.
+        let mut keyed: Vec<(Vec<Val>, &Row)> = Vec::with_capacity(self.rows.len());
+        for row in &self.rows {
+            let mut values = Vec::with_capacity(keys.len());
+            for key in keys {
+                values.push(key.expr.eval(row, now)?);
+            }
+            keyed.push((values, row));
+        }
+        keyed.sort_by(|(a, _), (b, _)| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| order_for_sort(x, y))
+                .find(|order| *order != Ordering::Equal)
+                .unwrap_or(Ordering::Equal)
+        });
+        let mut groups: Vec<(Vec<Val>, Vec<&Row>)> = Vec::new();
+        for (values, row) in keyed {
+            match groups.last_mut() {
+                Some((last, members)) if *last == values => members.push(row),
+                _ => groups.push((values, vec![row])),
+            }
+        }
+        if keys.is_empty() && groups.is_empty() {
+            groups.push((Vec::new(), Vec::new()));
+        }
+
+        // One row per group: the grouping values, then the aggregates.
+        let mut rows = Vec::with_capacity(groups.len());
+        for (mut values, members) in groups {
+            for item in items {
+                values.push(item.compute(&members, now)?);
+            }
+            rows.push(Row { id: String::new(), values, body: Value::Null });
+        }
+        let mut columns: Vec<ResultColumn> = keys
+            .iter()
+            .map(|key| ResultColumn { name: key.expr.render(), kind: key.kind })
+            .collect();
+        columns.extend(items.iter().map(AggregateItem::column));
+        Ok(Table { columns: Some(columns), rows, grouping: keys.len() })
+    }
+}
+
+/// A request with `$apply` and the options that apply to its result.
+#[derive(Clone, Debug, Default)]
+struct ApplyQuery {
+    transformations: Vec<Transformation>,
+    filter: Option<Expr>,
+    orderby: Vec<OrderKey>,
+    /// The names `$select` lists: columns of a grouped result, or properties or `*`.
+    select: Option<Vec<String>>,
+    top: Option<usize>,
+    skip: Option<usize>,
+    count: Option<bool>,
+    page_size: Option<usize>,
+}
+
+impl ApplyQuery {
+    fn new(transformations: Vec<Transformation>) -> ApplyQuery {
+        ApplyQuery { transformations, ..ApplyQuery::default() }
+    }
+
+    /// Returns the query options as (name, unencoded value) pairs.
+    fn options(&self) -> Vec<(&'static str, String)> {
+        let apply: Vec<String> = self.transformations.iter().map(Transformation::render).collect();
+        let mut options = vec![("$apply", apply.join("/"))];
+        if let Some(filter) = &self.filter {
+            options.push(("$filter", filter.render()));
+        }
+        if !self.orderby.is_empty() {
+            options.push(("$orderby", render_order(&self.orderby)));
+        }
+        if let Some(names) = &self.select {
+            options.push(("$select", names.join(",")));
+        }
+        if let Some(top) = self.top {
+            options.push(("$top", top.to_string()));
+        }
+        if let Some(skip) = self.skip {
+            options.push(("$skip", skip.to_string()));
+        }
+        if let Some(count) = self.count {
+            options.push(("$count", count.to_string()));
+        }
+        options
+    }
+
+    /// Runs the transformations on the reference.
+    fn transform(&self, rows: &[Row], now: i64) -> Result<Table, Fault> {
+        let mut table = Table::entities(rows);
+        for transformation in &self.transformations {
+            table.apply(transformation, now)?;
+        }
+        Ok(table)
+    }
+
+    /// Runs the query on the reference: the transformed result after `$filter`, in the order of
+    /// `$orderby` or else the order the transformations left, before `$skip` and `$top`.
+    fn evaluate(&self, rows: &[Row], now: i64) -> Result<Table, Fault> {
+        let mut table = self.transform(rows, now)?;
+        if let Some(filter) = &self.filter {
+            table.filter(filter, now)?;
+        }
+        if !self.orderby.is_empty() {
+            table.sort(&self.orderby, now)?;
+        }
+        Ok(table)
+    }
+}
+
+/// What the response to an `$apply` request must hold.
+#[derive(Debug)]
+struct ApplyExpected {
+    /// The columns of a grouped result, or `None` for entities.
+    columns: Option<Vec<ResultColumn>>,
+    /// The positions of the columns in each grouped row, in column order.
+    selected: Vec<usize>,
+    /// The properties of each entity.
+    properties: BTreeSet<usize>,
+    /// The rows of the response in order, after `$skip` and `$top`.
+    rows: Vec<Row>,
+    /// The number of rows after `$filter`, for `@odata.count`.
+    count: usize,
+}
+
+/// One `$apply` request with what its response must hold, or the fault that makes it a 400.
+#[derive(Debug)]
+struct ApplyCase {
+    label: String,
+    url: String,
+    /// The query options unencoded, for failure messages.
+    readable: String,
+    page_size: Option<usize>,
+    count: Option<bool>,
+    expected: Result<ApplyExpected, Fault>,
+}
+
+impl ApplyCase {
+    fn build(label: String, query: &ApplyQuery, rows: &[Row], collection_url: &str) -> ApplyCase {
+        let expected = query.evaluate(rows, now_ticks()).map(|table| {
+            let count = table.rows.len();
+            let skip = query.skip.unwrap_or(0);
+            let top = query.top.unwrap_or(usize::MAX);
+            let rows: Vec<Row> = table.rows.into_iter().skip(skip).take(top).collect();
+            let selected = match (&table.columns, &query.select) {
+                (None, _) => Vec::new(),
+                (Some(columns), None) => (0..columns.len()).collect(),
+                (Some(columns), Some(names)) => {
+                    let mut selected: Vec<usize> = names
+                        .iter()
+                        .map(|name| {
+                            columns
+                                .iter()
+                                .position(|column| column.name == *name)
+                                .unwrap_or_else(|| panic!("$select names no column {name}"))
+                        })
+                        .collect();
+                    selected.sort_unstable();
+                    selected.dedup();
+                    selected
+                }
+            };
+            let properties = match &query.select {
+                Some(names) if table.columns.is_none() && !names.iter().any(|n| n == "*") => {
+                    let mut set: BTreeSet<usize> =
+                        names.iter().map(|name| property_index(name)).collect();
+                    set.insert(ID);
+                    set
+                }
+                _ => (0..PROPERTIES.len()).collect(),
+            };
+            ApplyExpected { columns: table.columns, selected, properties, rows, count }
+        });
+        let (url, readable) = request_url(collection_url, &query.options());
+        ApplyCase { label, url, readable, page_size: query.page_size, count: query.count, expected }
+    }
+
+    fn describe(&self) -> String {
+        describe_request(&self.label, &self.url, &self.readable, self.page_size)
+    }
+
+    /// Returns the number of rows in the response, or 0 for a rejected request.
+    fn returned_rows(&self) -> usize {
+        self.expected.as_ref().map_or(0, |expected| expected.rows.len())
+    }
+
+    fn is_grouped(&self) -> bool {
+        matches!(&self.expected, Ok(ApplyExpected { columns: Some(_), .. }))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checking `$apply` responses.
+
+/// Sends one `$apply` case, following next links, and compares the result with the reference.
+async fn run_apply_case(endpoint: &Endpoint, case: &ApplyCase) -> Result<(), String> {
+    let expected = match &case.expected {
+        Err(fault) => return check_rejected(endpoint, &case.url, *fault).await,
+        Ok(expected) => expected,
+    };
+    let pages = read_pages(endpoint, &case.url, case.page_size, case.count, expected.count).await?;
+    match &expected.columns {
+        None => {
+            let rows: Vec<&Row> = expected.rows.iter().collect();
+            check_entities(&pages, &rows, &expected.properties)
+        }
+        Some(columns) => check_groups(&pages, expected, columns),
+    }
+}
+
+/// Checks that a request the reference finds a fault in gets a 400 with a Graph error body.
+async fn check_rejected(endpoint: &Endpoint, url: &str, fault: Fault) -> Result<(), String> {
+    let response = endpoint
+        .client
+        .get(url)
+        .bearer_auth(&endpoint.token)
+        .send()
+        .await
+        .map_err(|error| format!("GET failed: {error}"))?;
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    if status != 400 {
+        return Err(format!("returned {status}, expected 400 for {fault:?}: {text}"));
+    }
+    let body: Value = serde_json::from_str(&text)
+        .map_err(|error| format!("the error body is not JSON ({error}): {text}"))?;
+    if body["error"]["code"] != "BadRequest" || !body["error"]["message"].is_string() {
+        return Err(format!("400 without a BadRequest error body: {text}"));
+    }
+    Ok(())
+}
+
+/// Checks a grouped result: the `@odata.context` column list, each row's `@odata.id` and
+/// columns in column order, and each value by its type.
+fn check_groups(
+    pages: &Pages,
+    expected: &ApplyExpected,
+    columns: &[ResultColumn],
+) -> Result<(), String> {
+    let names: Vec<&str> = expected.selected.iter().map(|i| columns[*i].name.as_str()).collect();
+    let context = pages.first["@odata.context"].as_str().unwrap_or("<none>");
+    let suffix = format!("({})", names.join(","));
+    if !context.ends_with(&suffix) {
+        return Err(format!("@odata.context {context} does not end with {suffix}"));
+    }
+
+    // serde_json sorts object keys, so the written key order is read from the text.
+    let mut expected_keys = vec!["@odata.id".to_owned()];
+    expected_keys.extend(names.iter().map(|name| (*name).to_owned()));
+    let key_orders: Vec<Vec<String>> =
+        pages.texts.iter().flat_map(|text| row_key_orders(text)).collect();
+    if let Some(keys) = key_orders.iter().find(|keys| **keys != expected_keys) {
+        return Err(format!("a row has the keys {keys:?}, expected {expected_keys:?}"));
+    }
+
+    // Compare the rows in order.
+    let expected_rows: Vec<Value> =
+        expected.rows.iter().map(|row| expected_group(row, columns, &expected.selected)).collect();
+    let mismatch = (0..expected_rows.len().max(pages.rows.len())).find(|i| {
+        match (expected_rows.get(*i), pages.rows.get(*i)) {
+            (Some(want), Some(got)) => !group_matches(want, got, columns, &expected.selected),
+            _ => true,
+        }
+    });
+    if let Some(index) = mismatch {
+        let show = |row: Option<&Value>| row.map_or("<none>".to_owned(), Value::to_string);
+        return Err(format!(
+            "grouped row {index} differs ({} pages; {} rows expected, {} returned)\n  \
+             expected: {}\n  actual:   {}",
+            pages.texts.len(),
+            expected_rows.len(),
+            pages.rows.len(),
+            show(expected_rows.get(index)),
+            show(pages.rows.get(index))
+        ));
+    }
+    Ok(())
+}
+
+/// Writes a grouped row of the reference as the JSON the contract requires. An average is
+/// written as the reference's double, which [`group_matches`] compares with a tolerance.
+fn expected_group(row: &Row, columns: &[ResultColumn], selected: &[usize]) -> Value {
+    let mut object = Map::new();
+    object.insert("@odata.id".to_owned(), Value::Null);
+    for index in selected {
+        let value = match &row.values[*index] {
+            Val::Null => Value::Null,
+            Val::Int(number) => json!(number),
+            Val::Double(number) => json!(number),
+            Val::String(text) => json!(text),
+            Val::DateTime(ticks) => json!(format_instant(*ticks, 0, needed_digits(*ticks), true)),
+            other => panic!("a grouped result contains {other:?}"),
+        };
+        object.insert(columns[*index].name.clone(), value);
+    }
+    Value::Object(object)
+}
+
+/// Compares a grouped row with the expected one: integers exactly and written as integers,
+/// averages within [`AVERAGE_TOLERANCE`], strings and date-time texts exactly.
+fn group_matches(want: &Value, got: &Value, columns: &[ResultColumn], selected: &[usize]) -> bool {
+    let (Some(want), Some(got)) = (want.as_object(), got.as_object()) else { return false };
+    if want.len() != got.len() || got.get("@odata.id") != Some(&Value::Null) {
+        return false;
+    }
+    selected.iter().all(|index| {
+        let column = &columns[*index];
+        let (Some(want), Some(got)) = (want.get(&column.name), got.get(&column.name)) else {
+            return false;
+        };
+        match (column.kind, want, got) {
+            (_, Value::Null, _) | (_, _, Value::Null) => want == got,
+            (ColumnKind::Double, Value::Number(want), Value::Number(got)) => {
+                let (want, got) = (want.as_f64().unwrap(), got.as_f64().unwrap());
+                (want - got).abs() <= AVERAGE_TOLERANCE * want.abs()
+            }
+            (ColumnKind::Int64, Value::Number(want), Value::Number(got)) => {
+                got.as_i64().is_some() && got.as_i64() == want.as_i64()
+            }
+            _ => want == got,
+        }
+    })
+}
+
+/// Returns the keys of each object in the top-level `value` array of a JSON text, in the order
+/// the text writes them. The rows are the objects at depth 3: the document, `value`, a row.
+fn row_key_orders(text: &str) -> Vec<Vec<String>> {
+    let mut orders: Vec<Vec<String>> = Vec::new();
+    // For each open container, whether it is an object.
+    let mut open: Vec<bool> = Vec::new();
+    let mut expecting_key = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' => {
+                open.push(true);
+                expecting_key = true;
+                if open.len() == 3 {
+                    orders.push(Vec::new());
+                }
+            }
+            '[' => {
+                open.push(false);
+                expecting_key = false;
+            }
+            '}' | ']' => {
+                open.pop();
+                expecting_key = false;
+            }
+            ',' => expecting_key = open.last() == Some(&true),
+            '"' => {
+                // Collect the string as written, escapes included, then decode it.
+                let mut raw = String::from('"');
+                while let Some(c) = chars.next() {
+                    raw.push(c);
+                    match c {
+                        '\\' => raw.extend(chars.next()),
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+                if expecting_key && open.len() == 3 {
+                    let key: String = serde_json::from_str(&raw).unwrap_or(raw);
+                    orders.last_mut().unwrap().push(key);
+                }
+                expecting_key = false;
+            }
+            _ => {}
+        }
+    }
+    orders
+}
+
+/// Shrinks the preferred page size where the response would need more than [`PAGE_BUDGET`]
+/// pages.
+fn fit_apply_page_budget(query: &mut ApplyQuery, rows: &[Row]) {
+    let Some(size) = query.page_size else { return };
+    let Ok(table) = query.evaluate(rows, now_ticks()) else { return };
+    let remaining = table.rows.len().saturating_sub(query.skip.unwrap_or(0));
+    let returned = remaining.min(query.top.unwrap_or(usize::MAX));
+    if returned / size > PAGE_BUDGET {
+        query.page_size = Some(returned.div_ceil(PAGE_BUDGET));
+    }
+}
+
+/// Runs the `$apply` cases against the server.
+async fn run_apply_cases(endpoint: &Endpoint, cases: Vec<ApplyCase>, seed: u64) {
+    run_cases(cases, seed, |case| {
+        let endpoint = endpoint.clone();
+        async move {
+            let outcome = run_apply_case(&endpoint, &case).await;
+            outcome.map_err(|problem| format!("{}\n  {problem}", case.describe()))
+        }
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The random `$apply` generator.
+
+/// Returns a literal that writes `value`, with date-times at a random offset.
+fn value_literal(rng: &mut SplitMix64, value: &Val) -> Expr {
+    match value {
+        Val::Null => null(),
+        Val::Int(number) => int(*number),
+        Val::String(text) => string(text),
+        Val::DateTime(ticks) => instant(&write_instant_randomly(rng, *ticks)),
+        other => panic!("no literal for {other:?}"),
+    }
+}
+
+fn column_expr(columns: &[ResultColumn], index: usize) -> Expr {
+    Expr::Column { name: columns[index].name.clone(), index }
+}
+
+impl Generator<'_> {
+    /// Draws the query of one `$apply` case: a few transformations of the entities, then in
+    /// most cases a grouping with transformations of the groups, then the options.
+    fn apply_query(&mut self) -> ApplyQuery {
+        let mut query = ApplyQuery::default();
+        let entity_stages = match self.rng.below(10) {
+            0..=3 => 0,
+            4..=7 => 1,
+            _ => 2,
+        };
+        for _ in 0..entity_stages {
+            let transformation = self.entity_transformation();
+            query.transformations.push(transformation);
+        }
+        if query.transformations.is_empty() && self.rng.percent(10) {
+            query.transformations.push(Transformation::Identity);
+        }
+
+        // Some cases keep the entities. `$apply` needs at least one transformation.
+        if self.rng.percent(15) {
+            if query.transformations.is_empty() {
+                let transformation = self.entity_transformation();
+                query.transformations.push(transformation);
+            }
+            self.entity_options(&mut query);
+            return query;
+        }
+
+        // Group or aggregate. Sums of numberOfCompliantDevices leave out the values near the
+        // Int64 maximum, so that they stay in range.
+        let grouping = if self.rng.percent(20) {
+            let count = 1 + self.rng.below(4);
+            Transformation::Aggregate(self.aggregate_items(count))
+        } else {
+            let count = if self.rng.percent(25) { 0 } else { 1 + self.rng.below(4) };
+            Transformation::GroupBy {
+                keys: self.grouping_keys(),
+                aggregates: self.aggregate_items(count),
+            }
+        };
+        let aggregates = match &grouping {
+            Transformation::Aggregate(items)
+            | Transformation::GroupBy { aggregates: items, .. } => items,
+            _ => unreachable!(),
+        };
+        let sums_large_values = aggregates.iter().any(|item| {
+            matches!(
+                item,
+                AggregateItem::Method {
+                    operand: Expr::Property(COMPLIANT),
+                    method: AggregationMethod::Sum,
+                    ..
+                }
+            )
+        });
+        if sums_large_values {
+            let guard = not(cmp("numberOfCompliantDevices", "ge", int(i64::MAX - 1)));
+            query.transformations.insert(0, Transformation::Filter(guard));
+        }
+        query.transformations.push(grouping);
+
+        // Literals for conditions on the groups come from the groups the reference finds. A
+        // query that faults here is redrawn by the caller.
+        let Ok(groups) = query.transform(&self.dataset.rows, now_ticks()) else { return query };
+        self.group_transformations(&mut query, &groups);
+        self.group_options(&mut query, &groups);
+        query
+    }
+
+    /// Draws a transformation that keeps the entity shape.
+    fn entity_transformation(&mut self) -> Transformation {
+        match self.rng.below(12) {
+            0..=4 => Transformation::Filter(self.boolean(2)),
+            5 | 6 => {
+                let keys = 1 + self.rng.below(2);
+                Transformation::OrderBy(
+                    (0..keys).map(|_| self.order_key_without_literal()).collect(),
+                )
+            }
+            7 => Transformation::Top(self.rng.below(200)),
+            8 => Transformation::Skip(self.rng.below(150)),
+            9 | 10 => {
+                let count = self.rng.below(60);
+                let value = self.rank_value();
+                if self.rng.percent(50) {
+                    Transformation::TopCount(count, value)
+                } else {
+                    Transformation::BottomCount(count, value)
+                }
+            }
+            _ => Transformation::Identity,
+        }
+    }
+
+    /// Draws an order key with no literal in it.
+    // NOTE: the server returns 500 for an orderby transformation whose key contains a literal
+    // (such as `numberOfErrorDevices mod 3`) when `$count=true` requests the count. The ignored
+    // test `apply_orderby_of_expression_counts_rows` shows it. Use `order_key` once it is fixed.
+    fn order_key_without_literal(&mut self) -> OrderKey {
+        loop {
+            let key = self.order_key();
+            if !matches!(key.expr, Expr::Binary(..)) {
+                return key;
+            }
+        }
+    }
+
+    /// Draws the value that topcount or bottomcount ranks entities by.
+    fn rank_value(&mut self) -> Expr {
+        match self.rng.below(6) {
+            0..=2 => Expr::Property(*self.rng.pick(&COUNTERS)),
+            3 => Expr::Property(*self.rng.pick(&DATE_TIMES)),
+            4 => Expr::Property(*self.rng.pick(&STRING_PROPERTIES)),
+            _ => func("length", vec![Expr::Property(*self.rng.pick(&STRING_PROPERTIES))]),
+        }
+    }
+
+    /// Draws one or two distinct grouping properties.
+    fn grouping_keys(&mut self) -> Vec<GroupKey> {
+        let count = if self.rng.percent(55) { 1 } else { 2 };
+        let mut chosen: Vec<usize> = Vec::new();
+        while chosen.len() < count {
+            let property = *self.rng.pick(&GROUPING_PROPERTIES);
+            if !chosen.contains(&property) {
+                chosen.push(property);
+            }
+        }
+        chosen
+            .into_iter()
+            .map(|index| GroupKey { expr: Expr::Property(index), kind: PROPERTIES[index].1.into() })
+            .collect()
+    }
+
+    /// Draws aggregates: methods on counters, minimum and maximum of strings and date-times,
+    /// a few distinct counts and string lengths, and `$count`.
+    fn aggregate_items(&mut self, count: usize) -> Vec<AggregateItem> {
+        let all_methods = [
+            AggregationMethod::Sum,
+            AggregationMethod::Min,
+            AggregationMethod::Max,
+            AggregationMethod::Average,
+            AggregationMethod::CountDistinct,
+        ];
+        let mut items = Vec::with_capacity(count);
+        for i in 0..count {
+            let (operand, kind, method) = match self.rng.below(20) {
+                0..=2 => {
+                    items.push(AggregateItem::Count { alias: format!("rows{i}") });
+                    continue;
+                }
+                3..=12 => {
+                    let operand = Expr::Property(*self.rng.pick(&COUNTERS));
+                    (operand, ColumnKind::Int64, *self.rng.pick(&all_methods))
+                }
+                13..=15 => {
+                    let operand = Expr::Property(*self.rng.pick(&STRING_PROPERTIES));
+                    let methods = [
+                        AggregationMethod::Min,
+                        AggregationMethod::Max,
+                        AggregationMethod::CountDistinct,
+                    ];
+                    (operand, ColumnKind::String, *self.rng.pick(&methods))
+                }
+                16..=18 => {
+                    let operand = Expr::Property(*self.rng.pick(&DATE_TIMES));
+                    let methods = [
+                        AggregationMethod::Min,
+                        AggregationMethod::Max,
+                        AggregationMethod::CountDistinct,
+                    ];
+                    (operand, ColumnKind::DateTimeOffset, *self.rng.pick(&methods))
+                }
+                _ => {
+                    let text = Expr::Property(*self.rng.pick(&STRING_PROPERTIES));
+                    let operand = func("length", vec![text]);
+                    (operand, ColumnKind::Int64, *self.rng.pick(&all_methods))
+                }
+            };
+            let alias = format!("{}{i}", method.alias_stem());
+            items.push(AggregateItem::Method { operand, kind, method, alias });
+        }
+        items
+    }
+
+    /// Adds transformations of the groups: a filter, an orderby with top or skip, or a
+    /// topcount or bottomcount.
+    fn group_transformations(&mut self, query: &mut ApplyQuery, groups: &Table) {
+        let comparable = comparable_columns(groups);
+        if comparable.is_empty() {
+            return;
+        }
+        if self.rng.percent(25) {
+            let condition = self.column_condition(groups, &comparable, 2);
+            query.transformations.push(Transformation::Filter(condition));
+        }
+        let columns = groups.columns.as_deref().unwrap();
+        match self.rng.below(10) {
+            0 | 1 => {
+                let keys = self.column_order_keys(columns, &comparable);
+                query.transformations.push(Transformation::OrderBy(keys));
+                if self.rng.percent(70) {
+                    query.transformations.push(Transformation::Top(self.rng.below(8)));
+                }
+                if self.rng.percent(30) {
+                    query.transformations.push(Transformation::Skip(self.rng.below(4)));
+                }
+            }
+            2 => {
+                let count = self.rng.below(8);
+                let value = column_expr(columns, *self.rng.pick(&comparable));
+                query.transformations.push(if self.rng.percent(50) {
+                    Transformation::TopCount(count, value)
+                } else {
+                    Transformation::BottomCount(count, value)
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Draws the options after a grouping: `$filter` and `$orderby` on the columns, `$select`
+    /// of some columns, `$top`, `$skip`, `$count` and a page size.
+    fn group_options(&mut self, query: &mut ApplyQuery, groups: &Table) {
+        let comparable = comparable_columns(groups);
+        let columns = groups.columns.as_deref().unwrap();
+        if !comparable.is_empty() && self.rng.percent(40) {
+            query.filter = Some(self.column_condition(groups, &comparable, 2));
+        }
+        if !comparable.is_empty() && self.rng.percent(50) {
+            query.orderby = self.column_order_keys(columns, &comparable);
+        }
+        if self.rng.percent(35) {
+            let mut names: Vec<String> = Vec::new();
+            for _ in 0..1 + self.rng.below(3) {
+                let name = &columns[self.rng.below(columns.len())].name;
+                if !names.contains(name) {
+                    names.push(name.clone());
+                }
+            }
+            query.select = Some(names);
+        }
+        self.paging_options(query, groups.rows.len());
+    }
+
+    /// Draws the options of a result that keeps the entities.
+    fn entity_options(&mut self, query: &mut ApplyQuery) {
+        if self.rng.percent(40) {
+            query.filter = Some(self.boolean(2));
+        }
+        if self.rng.percent(50) {
+            let keys = 1 + self.rng.below(2);
+            query.orderby = (0..keys).map(|_| self.order_key()).collect();
+        }
+        if self.rng.percent(40) {
+            let mut names: Vec<String> = Vec::new();
+            for _ in 0..1 + self.rng.below(3) {
+                let name = if self.rng.percent(10) { "*" } else { self.rng.pick(&PROPERTIES).0 };
+                if !names.iter().any(|known| known == name) {
+                    names.push(name.to_owned());
+                }
+            }
+            query.select = Some(names);
+        }
+        self.paging_options(query, ROW_COUNT);
+    }
+
+    /// Draws `$top`, `$skip`, `$count` and a page size for a result of about `rows` rows.
+    fn paging_options(&mut self, query: &mut ApplyQuery, rows: usize) {
+        let span = rows.max(10);
+        if self.rng.percent(35) {
+            query.top = Some(self.rng.below(span + 5));
+        }
+        if self.rng.percent(30) {
+            query.skip = Some(self.rng.below(span / 2 + 5));
+        }
+        query.count = match self.rng.below(20) {
+            0..=6 => Some(true),
+            7 | 8 => Some(false),
+            _ => None,
+        };
+        if self.rng.percent(60) {
+            query.page_size = Some(*self.rng.pick(&[1, 2, 3, 5, 7, 10, 25, 100, 1000]));
+        }
+    }
+
+    /// Draws `$orderby` or `orderby` keys over columns that order exactly.
+    fn column_order_keys(
+        &mut self,
+        columns: &[ResultColumn],
+        comparable: &[usize],
+    ) -> Vec<OrderKey> {
+        let count = 1 + self.rng.below(2);
+        (0..count)
+            .map(|_| {
+                let expr = column_expr(columns, *self.rng.pick(comparable));
+                let direction =
+                    *self.rng.pick(&[Direction::Unwritten, Direction::Asc, Direction::Desc]);
+                OrderKey { expr, direction }
+            })
+            .collect()
+    }
+
+    /// Draws a condition on the columns of a grouped result.
+    fn column_condition(&mut self, groups: &Table, comparable: &[usize], depth: u32) -> Expr {
+        if depth > 0 && self.rng.percent(35) {
+            return match self.rng.below(5) {
+                0 | 1 => binary_op(
+                    Op::And,
+                    self.column_condition(groups, comparable, depth - 1),
+                    self.column_condition(groups, comparable, depth - 1),
+                ),
+                2 | 3 => binary_op(
+                    Op::Or,
+                    self.column_condition(groups, comparable, depth - 1),
+                    self.column_condition(groups, comparable, depth - 1),
+                ),
+                _ => not(self.column_condition(groups, comparable, depth - 1)),
+            };
+        }
+
+        let columns = groups.columns.as_deref().unwrap();
+        let index = *self.rng.pick(comparable);
+        let column = column_expr(columns, index);
+        match (self.rng.below(10), columns[index].kind) {
+            (0, _) => {
+                let op = if self.rng.percent(50) { Op::Eq } else { Op::Ne };
+                binary_op(op, column, null())
+            }
+            (1, _) => {
+                let items = (0..1 + self.rng.below(3))
+                    .map(|_| self.column_literal(groups, index))
+                    .collect();
+                member(column, items)
+            }
+            (2, ColumnKind::String) => {
+                let name = *self.rng.pick(&["contains", "startswith", "endswith"]);
+                let needle = match self.column_literal(groups, index) {
+                    Expr::Literal { value: Val::String(text), .. } => {
+                        text.chars().take(1 + self.rng.below(3)).collect()
+                    }
+                    _ => String::new(),
+                };
+                func(name, vec![column, string(&needle)])
+            }
+            (3, ColumnKind::Int64) => {
+                let modulus = self.rng.between(2, 4);
+                let remainder = self.rng.between(0, modulus - 1);
+                binary_op(
+                    self.comparison(),
+                    binary_op(Op::Mod, column, int(modulus)),
+                    int(remainder),
+                )
+            }
+            _ => {
+                let literal = self.column_literal(groups, index);
+                self.compare_sides(column, literal)
+            }
+        }
+    }
+
+    /// Draws a literal for a column: most often one of the column's values, else one of its type.
+    fn column_literal(&mut self, groups: &Table, index: usize) -> Expr {
+        if !groups.rows.is_empty() && self.rng.percent(70) {
+            let row = &groups.rows[self.rng.below(groups.rows.len())];
+            return value_literal(&mut self.rng, &row.values[index]);
+        }
+        match groups.columns.as_deref().unwrap()[index].kind {
+            ColumnKind::Int64 if self.rng.percent(30) => {
+                let text = *self.rng.pick(&NUMBER_LITERALS);
+                number(text)
+            }
+            ColumnKind::Int64 => {
+                let pool = [0, 1, 2, 3, 5, 10, 20, 50, 100, TWO_POW_53, TWO_POW_53 * 3, i64::MAX];
+                int(*self.rng.pick(&pool))
+            }
+            ColumnKind::String => {
+                let property = *self.rng.pick(&STRING_PROPERTIES);
+                string(&self.pool_text(property))
+            }
+            ColumnKind::DateTimeOffset => self.instant_literal(),
+            ColumnKind::Double => panic!("conditions on averages are not drawn"),
+        }
+    }
+}
+
+/// Returns the columns whose values the reference orders and compares exactly: all but
+/// averages, which the server computes in floating point.
+fn comparable_columns(groups: &Table) -> Vec<usize> {
+    let columns = groups.columns.as_deref().unwrap_or(&[]);
+    (0..columns.len()).filter(|i| columns[*i].kind != ColumnKind::Double).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The `$apply` tests.
+
+#[tokio::test]
+async fn random_apply_queries_match_reference() {
+    let seed = run_seed();
+    let dataset = Dataset::generate(seed);
+    let (server, endpoint) = start_with_dataset(&dataset).await;
+    let collection_url = server.url(GRAPH);
+
+    // Draw the cases, redrawing any whose reference evaluation overflows or divides by zero,
+    // and most of those that return no rows, which compare no values.
+    let mut generator = Generator { rng: SplitMix64::new(seed ^ 0xA991), dataset: &dataset };
+    let mut cases = Vec::with_capacity(RANDOM_APPLY_CASES);
+    for number in 0..RANDOM_APPLY_CASES {
+        let mut attempts = 0;
+        let case = loop {
+            attempts += 1;
+            assert!(attempts < 200, "apply case {number}: every drawn query faults");
+            let mut query = generator.apply_query();
+            fit_apply_page_budget(&mut query, &dataset.rows);
+            let label = format!("random apply case {number:03} (seed {seed:#x})");
+            let case = ApplyCase::build(label, &query, &dataset.rows, &collection_url);
+            let keep = case.returned_rows() > 0 || generator.rng.percent(30);
+            if case.expected.is_ok() && keep {
+                break case;
+            }
+        };
+        cases.push(case);
+    }
+
+    // The mix must hold grouped and entity results, most of them with rows.
+    let grouped = cases.iter().filter(|case| case.is_grouped()).count();
+    let nonempty = cases.iter().filter(|case| case.returned_rows() > 0).count();
+    assert!(grouped * 10 >= cases.len() * 6, "only {grouped} of {} cases group", cases.len());
+    assert!(grouped < cases.len(), "no case keeps the entities");
+    assert!(
+        nonempty * 10 >= cases.len() * 7,
+        "only {nonempty} of {} cases return rows",
+        cases.len()
+    );
+
+    run_apply_cases(&endpoint, cases, seed).await;
+}
+
+/// Builds `$count as alias`.
+fn count_as(alias: &str) -> AggregateItem {
+    AggregateItem::Count { alias: alias.to_owned() }
+}
+
+/// Builds `operand with method as alias` for an operand of the given type.
+fn aggregate_of(
+    operand: Expr,
+    kind: ColumnKind,
+    method: AggregationMethod,
+    alias: &str,
+) -> AggregateItem {
+    AggregateItem::Method { operand, kind, method, alias: alias.to_owned() }
+}
+
+/// Builds `name with method as alias` for a property.
+fn aggregate_property(name: &str, method: AggregationMethod, alias: &str) -> AggregateItem {
+    let index = property_index(name);
+    aggregate_of(Expr::Property(index), PROPERTIES[index].1.into(), method, alias)
+}
+
+/// Builds `groupby` over properties, with `aggregate(...)` unless `aggregates` is empty.
+fn group_by(names: &[&str], aggregates: Vec<AggregateItem>) -> Transformation {
+    let keys = names
+        .iter()
+        .map(|name| {
+            let index = property_index(name);
+            GroupKey { expr: Expr::Property(index), kind: PROPERTIES[index].1.into() }
+        })
+        .collect();
+    Transformation::GroupBy { keys, aggregates }
+}
+
+/// Builds a reference to column `index` of a grouped result.
+fn column(name: &str, index: usize) -> Expr {
+    Expr::Column { name: name.to_owned(), index }
+}
+
+/// Builds the hand-written `$apply` queries, each with whether the reference must reject it:
+/// exact sums at and past the Int64 limit, aggregates over no rows, string and date-time
+/// extremes, grouping by nulls and by values that differ only in case, transformations of
+/// groups, regrouping, and the options after `$apply`.
+fn listed_apply_queries() -> Vec<(ApplyQuery, bool)> {
+    use AggregationMethod::{Average, CountDistinct, Max, Min, Sum};
+    let compliant = "numberOfCompliantDevices";
+    let errors = "numberOfErrorDevices";
+    let without_largest = || Transformation::Filter(not(cmp(compliant, "ge", int(i64::MAX - 1))));
+    let nobody = || Transformation::Filter(cmp("tenantDisplayName", "eq", string("nobody")));
+    let by_platform = |aggregates| group_by(&["compliancePolicyPlatform"], aggregates);
+    let length_of_name = || func("length", vec![property("tenantDisplayName")]);
+
+    let accepted: Vec<ApplyQuery> = vec![
+        // Sums: exact past 2^53, exactly i64::MAX, and one group per row at the limit.
+        ApplyQuery::new(vec![Transformation::Aggregate(vec![count_as("rows")])]),
+        ApplyQuery::new(vec![
+            without_largest(),
+            Transformation::Aggregate(vec![
+                aggregate_property(compliant, Sum, "total"),
+                aggregate_property("numberOfNonCompliantDevices", Sum, "nonCompliant"),
+                aggregate_property(errors, Sum, "errors"),
+                count_as("rows"),
+            ]),
+        ]),
+        ApplyQuery::new(vec![
+            // Row 12 is the first row with i64::MAX, and other rows may have it too.
+            Transformation::Filter(binary(
+                cmp("id", "eq", string(&row_id(12))),
+                "or",
+                cmp(compliant, "eq", int(0)),
+            )),
+            Transformation::Aggregate(vec![aggregate_property(compliant, Sum, "total")]),
+        ]),
+        ApplyQuery::new(vec![
+            Transformation::Filter(cmp(compliant, "ge", int(i64::MAX - 1))),
+            group_by(&["id"], vec![aggregate_property(compliant, Sum, "total")]),
+        ]),
+        // Minimum, maximum, average and distinct count over values up to i64::MAX.
+        ApplyQuery::new(vec![Transformation::Aggregate(vec![
+            aggregate_property(compliant, Max, "high"),
+            aggregate_property(compliant, Min, "low"),
+            aggregate_property(compliant, Average, "mean"),
+            aggregate_property(compliant, CountDistinct, "values"),
+        ])]),
+        // Aggregates over no rows, and grouping no rows.
+        ApplyQuery::new(vec![
+            nobody(),
+            Transformation::Aggregate(vec![
+                aggregate_property(errors, Sum, "total"),
+                aggregate_property(errors, Average, "mean"),
+                aggregate_property("policyModifiedDateTime", Max, "latest"),
+                aggregate_property("tenantDisplayName", Min, "first"),
+                aggregate_property("tenantId", CountDistinct, "tenants"),
+                count_as("rows"),
+            ]),
+        ]),
+        ApplyQuery {
+            count: Some(true),
+            ..ApplyQuery::new(vec![nobody(), group_by(&["tenantId"], vec![])])
+        },
+        // Groups of GUIDs that differ only in case, of the empty string and of null.
+        ApplyQuery { count: Some(true), ..ApplyQuery::new(vec![group_by(&["tenantId"], vec![])]) },
+        // Code point order of strings, and date-times in UTC with the fewest digits.
+        ApplyQuery::new(vec![group_by(
+            &["compliancePolicyType", "compliancePolicyPlatform"],
+            vec![
+                aggregate_property("tenantDisplayName", Min, "first"),
+                aggregate_property("tenantDisplayName", Max, "last"),
+                aggregate_property("compliancePolicyName", Max, "name"),
+            ],
+        )]),
+        ApplyQuery::new(vec![by_platform(vec![
+            aggregate_property("policyModifiedDateTime", Min, "earliest"),
+            aggregate_property("lastRefreshedDateTime", Max, "latest"),
+            aggregate_property("policyModifiedDateTime", CountDistinct, "instants"),
+        ])]),
+        ApplyQuery::new(vec![Transformation::Aggregate(vec![
+            aggregate_of(length_of_name(), ColumnKind::Int64, Max, "longest"),
+            aggregate_of(length_of_name(), ColumnKind::Int64, Sum, "characters"),
+        ])]),
+        // Literals with parentheses, quotes and URL delimiters inside filter().
+        ApplyQuery::new(vec![
+            Transformation::Filter(cmp("compliancePolicyName", "eq", string("Baseline (old)"))),
+            group_by(&["tenantId"], vec![count_as("rows")]),
+        ]),
+        ApplyQuery::new(vec![
+            Transformation::Filter(member(
+                property("tenantDisplayName"),
+                vec![
+                    string("O'Brien & Sons"),
+                    string("100% Pure"),
+                    string("A+B"),
+                    string("#1 Hashtag"),
+                ],
+            )),
+            group_by(&["tenantDisplayName"], vec![count_as("rows")]),
+        ]),
+        // Transformations that keep the entities.
+        ApplyQuery::new(vec![Transformation::TopCount(5, property(errors))]),
+        ApplyQuery::new(vec![Transformation::BottomCount(7, property("policyModifiedDateTime"))]),
+        ApplyQuery::new(vec![Transformation::TopCount(4, property("tenantDisplayName"))]),
+        ApplyQuery::new(vec![Transformation::BottomCount(3, length_of_name())]),
+        ApplyQuery::new(vec![
+            Transformation::OrderBy(vec![desc(property(errors))]),
+            Transformation::Top(10),
+            Transformation::OrderBy(vec![asc(property("tenantId"))]),
+        ]),
+        ApplyQuery::new(vec![Transformation::Skip(290)]),
+        ApplyQuery::new(vec![Transformation::Top(0)]),
+        ApplyQuery {
+            count: Some(true),
+            page_size: Some(25),
+            ..ApplyQuery::new(vec![Transformation::Identity])
+        },
+        ApplyQuery {
+            orderby: vec![asc(property("tenantDisplayName"))],
+            select: Some(vec!["tenantDisplayName".to_owned(), compliant.to_owned()]),
+            top: Some(5),
+            skip: Some(2),
+            count: Some(true),
+            ..ApplyQuery::new(vec![
+                Transformation::Filter(cmp(errors, "gt", int(2))),
+                Transformation::TopCount(20, property(compliant)),
+            ])
+        },
+        // Options on groups, and paging through them.
+        ApplyQuery {
+            filter: Some(binary(column("rows", 1), "gt", int(20))),
+            orderby: vec![desc(column("rows", 1))],
+            count: Some(true),
+            ..ApplyQuery::new(vec![group_by(&[errors], vec![count_as("rows")])])
+        },
+        ApplyQuery {
+            select: Some(vec!["rows".to_owned(), "tenantId".to_owned()]),
+            page_size: Some(3),
+            count: Some(true),
+            skip: Some(1),
+            ..ApplyQuery::new(vec![group_by(
+                &["tenantId", "compliancePolicyId"],
+                vec![count_as("rows")],
+            )])
+        },
+        // 0001-01-01T05:30:00+05:30 is the smallest instant, 0001-01-01T00:00:00Z.
+        ApplyQuery {
+            filter: Some(binary(column("earliest", 1), "gt", instant("0001-01-01T05:30:00+05:30"))),
+            ..ApplyQuery::new(vec![by_platform(vec![aggregate_property(
+                "lastRefreshedDateTime",
+                Min,
+                "earliest",
+            )])])
+        },
+        ApplyQuery {
+            orderby: vec![desc(column("mean", 1))],
+            ..ApplyQuery::new(vec![
+                Transformation::Filter(cmp(errors, "le", int(100))),
+                by_platform(vec![aggregate_property(errors, Average, "mean")]),
+            ])
+        },
+        // Transformations of groups, and grouping groups again.
+        ApplyQuery::new(vec![
+            by_platform(vec![count_as("rows")]),
+            Transformation::Filter(binary(column("rows", 1), "ge", int(40))),
+            Transformation::OrderBy(vec![desc(column("rows", 1))]),
+            Transformation::Top(2),
+        ]),
+        ApplyQuery::new(vec![
+            Transformation::Filter(cmp(errors, "le", int(100))),
+            by_platform(vec![aggregate_property(errors, Sum, "total")]),
+            Transformation::TopCount(2, column("total", 1)),
+        ]),
+        ApplyQuery::new(vec![
+            Transformation::Filter(cmp(errors, "le", int(100))),
+            by_platform(vec![aggregate_property(errors, Sum, "total")]),
+            Transformation::BottomCount(2, column("total", 1)),
+        ]),
+        ApplyQuery::new(vec![
+            group_by(&["compliancePolicyPlatform", "tenantId"], vec![count_as("rows")]),
+            Transformation::GroupBy {
+                keys: vec![GroupKey {
+                    expr: column("compliancePolicyPlatform", 0),
+                    kind: ColumnKind::String,
+                }],
+                aggregates: vec![
+                    aggregate_of(column("rows", 2), ColumnKind::Int64, Max, "largest"),
+                    aggregate_of(column("rows", 2), ColumnKind::Int64, Sum, "total"),
+                    count_as("tenants"),
+                ],
+            },
+        ]),
+    ];
+
+    // Sums outside the Int64 range.
+    let rejected = vec![
+        ApplyQuery::new(vec![Transformation::Aggregate(vec![aggregate_property(
+            compliant, Sum, "total",
+        )])]),
+        ApplyQuery::new(vec![
+            Transformation::Filter(cmp(compliant, "gt", int(100))),
+            by_platform(vec![aggregate_property(compliant, Sum, "total")]),
+            Transformation::Filter(binary(column("total", 1), "lt", int(0))),
+        ]),
+    ];
+    let mut queries: Vec<(ApplyQuery, bool)> =
+        accepted.into_iter().map(|query| (query, false)).collect();
+    queries.extend(rejected.into_iter().map(|query| (query, true)));
+    queries
+}
+
+#[tokio::test]
+async fn listed_apply_queries_match_reference() {
+    let seed = DEFAULT_SEED;
+    let dataset = Dataset::generate(seed);
+    let (server, endpoint) = start_with_dataset(&dataset).await;
+    let collection_url = server.url(GRAPH);
+
+    let mut cases = Vec::new();
+    for (number, (query, rejected)) in listed_apply_queries().iter().enumerate() {
+        let label = format!("listed apply case {number:03}");
+        let case = ApplyCase::build(label, query, &dataset.rows, &collection_url);
+        assert_eq!(case.expected.is_err(), *rejected, "{}", case.describe());
+        cases.push(case);
+    }
+
+    // The data set must hold what the listed cases look for, or they test nothing.
+    let nonempty = cases.iter().filter(|case| case.returned_rows() > 0).count();
+    assert!(
+        nonempty * 10 >= cases.len() * 7,
+        "only {nonempty} of {} listed cases return rows",
+        cases.len()
+    );
+
+    run_apply_cases(&endpoint, cases, seed).await;
+}
+
+// NOTE: the server returns 500 for these requests ("Wrong number of parameters passed to query.
+// Got 2, needed 1"). The literal of the orderby key is bound as an SQL parameter, but the count
+// query never writes that order, so SQLite sees one parameter more than the text uses.
+#[tokio::test]
+#[ignore = "the server returns 500 when an orderby transformation with a literal meets $count=true"]
+async fn apply_orderby_of_expression_counts_rows() {
+    let seed = DEFAULT_SEED;
+    let dataset = Dataset::generate(seed);
+    let (server, endpoint) = start_with_dataset(&dataset).await;
+    let collection_url = server.url(GRAPH);
+
+    let by_remainder = || {
+        Transformation::OrderBy(vec![asc(binary(property("numberOfErrorDevices"), "mod", int(3)))])
+    };
+    let queries = [
+        ApplyQuery { count: Some(true), ..ApplyQuery::new(vec![by_remainder()]) },
+        ApplyQuery {
+            count: Some(true),
+            ..ApplyQuery::new(vec![by_remainder(), group_by(&["tenantId"], vec![])])
+        },
+    ];
+    let cases: Vec<ApplyCase> = queries
+        .iter()
+        .enumerate()
+        .map(|(number, query)| {
+            let label = format!("orderby case {number}");
+            ApplyCase::build(label, query, &dataset.rows, &collection_url)
+        })
+        .collect();
+    run_apply_cases(&endpoint, cases, seed).await;
 }
