@@ -14,7 +14,8 @@ mod auth;
 mod bad_input;
 /// Creating entities through both views and reading them back.
 mod create_and_read;
-/// `$filter`, `$orderby`, `$select`, `$top`, `$skip` and `$count` against a reference evaluator.
+/// `$filter`, `$orderby`, `$select`, `$top`, `$skip`, `$count` and `$apply` against a reference
+/// evaluator.
 mod differential;
 /// Durability across `kill -9`, and graceful shutdown.
 mod lifecycle;

@@ -7,6 +7,7 @@
 //! the grouping columns over groups. The options that follow `$apply` (`$filter`, `$orderby`,
 //! `$top`, `$skip`, `$count`) then apply to the last relation.
 
+use beacon_odata::bind::Typed;
 use beacon_odata::bind::apply::{AggregateFunction, Plan, Stage};
 
 use super::compile::{Compiler, OrderKey, Param, result_column};
@@ -16,8 +17,9 @@ use super::{TABLE, entity_columns};
 struct Relation {
     /// The `SELECT` that produces it.
     sql: String,
-    /// The current order: rendered keys and whether each is descending.
-    order: Vec<(String, bool)>,
+    /// The current order: keys and whether each is descending. Keys are rendered where they
+    /// are used, so a key that no later clause uses binds no parameter.
+    order: Vec<(Typed, bool)>,
     /// The keys that make any order total.
     tiebreak: Vec<String>,
 }
@@ -66,9 +68,7 @@ fn relation(compiler: &mut Compiler<'_>, partner: &str, plan: &Plan) -> Relation
                 relation.order = Vec::new();
                 relation.tiebreak = (0..keys.len()).map(result_column).collect();
             }
-            Stage::Order(keys) => {
-                relation.order = keys.iter().map(|(k, d)| (compiler.value(k), *d)).collect();
-            }
+            Stage::Order(keys) => relation.order = keys.clone(),
             Stage::Top(count) => {
                 let order = order_clause(compiler, &relation.order, &relation.tiebreak);
                 let limit = compiler.bind(Param::Integer(clamp(*count)));
@@ -82,7 +82,7 @@ fn relation(compiler: &mut Compiler<'_>, partner: &str, plan: &Plan) -> Relation
                     format!("SELECT * FROM ({input}){order} LIMIT {all} OFFSET {offset}");
             }
             Stage::Rank { count, value, descending } => {
-                relation.order = vec![(compiler.value(value), *descending)];
+                relation.order = vec![(value.clone(), *descending)];
                 let order = order_clause(compiler, &relation.order, &relation.tiebreak);
                 let limit = compiler.bind(Param::Integer(clamp(*count)));
                 relation.sql = format!("SELECT * FROM ({input}){order} LIMIT {limit}");
@@ -93,10 +93,15 @@ fn relation(compiler: &mut Compiler<'_>, partner: &str, plan: &Plan) -> Relation
 }
 
 /// Renders ` ORDER BY` with the keys, then the tie-breaking keys; empty without any key.
-fn order_clause(compiler: &Compiler<'_>, keys: &[(String, bool)], tiebreak: &[String]) -> String {
+fn order_clause(
+    compiler: &mut Compiler<'_>,
+    keys: &[(Typed, bool)],
+    tiebreak: &[String],
+) -> String {
     let mut parts: Vec<String> = keys
         .iter()
-        .map(|(text, descending)| {
+        .map(|(key, descending)| {
+            let text = compiler.value(key);
             let direction = if *descending { " DESC" } else { "" };
             format!("{text}{direction}{}", compiler.nulls_order(*descending))
         })
@@ -118,7 +123,7 @@ pub struct ApplyQuery {
     /// The `$apply` plan.
     pub plan: Plan,
     /// `$filter` over the plan's result.
-    pub filter: Option<beacon_odata::bind::Typed>,
+    pub filter: Option<Typed>,
     /// `$orderby` over the plan's result; without it, the order the plan left.
     pub order: Vec<OrderKey>,
     /// Rows of the result to pass over first.
@@ -143,11 +148,11 @@ pub fn select_query(
     let filter = query.filter.as_ref().map(|f| format!(" WHERE {}", compiler.condition(f)));
 
     // The client's $orderby replaces the order the plan left; either is made total.
-    let order: Vec<(String, bool)> = match query.order.is_empty() {
+    let order: Vec<(Typed, bool)> = match query.order.is_empty() {
         true => relation.order,
-        false => query.order.iter().map(|k| (compiler.value(&k.expr), k.descending)).collect(),
+        false => query.order.iter().map(|k| (k.expr.clone(), k.descending)).collect(),
     };
-    let order = order_clause(&compiler, &order, &relation.tiebreak);
+    let order = order_clause(&mut compiler, &order, &relation.tiebreak);
     let limit = compiler.bind(Param::Integer(i64::try_from(query.limit).unwrap_or(i64::MAX)));
     let offset = compiler.bind(Param::Integer(clamp(query.offset)));
     let text = format!(
@@ -163,7 +168,7 @@ pub fn count_query(
     dialect: &dyn super::Dialect,
     partner: &str,
     plan: &Plan,
-    filter: Option<&beacon_odata::bind::Typed>,
+    filter: Option<&Typed>,
 ) -> (String, Vec<Param>) {
     let mut compiler = Compiler::new(dialect);
     let relation = relation(&mut compiler, partner, plan);
@@ -203,6 +208,13 @@ mod tests {
              compliance_policy_platform) ORDER BY c0 LIMIT ?2 OFFSET ?3"
         );
         assert_eq!(params[0], Param::Text("p".into()));
+    }
+
+    #[test]
+    fn an_order_that_nothing_uses_binds_no_parameter() {
+        let plan = plan("orderby(numberOfErrorDevices mod 3)");
+        let (sql, params) = count_query(&Sqlite, "p", &plan, None);
+        assert_eq!(params.len(), 1, "{sql}");
     }
 
     #[test]
