@@ -84,7 +84,8 @@ pub(super) fn select_listed(
 ) -> Result<Vec<ListedEntity>, rusqlite::Error> {
     let key_start = entity_columns().len();
     let mut statement = connection.prepare_cached(text)?;
-    let rows = statement.query_map(params_from_iter(params.into_iter().map(sql_value)), |row| {
+    let values = bound_values(&statement, params);
+    let rows = statement.query_map(params_from_iter(values), |row| {
         let stored = read_entity(row)?;
         let keys = (key_start..key_start + keys)
             .map(|i| {
@@ -116,7 +117,7 @@ pub(super) fn select_applied(
     grouped: Option<usize>,
 ) -> Result<ApplyRows, rusqlite::Error> {
     let mut statement = connection.prepare_cached(text)?;
-    let params = params_from_iter(params.into_iter().map(sql_value));
+    let params = params_from_iter(bound_values(&statement, params));
     let Some(width) = grouped else {
         let rows = statement.query_map(params, read_entity)?;
         return Ok(ApplyRows::Entities(rows.collect::<Result<_, _>>()?));
@@ -144,9 +145,17 @@ pub(super) fn count(
     params: Vec<Param>,
 ) -> Result<u64, rusqlite::Error> {
     let mut statement = connection.prepare_cached(text)?;
-    let count: i64 = statement
-        .query_row(params_from_iter(params.into_iter().map(sql_value)), |row| row.get(0))?;
+    let values = bound_values(&statement, params);
+    let count: i64 = statement.query_row(params_from_iter(values), |row| row.get(0))?;
     Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// Converts the parameters of a compiled statement for binding. The compiler numbers its
+/// placeholders (`?1`, `?2`, …), and SQLite counts a statement's parameters up to the highest
+/// number its text uses, so parameters past that count are ones no clause ended up using; they
+/// are dropped rather than failing the statement.
+fn bound_values(statement: &rusqlite::Statement<'_>, params: Vec<Param>) -> Vec<SqlValue> {
+    params.into_iter().take(statement.parameter_count()).map(sql_value).collect()
 }
 
 fn sql_value(param: Param) -> SqlValue {
