@@ -131,7 +131,9 @@ impl QueryOptions {
             for item in items {
                 let typed = bind::value_in(&item.expr, view, now, scope)
                     .map_err(|e| invalid("orderby", e.position, e.message))?;
-                if typed.ty == Type::Null {
+                // A key that is the same for every row, such as `now()`, orders nothing; and
+                // since `now()` changes between requests, a skiptoken must not record it.
+                if typed.ty == Type::Null || !typed.depends_on_row() {
                     continue;
                 }
                 if typed.ty == Type::Ratio {

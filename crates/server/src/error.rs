@@ -179,7 +179,9 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Busy | StoreError::ShuttingDown => ApiError::Unavailable,
             StoreError::Full => ApiError::InsufficientStorage,
-            StoreError::InvalidQuery(message) => ApiError::BadRequest(message),
+            StoreError::InvalidQuery(message) => ApiError::BadRequest(format!(
+                "Evaluating the query on the stored data failed. {message}"
+            )),
             StoreError::Internal(cause) => ApiError::Internal(cause),
         }
     }

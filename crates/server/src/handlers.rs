@@ -13,9 +13,11 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use beacon_odata::bind;
 use beacon_odata::bind::apply::Plan;
+use beacon_odata::bind::{Comparison, Node, Type, Typed};
 use beacon_odata::body::{self, ReadOptions};
 use beacon_odata::entity::{CollectionDocument, Entity, EntityDocument, WriteOptions};
 use beacon_odata::media;
+use beacon_odata::model::Property;
 use beacon_odata::model::View;
 use beacon_odata::path::{self, Resource, SERVICE_VERSION};
 use beacon_odata::query::{self, Target};
@@ -214,17 +216,40 @@ async fn list(
     require_read(&call.principal)?;
     let options = query::parse(parts.uri.query(), Target::Collection)?;
     let mut bound = options.bind(view, bind::now_ticks())?;
+
+    // A $apply that only filters is a filter, and pages by key like any listing.
     if let Some(plan) = bound.plan.take() {
-        return list_applied(state, call, parts, view, &options, bound, plan).await;
+        match plan.into_filter() {
+            Ok(Some(condition)) => {
+                bound.filter = Some(match bound.filter.take() {
+                    Some(filter) => bind::and(condition, filter),
+                    None => condition,
+                });
+            }
+            Ok(None) => {}
+            Err(plan) => {
+                return list_applied(state, call, parts, view, &options, bound, plan).await;
+            }
+        }
     }
     let partner = &call.principal.partner;
 
     // A skiptoken resumes where the previous page ended; only the first page applies $skip.
     let scope = query_scope(partner.as_str(), view, &options);
-    let position = match options.skiptoken.as_deref() {
+    let mut position = match options.skiptoken.as_deref() {
         Some(token) => Some(state.skiptoken_key.decode(token, &scope, bound.order.len())?),
         None => None,
     };
+    let order: Vec<OrderKey> = bound
+        .order
+        .iter()
+        .map(|(expr, descending)| OrderKey { expr: expr.clone(), descending: *descending })
+        .collect();
+    if let Some(position) = &mut position
+        && position.cursor.keys.len() != order.len()
+    {
+        position.cursor = read_cursor(state, partner, &order, &position.cursor.id).await?;
+    }
     let served = position.as_ref().map_or(0, |p| p.served);
     let offset = if position.is_some() { 0 } else { options.skip.unwrap_or(0) };
 
@@ -240,11 +265,6 @@ async fn list(
     let mut rows = if limit == 0 {
         Vec::new()
     } else {
-        let order = bound
-            .order
-            .iter()
-            .map(|(expr, descending)| OrderKey { expr: expr.clone(), descending: *descending })
-            .collect();
         let query = ListQuery {
             filter: bound.filter.clone(),
             order,
@@ -287,6 +307,34 @@ async fn list(
     };
     let response = json_response(StatusCode::OK, &document, write_options)?;
     Ok(page.confirm(response))
+}
+
+/// Reads the order-key values of the row `id`, for a skiptoken that was too long to carry
+/// them.
+async fn read_cursor(
+    state: &AppState,
+    partner: &beacon_store::PartnerTenantId,
+    order: &[OrderKey],
+    id: &str,
+) -> Result<Cursor, ApiError> {
+    let is_row = Typed {
+        node: Node::Compare {
+            op: Comparison::Eq,
+            left: Box::new(Typed { node: Node::Property(Property::Id), ty: Type::String }),
+            right: Box::new(Typed { node: Node::String(id.to_owned()), ty: Type::String }),
+        },
+        ty: Type::Boolean,
+    };
+    let query =
+        ListQuery { filter: Some(is_row), order: order.to_vec(), limit: 1, ..Default::default() };
+    match state.store.list(partner, query).await?.pop() {
+        Some(row) => Ok(row.cursor),
+        None => Err(ApiError::BadRequest(
+            "The row that the previous page ended at no longer exists, so this $skiptoken \
+             cannot resume; start again from the first page."
+                .to_owned(),
+        )),
+    }
 }
 
 /// `GET` on a collection with `$apply`: a page of the plan's result. Pages are counted by

@@ -54,12 +54,19 @@ pub struct Position {
     pub served: u64,
 }
 
+/// The largest payload, in bytes, that a skiptoken carries with its order-key values. Past it,
+/// the token records only the row's key, and the next request reads the values from that row,
+/// so that a long sorted string cannot make the next link longer than servers and proxies
+/// accept.
+const MAX_PAYLOAD_WITH_VALUES: usize = 1024;
+
 /// The JSON payload of a skiptoken.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Payload {
-    /// The order-key values of the last row.
-    k: Vec<KeyValue>,
+    /// The order-key values of the last row, unless they were too long to carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    k: Option<Vec<KeyValue>>,
     /// The key of the last row.
     i: String,
     /// Rows served so far.
@@ -93,28 +100,32 @@ impl SkiptokenKey {
 
     /// Writes the token that resumes after `position`, valid only for `scope`.
     pub fn encode(&self, position: &Position, scope: &str) -> String {
-        let payload = Payload {
-            k: position
-                .cursor
-                .keys
-                .iter()
-                .map(|key| match key {
-                    Param::Null => KeyValue::Null(()),
-                    Param::Integer(value) => KeyValue::Integer(*value),
-                    Param::Text(text) => KeyValue::Text(text.clone()),
-                })
-                .collect(),
-            i: position.cursor.id.clone(),
-            n: position.served,
-        };
-        // The payload holds only strings, integers and nulls, which serialize without error.
-        let json = serde_json::to_vec(&payload).unwrap_or_default();
+        let values = position
+            .cursor
+            .keys
+            .iter()
+            .map(|key| match key {
+                Param::Null => KeyValue::Null(()),
+                Param::Integer(value) => KeyValue::Integer(*value),
+                Param::Text(text) => KeyValue::Text(text.clone()),
+            })
+            .collect();
+        let mut payload =
+            Payload { k: Some(values), i: position.cursor.id.clone(), n: position.served };
+
+        // The payload contains only strings, integers and nulls, which serialize without error.
+        let mut json = serde_json::to_vec(&payload).unwrap_or_default();
+        if json.len() > MAX_PAYLOAD_WITH_VALUES {
+            payload.k = None;
+            json = serde_json::to_vec(&payload).unwrap_or_default();
+        }
         let tag = hmac::sign(&self.0, &signed_bytes(&json, scope));
         format!("{}.{}", URL_SAFE_NO_PAD.encode(&json), URL_SAFE_NO_PAD.encode(tag.as_ref()))
     }
 
     /// Reads a token written by [`SkiptokenKey::encode`] for the same `scope`, expecting
-    /// `keys` order-key values.
+    /// `keys` order-key values. A token that carries no values returns a cursor without any,
+    /// and the caller reads them from the row with the cursor's key.
     pub fn decode(&self, token: &str, scope: &str, keys: usize) -> Result<Position, ApiError> {
         let invalid = || {
             ApiError::BadRequest(
@@ -129,11 +140,12 @@ impl SkiptokenKey {
         hmac::verify(&self.0, &signed_bytes(&json, scope), &tag).map_err(|_| invalid())?;
 
         let payload: Payload = serde_json::from_slice(&json).map_err(|_| invalid())?;
-        if payload.k.len() != keys {
-            return Err(invalid());
-        }
-        let keys = payload
-            .k
+        let values = match payload.k {
+            Some(values) if values.len() != keys => return Err(invalid()),
+            Some(values) => values,
+            None => Vec::new(),
+        };
+        let keys = values
             .into_iter()
             .map(|key| match key {
                 KeyValue::Null(()) => Param::Null,
@@ -214,6 +226,17 @@ mod tests {
         assert!(key.decode(&forged, "scope", 0).is_err());
         assert!(key.decode("not a token", "scope", 0).is_err());
         assert!(key.decode(&token, "scope", 1).is_err());
+    }
+
+    #[test]
+    fn long_order_values_are_left_out_of_the_token() {
+        let key = SkiptokenKey::new([7; 32]);
+        let long = position(vec![Param::Text("x".repeat(100_000))], "a", 1);
+        let token = key.encode(&long, "scope");
+        assert!(token.len() < 200, "token of {} characters", token.len());
+        let decoded = key.decode(&token, "scope", 1).unwrap();
+        assert!(decoded.cursor.keys.is_empty());
+        assert_eq!(decoded.cursor.id, "a");
     }
 
     #[test]

@@ -11,10 +11,8 @@ use crate::filter::{Expr, MAX_DEPTH, MAX_LENGTH, Span, SyntaxError};
 use crate::orderby::{self, OrderItem};
 
 /// The transformations this parser reads, for error messages.
-const TRANSFORMATIONS: &str = "aggregate, groupby, filter, compute, orderby, top, skip, \
-    topcount, topsum, toppercent, bottomcount, bottomsum, bottompercent, concat, identity, \
-    search, expand, join, outerjoin, nest, addnested, ancestors, descendants, traverse, or a \
-    qualified model function";
+const TRANSFORMATIONS: &str = "filter, groupby, aggregate, orderby, top, skip, topcount, \
+    bottomcount or identity, the transformations that this service supports";
 
 /// Parses a `$apply` value such as `filter(x gt 1)/groupby((a),aggregate(n with sum as t))`.
 pub fn parse(text: &str) -> Result<Sequence, SyntaxError> {

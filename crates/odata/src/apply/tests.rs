@@ -304,7 +304,11 @@ fn whitespace_is_accepted_around_delimiters() {
 fn errors_name_the_position_in_the_whole_text() {
     let cases = [
         ("", 1, "expected a transformation such as 'filter'"),
-        ("frobnicate(x)", 1, "unknown transformation 'frobnicate': expected one of aggregate"),
+        (
+            "frobnicate(x)",
+            1,
+            "unknown transformation 'frobnicate': expected one of filter, groupby",
+        ),
         ("top(1)/Filter(a)", 8, "names are case-sensitive, write 'filter'"),
         ("top(1)/", 8, "expected a transformation"),
         ("top(1) x", 8, "expected '/' or the end of $apply, but found 'x'"),

@@ -93,6 +93,23 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Returns the plan as one condition on the entities when it only filters them (`None`
+    /// for a plan of `identity` alone), so it can run as a plain, keyset-paged listing; or the
+    /// plan itself otherwise.
+    pub fn into_filter(self) -> Result<Option<Typed>, Plan> {
+        if self.columns.is_some() || !self.stages.iter().all(|s| matches!(s, Stage::Filter(_))) {
+            return Err(self);
+        }
+        let condition = self.stages.into_iter().fold(None, |all, stage| {
+            let Stage::Filter(condition) = stage else { return all };
+            Some(match all {
+                None => condition,
+                Some(all) => super::and(all, condition),
+            })
+        });
+        Ok(condition)
+    }
+
     /// Returns the names in scope after the plan, for binding later options.
     pub fn scope(&self) -> Option<Vec<Column>> {
         self.columns.as_ref().map(|columns| columns.iter().map(|c| c.column.clone()).collect())

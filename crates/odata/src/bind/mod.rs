@@ -296,6 +296,26 @@ impl Typed {
         }
     }
 
+    /// Whether the expression reads a property or column, so that its value can differ from
+    /// row to row.
+    pub fn depends_on_row(&self) -> bool {
+        match &self.node {
+            Node::Property(_) | Node::Column(_) => true,
+            Node::Null | Node::Boolean(_) | Node::String(_) | Node::Integer(_) => false,
+            Node::Compare { left, right, .. }
+            | Node::And(left, right)
+            | Node::Or(left, right)
+            | Node::Arithmetic { left, right, .. } => {
+                left.depends_on_row() || right.depends_on_row()
+            }
+            Node::In { operand, .. } => operand.depends_on_row(),
+            Node::IsNotNull(operand) | Node::Not(operand) | Node::Negate(operand) => {
+                operand.depends_on_row()
+            }
+            Node::Call { arguments, .. } => arguments.iter().any(Typed::depends_on_row),
+        }
+    }
+
     /// Whether the expression is a constant, which needs no row to evaluate.
     pub fn is_constant(&self) -> bool {
         matches!(self.node, Node::Null | Node::Boolean(_) | Node::String(_) | Node::Integer(_))
@@ -563,6 +583,32 @@ impl Binder<'_> {
         if left.node == Node::Null || right.node == Node::Null {
             return Ok(Operand::Typed(Typed::new(Node::Null, ty)));
         }
+
+        // Constants are computed now, so their overflow or division by zero is reported at
+        // their position, whatever the data.
+        if matches!(op, Arithmetic::Div | Arithmetic::Mod) && right.node == Node::Integer(0) {
+            return Err(error(span, "division by zero".to_owned()));
+        }
+        if let (Node::Integer(a), Node::Integer(b)) = (&left.node, &right.node) {
+            let (a, b) = (*a, *b);
+            let (name, result) = match op {
+                Arithmetic::Add => ("add", a.checked_add(b)),
+                Arithmetic::Sub => ("sub", a.checked_sub(b)),
+                Arithmetic::Mul => ("mul", a.checked_mul(b)),
+                Arithmetic::Div | Arithmetic::Mod if b == 0 => {
+                    return Err(error(span, "division by zero".to_owned()));
+                }
+                Arithmetic::Div => ("div", a.checked_div(b)),
+                Arithmetic::Mod => ("mod", Some(a.wrapping_rem(b))),
+            };
+            return match result {
+                Some(value) => Ok(Operand::Typed(Typed::integer(value, ty))),
+                None => Err(error(
+                    span,
+                    format!("the result of '{name}' is outside the range of Edm.Int64"),
+                )),
+            };
+        }
         let node = Node::Arithmetic { op, left: Box::new(left), right: Box::new(right) };
         Ok(Operand::Typed(Typed::new(node, ty)))
     }
@@ -662,15 +708,11 @@ impl Binder<'_> {
             chain.push(compare(Comparison::Eq, Operand::Typed(left.clone()), right, item.span())?);
         }
 
-        let mut result = if values.is_empty() && !or_null {
-            Typed::boolean(false)
-        } else {
-            Typed::new(Node::In { operand: Box::new(left), values, or_null }, Type::Boolean)
-        };
-        for test in chain {
-            result = Typed::new(Node::Or(Box::new(result), Box::new(test)), Type::Boolean);
+        if !values.is_empty() || or_null {
+            let set = Node::In { operand: Box::new(left), values, or_null };
+            chain.push(Typed::new(set, Type::Boolean));
         }
-        Ok(result)
+        Ok(any_of(chain))
     }
 
     fn call(&self, name: &str, arguments: &[Expr], span: Span) -> Result<Typed, BindError> {
@@ -855,7 +897,7 @@ impl Binder<'_> {
         match (typed.ty, wanted) {
             (Type::Null, wanted) => Ok(Typed::new(Node::Null, wanted)),
             (from, to) if from == to => Ok(typed),
-            (Type::Number { .. }, Type::Number { scale: 0 }) if name != "Edm.Int64" => Ok(typed),
+            (Type::Number { .. }, Type::Number { scale: 0 }) if name == "Edm.Decimal" => Ok(typed),
             (from, _) => {
                 Err(error(span, format!("a value of type {from} cannot be cast to {name} exactly")))
             }
@@ -863,12 +905,29 @@ impl Binder<'_> {
     }
 }
 
+/// Combines two conditions with `and`.
+pub fn and(left: Typed, right: Typed) -> Typed {
+    Typed::new(Node::And(Box::new(left), Box::new(right)), Type::Boolean)
+}
+
+/// Combines tests with `or` in a balanced tree, so a list of thousands of items stays a few
+/// levels deep; no tests at all is false.
+fn any_of(mut tests: Vec<Typed>) -> Typed {
+    if tests.len() <= 1 {
+        return tests.pop().unwrap_or_else(|| Typed::boolean(false));
+    }
+    let right = tests.split_off(tests.len() / 2);
+    let node = Node::Or(Box::new(any_of(tests)), Box::new(any_of(right)));
+    Typed::new(node, Type::Boolean)
+}
+
 /// Reads a type name of `isof` and `cast`.
 fn edm_type(name: &str, span: Span) -> Result<Type, BindError> {
     Ok(match name {
         "Edm.Boolean" => Type::Boolean,
         "Edm.String" => Type::String,
-        "Edm.Int64" | "Edm.Decimal" | "Edm.Double" => Type::INT64,
+        "Edm.Int64" | "Edm.Decimal" => Type::INT64,
+        "Edm.Double" => Type::Double,
         "Edm.DateTimeOffset" => Type::DateTimeOffset,
         "Edm.Date" => Type::Date,
         "Edm.TimeOfDay" => Type::TimeOfDay,
@@ -933,7 +992,7 @@ fn number_constant(constant: &Constant, span: Span) -> Result<Typed, BindError> 
                     .to_owned(),
             )),
         },
-        _ => Err(error(span, "INF and NaN can only be compared with".to_owned())),
+        _ => Err(error(span, "INF and NaN can be compared, but not used in arithmetic".to_owned())),
     }
 }
 

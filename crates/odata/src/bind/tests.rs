@@ -185,3 +185,21 @@ fn divby_compares_fractions_exactly() {
     assert!(matches!(bound("numberOfErrorDevices divby numberOfCompliantDevices eq numberOfCompliantDevices divby 2").node, Node::Or(..)));
     assert!(rejected("numberOfErrorDevices divby 2 eq INF").message.contains("INF"));
 }
+
+#[test]
+fn constant_arithmetic_is_computed_and_checked_at_its_position() {
+    let Node::Compare { right, .. } = bound("numberOfErrorDevices eq 2 add 3 mul 4").node else {
+        panic!("not a comparison");
+    };
+    assert_eq!(right.node, Node::Integer(14));
+    let error = rejected("tenantId eq 'a' or 1 div 0 eq 1");
+    assert_eq!((error.position, error.message.as_str()), (20, "division by zero"));
+    assert!(rejected("9223372036854775807 add 1 eq 1").message.contains("outside the range"));
+    assert!(rejected("INF add 1 eq 1").message.contains("not used in arithmetic"));
+}
+
+#[test]
+fn constant_order_keys_do_not_depend_on_the_row() {
+    assert!(!bound("now() gt 2024-01-01T00:00:00Z").depends_on_row());
+    assert!(bound("length(tenantId) gt 1").depends_on_row());
+}

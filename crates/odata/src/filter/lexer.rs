@@ -264,7 +264,17 @@ impl<'a> Lexer<'a> {
                 .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '.' | '+'));
             if text.contains(['T', 't']) {
                 let instant = DateTimeOffset::parse(&text).map_err(|error| {
-                    self.error(start, format!("'{text}' is not a valid DateTimeOffset ({error})"))
+                    // A '+' sent unescaped in a URL arrives as a space, which cuts the offset.
+                    let hint = match self.peek(0) {
+                        Some(' ') if self.peek(1).is_some_and(|c| c.is_ascii_digit()) => {
+                            "; a '+' in a URL means a space, so write the offset's '+' as %2B"
+                        }
+                        _ => "",
+                    };
+                    self.error(
+                        start,
+                        format!("'{text}' is not a valid DateTimeOffset ({error}){hint}"),
+                    )
                 })?;
                 return Ok(Literal::DateTimeOffset(instant));
             }
@@ -324,6 +334,15 @@ impl<'a> Lexer<'a> {
             let value = text
                 .parse::<f64>()
                 .map_err(|_| self.error(start, format!("'{text}' is not a valid number")))?;
+            // Rust rounds a literal past the double range to infinity, and one below it to 0.
+            let mantissa = text.split(['e', 'E']).next().unwrap_or("");
+            let underflow = value == 0.0 && mantissa.bytes().any(|b| matches!(b, b'1'..=b'9'));
+            if value.is_infinite() || underflow {
+                return Err(self.error(
+                    start,
+                    format!("'{text}' is outside the range of Edm.Double; write it as a decimal"),
+                ));
+            }
             return Ok(Literal::Double(value));
         }
         if !fraction && let Ok(value) = text.parse::<i64>() {

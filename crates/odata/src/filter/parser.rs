@@ -7,7 +7,10 @@ use super::lexer::{Lexer, Token, TokenKind};
 /// The maximum length of an expression, in characters.
 pub const MAX_LENGTH: usize = 8192;
 
-/// The maximum nesting depth of an expression: parentheses, operators and calls each add one.
+/// The maximum nesting depth of an expression. Each pair of parentheses counts one level, and
+/// so does each operator or call above another in the syntax tree, so a chain of 100 `or`s is
+/// as deep as 100 nested parentheses. The bound keeps every later step (binding, SQL, and
+/// SQLite's own expression depth limit of 1,000) far from its limits.
 pub const MAX_DEPTH: usize = 100;
 
 /// Parses an expression such as `tenantId eq 'x' and numberOfErrorDevices gt 0`.
@@ -16,6 +19,7 @@ pub fn parse(text: &str) -> Result<Expr, SyntaxError> {
     let chars: Vec<char> = text.chars().collect();
     let mut parser = Parser::new(&chars, 0, false);
     let expression = parser.expression(0)?;
+    check_tree_depth(&expression)?;
     match &parser.current().kind {
         TokenKind::End => parser.finish(expression),
         other => Err(parser.error(format!(
@@ -41,8 +45,41 @@ pub fn parse_prefix(chars: &[char], start: usize) -> Result<(Expr, usize), Synta
     }
     let mut parser = Parser::new(chars, start, true);
     let expression = parser.expression(0)?;
+    check_tree_depth(&expression)?;
     let stop = parser.current().span.start;
     Ok((expression, stop))
+}
+
+/// Rejects a syntax tree deeper than [`MAX_DEPTH`]. Parsing a chain such as `a or b or c …`
+/// does not recurse, but everything that walks the tree afterwards does.
+fn check_tree_depth(expression: &Expr) -> Result<(), SyntaxError> {
+    fn deepest(expr: &Expr, depth: usize) -> Option<Span> {
+        if depth > MAX_DEPTH {
+            return Some(expr.span());
+        }
+        match expr {
+            Expr::Literal(..) | Expr::Name(..) => None,
+            Expr::Unary { operand, .. } => deepest(operand, depth + 1),
+            Expr::Binary { left, right, .. } => {
+                deepest(left, depth + 1).or_else(|| deepest(right, depth + 1))
+            }
+            Expr::In { operand, list, .. } => deepest(operand, depth + 1)
+                .or_else(|| list.iter().find_map(|item| deepest(item, depth + 1))),
+            Expr::Call { arguments, .. } => {
+                arguments.iter().find_map(|argument| deepest(argument, depth + 1))
+            }
+        }
+    }
+    match deepest(expression, 1) {
+        None => Ok(()),
+        Some(span) => Err(SyntaxError {
+            position: span.start + 1,
+            message: format!(
+                "the expression is nested deeper than {MAX_DEPTH} levels; to test many values, \
+                 use 'in (…)' instead of a chain of 'or'"
+            ),
+        }),
+    }
 }
 
 fn check_length(text: &str) -> Result<(), SyntaxError> {
@@ -152,8 +189,9 @@ impl<'a> Parser<'a> {
 
     /// Parses an expression whose infix operators all bind tighter than `min_power`.
     fn expression(&mut self, min_power: u8) -> Result<Expr, SyntaxError> {
+        // The whole expression is the first call; each pair of parentheses adds one.
         self.depth += 1;
-        if self.depth > MAX_DEPTH {
+        if self.depth > MAX_DEPTH + 1 {
             return Err(
                 self.error(format!("the expression is nested deeper than {MAX_DEPTH} levels"))
             );
@@ -400,8 +438,12 @@ mod tests {
     fn depth_and_length_are_bounded() {
         let deep = format!("{}a{}", "(".repeat(MAX_DEPTH + 1), ")".repeat(MAX_DEPTH + 1));
         assert!(parse(&deep).unwrap_err().message.contains("nested deeper"));
-        let shallow = format!("{}a{}", "(".repeat(MAX_DEPTH - 2), ")".repeat(MAX_DEPTH - 2));
+        let shallow = format!("{}a{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
         assert!(parse(&shallow).is_ok());
+        let chain = format!("a{}", " add 1".repeat(MAX_DEPTH));
+        assert!(parse(&chain).unwrap_err().message.contains("nested deeper"));
+        let allowed = format!("a{}", " add 1".repeat(MAX_DEPTH - 1));
+        assert!(parse(&allowed).is_ok());
         let long = format!("a eq '{}'", "x".repeat(MAX_LENGTH));
         assert_eq!(parse(&long).unwrap_err().position, MAX_LENGTH + 1);
     }
