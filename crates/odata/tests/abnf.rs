@@ -1,15 +1,14 @@
 //! Conformance of the query option parsers with the OASIS OData ABNF test cases.
 //!
 //! The test cases come from the OASIS OData TC (`odata-abnf-testcases.yaml` and
-//! `odata-aggregation-testcases.yaml`) and are read from `shared/odata-abnf/` beside the
-//! repository. Each case names an ABNF rule, an input and, for a negative case, `FailAt`, the
+//! `odata-aggregation-testcases.yaml`), copied unchanged into `tests/data/odata-abnf/`. Each case names an ABNF rule, an input and, for a negative case, `FailAt`, the
 //! 0-based offset where the input stops matching. This test runs the cases whose rule is an
 //! expression rule or a query option rule that Beacon parses, and the whole-URL cases that
 //! address a plain collection: positive cases must parse and negative cases must be rejected.
 //! Cases that need a feature this resource cannot have are listed in [`SKIPS`] with the reason.
 //!
-//! Query strings are handled the way `beacon_odata::query` handles them: split at `&` and the
-//! first `=`, each part percent-decoded, `$` optional and option names in any case, custom
+//! Query strings are handled almost the way `beacon_odata::query` handles them: split at `&` and
+//! the first `=`, each part percent-decoded (but with `+` kept literal, as the ABNF has it), `$` optional and option names in any case, custom
 //! options and parameter aliases ignored, and a system option given twice rejected.
 
 use std::collections::BTreeMap;
@@ -20,7 +19,7 @@ use beacon_odata::{apply, filter, orderby, select};
 use percent_encoding::percent_decode_str;
 
 /// The folder of the test case files, relative to this crate.
-const DATA_DIR: &str = "../../../shared/odata-abnf";
+const DATA_DIR: &str = "tests/data/odata-abnf";
 
 const FILES: [&str; 2] = ["odata-abnf-testcases.yaml", "odata-aggregation-testcases.yaml"];
 
@@ -628,8 +627,7 @@ fn load_cases() -> Vec<Case> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(DATA_DIR);
     assert!(
         dir.is_dir(),
-        "the OASIS ABNF test cases are missing: expected the folder {} (shared/odata-abnf next to \
-         the repository checkout)",
+        "the OASIS ABNF test cases are missing: expected the folder {}",
         dir.display()
     );
 
