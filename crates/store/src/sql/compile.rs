@@ -216,48 +216,55 @@ impl<'a> Compiler<'a> {
         parts.join(", ")
     }
 
-    /// Renders the condition that a row sorts strictly after the row whose order-key values
-    /// are `values` and whose key is `id`, in the order that `keys` and then `id` define.
+    /// Renders the conditions that together select the rows that sort strictly after the row
+    /// whose order-key values are `values` and whose key is `id`, in the order that `keys` and
+    /// then `id` define. A row qualifies when it meets any one of them.
+    ///
+    /// Each condition is a run of equalities followed by one range or null test, which a
+    /// database can answer by seeking in an index on the keys, so a deep page costs what the
+    /// first does. One condition with `OR`s between the alternatives would say the same, but
+    /// forces a scan from the start of the order.
     pub fn after(
         &mut self,
         keys: &[OrderKey],
         key_texts: &[String],
         values: &[Param],
         id: &str,
-    ) -> String {
-        // With every key ascending and no null in the cursor, a row-value comparison is
-        // equivalent and lets the database seek in an index on the keys.
+    ) -> Vec<String> {
+        // With every key ascending and no null in the cursor, one row-value comparison says
+        // it all: rows with a null key sort first, so they are never after the cursor.
         let ascending = keys.iter().all(|key| !key.descending);
         if !keys.is_empty() && ascending && values.iter().all(|value| *value != Param::Null) {
             let placeholders: Vec<String> =
                 values.iter().map(|value| self.bind(value.clone())).collect();
             let id = self.bind(Param::Text(id.to_owned()));
-            return format!(
+            return vec![format!(
                 "(({}, id) > ({}, {id}))",
                 key_texts.join(", "),
                 placeholders.join(", ")
-            );
+            )];
         }
 
-        // Row r follows the cursor when, for some i, r ties the cursor on the first i keys and
-        // follows it on key i; the key `id` comes last and never ties.
+        // Otherwise row r follows the cursor when, for some i, r ties the cursor on the first i
+        // keys and follows it on key i; the key `id` comes last and never ties. Ascending keys
+        // put nulls first and descending keys put them last.
         let mut alternatives = Vec::new();
         let mut ties: Vec<String> = Vec::new();
         for ((key, text), value) in keys.iter().zip(key_texts).zip(values) {
-            let follows = match (value, key.descending) {
-                (Param::Null, false) => Some(format!("{text} IS NOT NULL")),
-                (Param::Null, true) => None,
+            match (value, key.descending) {
+                (Param::Null, false) => {
+                    alternatives.push(conjunction(&ties, &format!("{text} IS NOT NULL")));
+                }
+                (Param::Null, true) => {}
                 (value, false) => {
                     let placeholder = self.bind(value.clone());
-                    Some(format!("{text} > {placeholder}"))
+                    alternatives.push(conjunction(&ties, &format!("{text} > {placeholder}")));
                 }
                 (value, true) => {
                     let placeholder = self.bind(value.clone());
-                    Some(format!("({text} < {placeholder} OR {text} IS NULL)"))
+                    alternatives.push(conjunction(&ties, &format!("{text} < {placeholder}")));
+                    alternatives.push(conjunction(&ties, &format!("{text} IS NULL")));
                 }
-            };
-            if let Some(follows) = follows {
-                alternatives.push(conjunction(&ties, &follows));
             }
             let tie = match value {
                 Param::Null => format!("{text} IS NULL"),
@@ -270,7 +277,7 @@ impl<'a> Compiler<'a> {
         }
         let placeholder = self.bind(Param::Text(id.to_owned()));
         alternatives.push(conjunction(&ties, &format!("id > {placeholder}")));
-        format!("({})", alternatives.join(" OR "))
+        alternatives
     }
 }
 
@@ -390,7 +397,7 @@ mod tests {
         let sql = compiler.after(std::slice::from_ref(&key), &text, &[Param::Null], "k");
         assert_eq!(
             sql,
-            "(tenant_display_name IS NOT NULL OR (tenant_display_name IS NULL AND id > ?1))"
+            ["tenant_display_name IS NOT NULL", "(tenant_display_name IS NULL AND id > ?1)"]
         );
         let descending = OrderKey { descending: true, ..key };
         let mut compiler = Compiler::new(&Sqlite);
@@ -402,12 +409,15 @@ mod tests {
         );
         assert_eq!(
             sql,
-            "((tenant_display_name < ?1 OR tenant_display_name IS NULL) OR \
-             (tenant_display_name = ?2 AND id > ?3))"
+            [
+                "tenant_display_name < ?1",
+                "tenant_display_name IS NULL",
+                "(tenant_display_name = ?2 AND id > ?3)"
+            ]
         );
         let ascending = OrderKey { descending: false, ..descending };
         let mut compiler = Compiler::new(&Sqlite);
         let sql = compiler.after(&[ascending], &text, &[Param::Text("m".into())], "k");
-        assert_eq!(sql, "((tenant_display_name, id) > (?1, ?2))");
+        assert_eq!(sql, ["((tenant_display_name, id) > (?1, ?2))"]);
     }
 }

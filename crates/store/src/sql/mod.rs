@@ -221,6 +221,11 @@ impl Statements {
 
 /// Renders the `SELECT` of a list query: the entity columns, then one column per order key,
 /// for rows of `partner` in the query's order.
+///
+/// A page that resumes after a cursor may need several conditions (see
+/// [`Compiler::after`]); each then becomes its own limited, ordered `SELECT`, and a
+/// `UNION ALL` of them is ordered and limited once more. Every part reads at most one page, so
+/// the final sort handles a few pages of rows at most.
 pub fn select_query(
     dialect: &dyn Dialect,
     partner: &str,
@@ -234,23 +239,40 @@ pub fn select_query(
     }
 
     // Each order key is rendered once; its text (with the placeholders of its constants)
-    // serves the select list, the cursor condition and the ORDER BY alike.
+    // serves the select list, the cursor conditions and the ORDER BY alike.
     let key_texts: Vec<String> = query.order.iter().map(|key| compiler.value(&key.expr)).collect();
-    if let Some(cursor) = &query.after {
-        conditions.push(compiler.after(&query.order, &key_texts, &cursor.keys, &cursor.id));
-    }
+    let alternatives = match &query.after {
+        Some(cursor) => compiler.after(&query.order, &key_texts, &cursor.keys, &cursor.id),
+        None => Vec::new(),
+    };
     let order_by = compiler.order_by(&query.order, &key_texts);
-
     let mut select_list = entity_columns().join(", ");
-    for text in &key_texts {
-        select_list.push_str(", ");
-        select_list.push_str(text);
+    for (i, text) in key_texts.iter().enumerate() {
+        select_list.push_str(&format!(", {text} AS k{i}"));
     }
     let limit = compiler.bind(Param::Integer(i64::try_from(query.limit).unwrap_or(i64::MAX)));
-    let mut text = format!(
-        "SELECT {select_list} FROM {TABLE} WHERE {} ORDER BY {order_by} LIMIT {limit}",
-        conditions.join(" AND ")
-    );
+    let select = |extra: Option<&String>| {
+        let mut all = conditions.clone();
+        all.extend(extra.cloned());
+        format!(
+            "SELECT {select_list} FROM {TABLE} WHERE {} ORDER BY {order_by} LIMIT {limit}",
+            all.join(" AND ")
+        )
+    };
+
+    let mut text = match alternatives.as_slice() {
+        [] => select(None),
+        [only] => select(Some(only)),
+        _ => {
+            let parts: Vec<String> = alternatives
+                .iter()
+                .map(|alternative| format!("SELECT * FROM ({})", select(Some(alternative))))
+                .collect();
+            let key_names: Vec<String> = (0..key_texts.len()).map(|i| format!("k{i}")).collect();
+            let outer_order = compiler.order_by(&query.order, &key_names);
+            format!("{} ORDER BY {outer_order} LIMIT {limit}", parts.join(" UNION ALL "))
+        }
+    };
     if query.offset > 0 {
         let offset = compiler.bind(Param::Integer(i64::try_from(query.offset).unwrap_or(i64::MAX)));
         text.push_str(&format!(" OFFSET {offset}"));

@@ -25,6 +25,9 @@ pub(super) enum WriteCommand {
     },
 }
 
+/// How many committed groups pass between two refreshes of the query planner's statistics.
+const OPTIMIZE_EVERY_GROUPS: usize = 10_000;
+
 pub(super) fn spawn(
     connection: Connection,
     receiver: mpsc::Receiver<WriteCommand>,
@@ -41,6 +44,7 @@ fn run(
     statements: &Statements,
 ) {
     // Wait for one write, then take every other write already waiting.
+    let mut since_optimize = 0_usize;
     while let Some(first) = receiver.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -55,6 +59,13 @@ fn run(
             let WriteCommand::Create { reply, .. } = command;
             // The requester may have gone away, but its write is committed all the same.
             let _ = reply.send(outcome);
+        }
+
+        // Refresh the planner's statistics as the table grows, after the replies are out.
+        since_optimize += 1;
+        if since_optimize >= OPTIMIZE_EVERY_GROUPS {
+            since_optimize = 0;
+            super::optimize(&connection);
         }
     }
     tracing::debug!("database writer stopped");
