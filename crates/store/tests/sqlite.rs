@@ -210,3 +210,37 @@ fn newer_schema_is_refused_without_changing_the_file() {
     assert!(matches!(error, OpenError::SchemaTooNew { found: 99, .. }), "{error}");
     assert!(std::fs::read(&path).unwrap() == before, "the file changed");
 }
+
+#[test]
+fn opening_gathers_statistics_so_filters_use_their_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("beacon.sqlite3");
+    drop(SqliteStore::open(&path, &SqliteOptions::default()).unwrap());
+
+    // Rows written behind the store's back, as an import or a restore would.
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection.execute_batch("BEGIN").unwrap();
+    for i in 0..5000 {
+        connection
+            .execute(
+                "INSERT INTO aggregated_policy_compliance (partner_tenant_id, id, tenant_id, version) \
+                 VALUES ('p', ?1, ?2, 1)",
+                (format!("{i:05}"), format!("t{}", i % 50)),
+            )
+            .unwrap();
+    }
+    connection.execute_batch("COMMIT").unwrap();
+    drop(connection);
+
+    drop(SqliteStore::open(&path, &SqliteOptions::default()).unwrap());
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let plan: String = connection
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT * FROM aggregated_policy_compliance \
+             WHERE partner_tenant_id = 'p' AND tenant_id = 't7' ORDER BY id LIMIT 101",
+            [],
+            |row| row.get(3),
+        )
+        .unwrap();
+    assert!(plan.contains("aggregated_policy_compliance_by_tenant"), "plan: {plan}");
+}

@@ -1,6 +1,7 @@
 //! The writer thread: group commit of queued writes.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 
 use beacon_odata::entity::Entity;
@@ -25,26 +26,28 @@ pub(super) enum WriteCommand {
     },
 }
 
-/// How many committed groups pass between two refreshes of the query planner's statistics.
-const OPTIMIZE_EVERY_GROUPS: usize = 10_000;
+/// How many committed groups pass between two checks of the query planner's statistics.
+const STATISTICS_CHECK_EVERY_GROUPS: usize = 1_000;
 
 pub(super) fn spawn(
     connection: Connection,
     receiver: mpsc::Receiver<WriteCommand>,
     statements: Arc<Statements>,
+    statistics: Arc<AtomicU64>,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("beacon-sqlite-writer".to_owned())
-        .spawn(move || run(connection, receiver, &statements))
+        .spawn(move || run(connection, receiver, &statements, &statistics))
 }
 
 fn run(
     mut connection: Connection,
     mut receiver: mpsc::Receiver<WriteCommand>,
     statements: &Statements,
+    statistics: &AtomicU64,
 ) {
     // Wait for one write, then take every other write already waiting.
-    let mut since_optimize = 0_usize;
+    let mut since_check = 0_usize;
     while let Some(first) = receiver.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -61,11 +64,13 @@ fn run(
             let _ = reply.send(outcome);
         }
 
-        // Refresh the planner's statistics as the table grows, after the replies are out.
-        since_optimize += 1;
-        if since_optimize >= OPTIMIZE_EVERY_GROUPS {
-            since_optimize = 0;
-            super::optimize(&connection);
+        // Check the planner's statistics as the table grows, after the replies are out.
+        since_check += 1;
+        if since_check >= STATISTICS_CHECK_EVERY_GROUPS {
+            since_check = 0;
+            if super::refresh_statistics(&connection) {
+                statistics.fetch_add(1, Ordering::Release);
+            }
         }
     }
     tracing::debug!("database writer stopped");
