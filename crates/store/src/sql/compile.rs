@@ -218,12 +218,14 @@ impl<'a> Compiler<'a> {
 
     /// Renders the conditions that together select the rows that sort strictly after the row
     /// whose order-key values are `values` and whose key is `id`, in the order that `keys` and
-    /// then `id` define. A row qualifies when it meets any one of them.
+    /// then `id` define. A row qualifies when it meets any one of them, and the conditions are
+    /// returned in the order of the rows they select: every row of the first sorts before
+    /// every row of the second.
     ///
     /// Each condition is a run of equalities followed by one range or null test, which a
     /// database can answer by seeking in an index on the keys, so a deep page costs what the
-    /// first does. One condition with `OR`s between the alternatives would say the same, but
-    /// forces a scan from the start of the order.
+    /// first does. One condition with `OR`s between the alternatives would select the same
+    /// rows, but forces a scan from the start of the order.
     pub fn after(
         &mut self,
         keys: &[OrderKey],
@@ -248,24 +250,27 @@ impl<'a> Compiler<'a> {
         // Otherwise row r follows the cursor when, for some i, r ties the cursor on the first i
         // keys and follows it on key i; the key `id` comes last and never ties. Ascending keys
         // put nulls first and descending keys put them last.
-        let mut alternatives = Vec::new();
+        // A row that ties the cursor on more keys sorts before one that ties it on fewer, so
+        // the alternatives of each depth go in front of those of the depths before it.
+        let mut by_depth: Vec<Vec<String>> = Vec::new();
         let mut ties: Vec<String> = Vec::new();
         for ((key, text), value) in keys.iter().zip(key_texts).zip(values) {
-            match (value, key.descending) {
-                (Param::Null, false) => {
-                    alternatives.push(conjunction(&ties, &format!("{text} IS NOT NULL")));
-                }
-                (Param::Null, true) => {}
+            let alternatives = match (value, key.descending) {
+                (Param::Null, false) => vec![conjunction(&ties, &format!("{text} IS NOT NULL"))],
+                (Param::Null, true) => Vec::new(),
                 (value, false) => {
                     let placeholder = self.bind(value.clone());
-                    alternatives.push(conjunction(&ties, &format!("{text} > {placeholder}")));
+                    vec![conjunction(&ties, &format!("{text} > {placeholder}"))]
                 }
                 (value, true) => {
                     let placeholder = self.bind(value.clone());
-                    alternatives.push(conjunction(&ties, &format!("{text} < {placeholder}")));
-                    alternatives.push(conjunction(&ties, &format!("{text} IS NULL")));
+                    vec![
+                        conjunction(&ties, &format!("{text} < {placeholder}")),
+                        conjunction(&ties, &format!("{text} IS NULL")),
+                    ]
                 }
-            }
+            };
+            by_depth.push(alternatives);
             let tie = match value {
                 Param::Null => format!("{text} IS NULL"),
                 value => {
@@ -276,8 +281,8 @@ impl<'a> Compiler<'a> {
             ties.push(tie);
         }
         let placeholder = self.bind(Param::Text(id.to_owned()));
-        alternatives.push(conjunction(&ties, &format!("id > {placeholder}")));
-        alternatives
+        by_depth.push(vec![conjunction(&ties, &format!("id > {placeholder}"))]);
+        by_depth.into_iter().rev().flatten().collect()
     }
 }
 
@@ -397,7 +402,7 @@ mod tests {
         let sql = compiler.after(std::slice::from_ref(&key), &text, &[Param::Null], "k");
         assert_eq!(
             sql,
-            ["tenant_display_name IS NOT NULL", "(tenant_display_name IS NULL AND id > ?1)"]
+            ["(tenant_display_name IS NULL AND id > ?1)", "tenant_display_name IS NOT NULL"]
         );
         let descending = OrderKey { descending: true, ..key };
         let mut compiler = Compiler::new(&Sqlite);
@@ -410,9 +415,9 @@ mod tests {
         assert_eq!(
             sql,
             [
+                "(tenant_display_name = ?2 AND id > ?3)",
                 "tenant_display_name < ?1",
-                "tenant_display_name IS NULL",
-                "(tenant_display_name = ?2 AND id > ?3)"
+                "tenant_display_name IS NULL"
             ]
         );
         let ascending = OrderKey { descending: false, ..descending };

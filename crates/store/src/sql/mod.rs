@@ -219,17 +219,39 @@ impl Statements {
     }
 }
 
-/// Renders the `SELECT` of a list query: the entity columns, then one column per order key,
-/// for rows of `partner` in the query's order.
+/// Renders the `SELECT` statements of a list query: the entity columns, then one column per
+/// order key, for rows of `partner` in the query's order.
 ///
-/// A page that resumes after a cursor may need several conditions (see
-/// [`Compiler::after`]); each then becomes its own limited, ordered `SELECT`, and a
-/// `UNION ALL` of them is ordered and limited once more. Every part reads at most one page, so
-/// the final sort handles a few pages of rows at most.
-pub fn select_query(
+/// A first page is one statement. A page that resumes after a cursor may need several
+/// conditions (see [`Compiler::after`]), each its own statement. Their results follow each
+/// other in the query's order, so the caller runs them in turn and stops once it has
+/// `query.limit` rows; the later ones, such as the nulls at the end of a descending order,
+/// rarely run at all.
+pub fn select_statements(
     dialect: &dyn Dialect,
     partner: &str,
     query: &ListQuery,
+) -> Vec<(String, Vec<Param>)> {
+    // The cursor conditions come from a compiler of their own, only to learn how many
+    // statements there are; each statement is then rendered with fresh placeholders.
+    let alternatives = match &query.after {
+        Some(cursor) => {
+            let mut compiler = Compiler::new(dialect);
+            let key_texts: Vec<String> =
+                query.order.iter().map(|key| compiler.value(&key.expr)).collect();
+            compiler.after(&query.order, &key_texts, &cursor.keys, &cursor.id).len()
+        }
+        None => 1,
+    };
+    (0..alternatives).map(|index| select_statement(dialect, partner, query, index)).collect()
+}
+
+/// Renders the statement that reads rows of the `index`th cursor condition.
+fn select_statement(
+    dialect: &dyn Dialect,
+    partner: &str,
+    query: &ListQuery,
+    index: usize,
 ) -> (String, Vec<Param>) {
     let mut compiler = Compiler::new(dialect);
     let partner = compiler.bind(Param::Text(partner.to_owned()));
@@ -239,40 +261,25 @@ pub fn select_query(
     }
 
     // Each order key is rendered once; its text (with the placeholders of its constants)
-    // serves the select list, the cursor conditions and the ORDER BY alike.
+    // serves the select list, the cursor condition and the ORDER BY alike.
     let key_texts: Vec<String> = query.order.iter().map(|key| compiler.value(&key.expr)).collect();
-    let alternatives = match &query.after {
-        Some(cursor) => compiler.after(&query.order, &key_texts, &cursor.keys, &cursor.id),
-        None => Vec::new(),
-    };
+    if let Some(cursor) = &query.after {
+        let mut alternatives =
+            compiler.after(&query.order, &key_texts, &cursor.keys, &cursor.id);
+        conditions.push(alternatives.swap_remove(index));
+    }
     let order_by = compiler.order_by(&query.order, &key_texts);
+
     let mut select_list = entity_columns().join(", ");
-    for (i, text) in key_texts.iter().enumerate() {
-        select_list.push_str(&format!(", {text} AS k{i}"));
+    for text in &key_texts {
+        select_list.push_str(", ");
+        select_list.push_str(text);
     }
     let limit = compiler.bind(Param::Integer(i64::try_from(query.limit).unwrap_or(i64::MAX)));
-    let select = |extra: Option<&String>| {
-        let mut all = conditions.clone();
-        all.extend(extra.cloned());
-        format!(
-            "SELECT {select_list} FROM {TABLE} WHERE {} ORDER BY {order_by} LIMIT {limit}",
-            all.join(" AND ")
-        )
-    };
-
-    let mut text = match alternatives.as_slice() {
-        [] => select(None),
-        [only] => select(Some(only)),
-        _ => {
-            let parts: Vec<String> = alternatives
-                .iter()
-                .map(|alternative| format!("SELECT * FROM ({})", select(Some(alternative))))
-                .collect();
-            let key_names: Vec<String> = (0..key_texts.len()).map(|i| format!("k{i}")).collect();
-            let outer_order = compiler.order_by(&query.order, &key_names);
-            format!("{} ORDER BY {outer_order} LIMIT {limit}", parts.join(" UNION ALL "))
-        }
-    };
+    let mut text = format!(
+        "SELECT {select_list} FROM {TABLE} WHERE {} ORDER BY {order_by} LIMIT {limit}",
+        conditions.join(" AND ")
+    );
     if query.offset > 0 {
         let offset = compiler.bind(Param::Integer(i64::try_from(query.offset).unwrap_or(i64::MAX)));
         text.push_str(&format!(" OFFSET {offset}"));
@@ -312,8 +319,9 @@ mod tests {
     fn every_query_is_scoped_to_the_partner() {
         let statements = Statements::new(&Sqlite);
         assert!(statements.select_one.contains("WHERE partner_tenant_id = ?1"));
-        let (select, _) = select_query(&Sqlite, "p", &ListQuery { limit: 5, ..Default::default() });
-        assert!(select.contains("WHERE partner_tenant_id = ?1"), "{select}");
+        let statements =
+            select_statements(&Sqlite, "p", &ListQuery { limit: 5, ..Default::default() });
+        assert!(statements[0].0.contains("WHERE partner_tenant_id = ?1"), "{statements:?}");
         let (count, _) = count_query(&Sqlite, "p", None);
         assert!(count.contains("WHERE partner_tenant_id = ?1"), "{count}");
     }

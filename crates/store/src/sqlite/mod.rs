@@ -235,9 +235,24 @@ impl Store for SqliteStore {
         partner: &PartnerTenantId,
         query: ListQuery,
     ) -> Result<Vec<ListedEntity>, StoreError> {
-        let (text, params) = sql::select_query(&Sqlite, partner.as_str(), &query);
-        let keys = query.order.len();
-        self.read(move |connection, _| rows::select_listed(connection, &text, params, keys)).await
+        let statements = sql::select_statements(&Sqlite, partner.as_str(), &query);
+        let (keys, limit) = (query.order.len(), query.limit);
+        self.read(move |connection, _| {
+            // The statements select consecutive runs of the order; stop once the page is full.
+            // One read transaction gives them all the same snapshot.
+            let snapshot = connection.unchecked_transaction()?;
+            let mut listed = Vec::new();
+            for (text, params) in statements {
+                listed.extend(rows::select_listed(connection, &text, params, keys)?);
+                if listed.len() >= limit {
+                    listed.truncate(limit);
+                    break;
+                }
+            }
+            drop(snapshot);
+            Ok(listed)
+        })
+        .await
     }
 
     async fn count(
