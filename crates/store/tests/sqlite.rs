@@ -244,3 +244,21 @@ fn opening_gathers_statistics_so_filters_use_their_index() {
         .unwrap();
     assert!(plan.contains("aggregated_policy_compliance_by_tenant"), "plan: {plan}");
 }
+
+#[tokio::test]
+async fn closing_empties_the_write_ahead_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for i in 0..50 {
+        store.create(&partner("p"), entity(&format!("{i}"))).await.unwrap();
+    }
+    let wal = dir.path().join("beacon.sqlite3-wal");
+    assert!(std::fs::metadata(&wal).unwrap().len() > 0, "the writes went through the log");
+
+    store.close().await;
+
+    let length = std::fs::metadata(&wal).map_or(0, |metadata| metadata.len());
+    assert_eq!(length, 0, "the log was checkpointed and emptied");
+    let reopened = open(&dir);
+    assert_eq!(reopened.count(&partner("p"), None).await.unwrap(), 50);
+}

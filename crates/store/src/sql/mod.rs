@@ -264,8 +264,7 @@ fn select_statement(
     // serves the select list, the cursor condition and the ORDER BY alike.
     let key_texts: Vec<String> = query.order.iter().map(|key| compiler.value(&key.expr)).collect();
     if let Some(cursor) = &query.after {
-        let mut alternatives =
-            compiler.after(&query.order, &key_texts, &cursor.keys, &cursor.id);
+        let mut alternatives = compiler.after(&query.order, &key_texts, &cursor.keys, &cursor.id);
         conditions.push(alternatives.swap_remove(index));
     }
     let order_by = compiler.order_by(&query.order, &key_texts);

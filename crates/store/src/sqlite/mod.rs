@@ -40,6 +40,9 @@ use writer::WriteCommand;
 /// How long a statement waits for a lock held by another connection before failing as busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The size in bytes past which the writer empties the write-ahead log.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
 /// How many writes may wait in the queue before new ones wait to enter it.
 const WRITE_QUEUE_CAPACITY: usize = 4096;
 
@@ -148,9 +151,14 @@ impl SqliteStore {
         let statements = Arc::new(Statements::new(&Sqlite));
         let statistics = Arc::new(AtomicU64::new(0));
         let (sender, receiver) = mpsc::channel(WRITE_QUEUE_CAPACITY);
-        let writer =
-            writer::spawn(connection, receiver, Arc::clone(&statements), Arc::clone(&statistics))
-                .map_err(OpenError::Thread)?;
+        let writer = writer::spawn(
+            connection,
+            receiver,
+            Arc::clone(&statements),
+            Arc::clone(&statistics),
+            wal_path(path),
+        )
+        .map_err(OpenError::Thread)?;
 
         Ok(Self {
             writes: Mutex::new(Some(sender)),
@@ -307,6 +315,13 @@ impl Drop for SqliteStore {
     }
 }
 
+/// Returns the path of the write-ahead log of the database at `path`.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
 /// Opens a read-only connection.
 fn open_reader(path: &Path) -> Result<Connection, rusqlite::Error> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -374,8 +389,31 @@ fn configure(connection: &Connection, read_only: bool) -> Result<(), rusqlite::E
     } else {
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
+        // After a checkpoint that resets the log, cut the file back to this size.
+        connection.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     }
     Ok(())
+}
+
+/// Copies the write-ahead log into the database and empties it once it is larger than
+/// [`WAL_SIZE_LIMIT`], or always when `force` is set.
+///
+/// SQLite's automatic checkpoints never wait for readers, and while reads keep overlapping,
+/// none of them can start the log over, so the log grows with every write. A `TRUNCATE`
+/// checkpoint waits (up to the busy timeout) for the readers of older snapshots to finish,
+/// which takes milliseconds because every read here is short, then empties the file.
+pub(super) fn checkpoint(connection: &Connection, wal: &Path, force: bool) {
+    let size = std::fs::metadata(wal).map_or(0, |metadata| metadata.len());
+    if !force && size <= WAL_SIZE_LIMIT as u64 {
+        return;
+    }
+    match connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0)) {
+        Ok(0) => tracing::debug!(wal.bytes = size, "checkpointed the write-ahead log"),
+        Ok(_) => {
+            tracing::warn!(wal.bytes = size, "readers kept the write-ahead log from being emptied")
+        }
+        Err(error) => tracing::warn!(%error, "checkpointing the write-ahead log failed"),
+    }
 }
 
 /// Maps a driver error to the store's error kinds.

@@ -1,5 +1,6 @@
 //! The writer thread: group commit of queued writes.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
@@ -26,6 +27,9 @@ pub(super) enum WriteCommand {
     },
 }
 
+/// How many committed groups pass between two checks of the write-ahead log's size.
+const WAL_CHECK_EVERY_GROUPS: usize = 100;
+
 /// How many committed groups pass between two checks of the query planner's statistics.
 const STATISTICS_CHECK_EVERY_GROUPS: usize = 1_000;
 
@@ -34,10 +38,11 @@ pub(super) fn spawn(
     receiver: mpsc::Receiver<WriteCommand>,
     statements: Arc<Statements>,
     statistics: Arc<AtomicU64>,
+    wal: PathBuf,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("beacon-sqlite-writer".to_owned())
-        .spawn(move || run(connection, receiver, &statements, &statistics))
+        .spawn(move || run(connection, receiver, &statements, &statistics, &wal))
 }
 
 fn run(
@@ -45,6 +50,7 @@ fn run(
     mut receiver: mpsc::Receiver<WriteCommand>,
     statements: &Statements,
     statistics: &AtomicU64,
+    wal: &Path,
 ) {
     // Wait for one write, then take every other write already waiting.
     let mut since_check = 0_usize;
@@ -64,8 +70,12 @@ fn run(
             let _ = reply.send(outcome);
         }
 
-        // Check the planner's statistics as the table grows, after the replies are out.
+        // Keep the write-ahead log bounded, and check the planner's statistics as the table
+        // grows, both after the replies are out.
         since_check += 1;
+        if since_check % WAL_CHECK_EVERY_GROUPS == 0 {
+            super::checkpoint(&connection, wal, false);
+        }
         if since_check >= STATISTICS_CHECK_EVERY_GROUPS {
             since_check = 0;
             if super::refresh_statistics(&connection) {
@@ -73,6 +83,8 @@ fn run(
             }
         }
     }
+    // A clean stop leaves an empty log, so the next start has nothing to replay.
+    super::checkpoint(&connection, wal, true);
     tracing::debug!("database writer stopped");
 }
 
