@@ -136,6 +136,12 @@ impl QueryOptions {
                 if typed.ty == Type::Null || !typed.depends_on_row() {
                     continue;
                 }
+                if calls_now(&item.expr) {
+                    let message = "now() cannot be part of a sort key, because its value changes \
+                                   between the pages of a listing"
+                        .to_owned();
+                    return Err(invalid("orderby", item.span.start + 1, message));
+                }
                 if typed.ty == Type::Ratio {
                     let message =
                         "a 'divby' quotient can be compared, but not sorted by".to_owned();
@@ -173,6 +179,20 @@ impl QueryOptions {
             }
         }
         Ok(bound)
+    }
+}
+
+/// Whether an expression calls `now()`.
+fn calls_now(expr: &filter::Expr) -> bool {
+    use filter::Expr;
+    match expr {
+        Expr::Literal(..) | Expr::Name(..) => false,
+        Expr::Unary { operand, .. } => calls_now(operand),
+        Expr::Binary { left, right, .. } => calls_now(left) || calls_now(right),
+        Expr::In { operand, list, .. } => calls_now(operand) || list.iter().any(calls_now),
+        Expr::Call { function, arguments, .. } => {
+            function.eq_ignore_ascii_case("now") || arguments.iter().any(calls_now)
+        }
     }
 }
 

@@ -90,10 +90,14 @@ impl StoreUnderTest {
     }
 }
 
-/// Returns the `EXPLAIN QUERY PLAN` details of a list query's SQL, joined with `; `.
+/// Returns the `EXPLAIN QUERY PLAN` details of a list query's statements, each statement's
+/// details joined with `; ` and the statements with ` | `.
 pub fn explain_list(database: &Path, partner: &str, query: &ListQuery) -> anyhow::Result<String> {
-    let (text, params) = sql::select_query(&Sqlite, partner, query);
-    explain(database, &text, params)
+    let plans = sql::select_statements(&Sqlite, partner, query)
+        .into_iter()
+        .map(|(text, params)| explain(database, &text, params))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(plans.join(" | "))
 }
 
 /// Returns the `EXPLAIN QUERY PLAN` details of a count's SQL, joined with `; `.
@@ -106,10 +110,13 @@ pub fn explain_count(
     explain(database, &text, params)
 }
 
-/// Returns the SQL text of a list query, with its parameters listed after it.
+/// Returns the SQL text of a list query's statements, each with its parameters after it.
 pub fn list_sql(partner: &str, query: &ListQuery) -> String {
-    let (text, params) = sql::select_query(&Sqlite, partner, query);
-    format!("{text}\n    -- parameters: {params:?}")
+    let statements: Vec<String> = sql::select_statements(&Sqlite, partner, query)
+        .into_iter()
+        .map(|(text, params)| format!("{text}\n    -- parameters: {params:?}"))
+        .collect();
+    statements.join("\n    -- then, until the page is full:\n")
 }
 
 fn explain(database: &Path, text: &str, params: Vec<Param>) -> anyhow::Result<String> {

@@ -210,3 +210,15 @@ async fn unsupported_transformations_and_names_are_rejected_with_positions() {
         assert!(message.contains("$apply") && message.contains("position"), "{apply}: {message}");
     }
 }
+
+#[tokio::test]
+async fn averages_compare_with_numbers() {
+    let server = server().await;
+    let apply = "groupby((compliancePolicyPlatform),aggregate(numberOfNonCompliantDevices with average as mean))";
+    for (filter, expected) in
+        [("mean gt 4", 2), ("mean gt 4.5", 1), ("mean lt 1e30", 3), ("mean eq INF", 0)]
+    {
+        let body = get(&server, GRAPH, &[("$apply", apply), ("$filter", filter)]).await;
+        assert_eq!(body["value"].as_array().unwrap().len(), expected, "{filter}: {body}");
+    }
+}

@@ -405,3 +405,22 @@ async fn an_apply_that_only_filters_pages_by_key_during_inserts() {
     }
     assert_eq!(seen, ["a", "b", "c", "d", "e"]);
 }
+
+#[tokio::test]
+async fn literal_words_ignore_case_and_now_cannot_sort() {
+    let server = small_server().await;
+    assert_eq!(filtered(&server, "tenantDisplayName eq NULL").await, ["b"]);
+    assert_eq!(filtered(&server, "TRUE and not False").await.len(), 5);
+
+    let order = encode_query_value("lastRefreshedDateTime gt now() desc");
+    let response =
+        server.request(Method::GET, &format!("{GRAPH}?$orderby={order}")).send().await.unwrap();
+    let message = assert_graph_error(response, 400, "BadRequest").await;
+    assert!(message.contains("now()"), "{message}");
+
+    let zero = encode_query_value("1 divby 0 gt 1");
+    let response =
+        server.request(Method::GET, &format!("{GRAPH}?$filter={zero}")).send().await.unwrap();
+    let message = assert_graph_error(response, 400, "BadRequest").await;
+    assert!(message.contains("position 1: division by zero"), "{message}");
+}

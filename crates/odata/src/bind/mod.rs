@@ -211,6 +211,8 @@ pub enum Node {
     Boolean(bool),
     /// A string constant.
     String(String),
+    /// A double constant, compared with doubles such as averages.
+    Real(f64),
     /// An integer constant: a scaled number, ticks, days or ticks since midnight, as the
     /// node's type defines.
     Integer(i64),
@@ -287,7 +289,7 @@ impl Typed {
         match &self.node {
             Node::Property(property) => *property != Property::Id,
             Node::Column(_) | Node::Null => true,
-            Node::Boolean(_) | Node::String(_) | Node::Integer(_) => false,
+            Node::Boolean(_) | Node::String(_) | Node::Integer(_) | Node::Real(_) => false,
             Node::Compare { .. } | Node::In { .. } | Node::IsNotNull(_) => false,
             Node::And(left, right) | Node::Or(left, right) => left.nullable() || right.nullable(),
             Node::Not(operand) | Node::Negate(operand) => operand.nullable(),
@@ -301,7 +303,9 @@ impl Typed {
     pub fn depends_on_row(&self) -> bool {
         match &self.node {
             Node::Property(_) | Node::Column(_) => true,
-            Node::Null | Node::Boolean(_) | Node::String(_) | Node::Integer(_) => false,
+            Node::Null | Node::Boolean(_) | Node::String(_) | Node::Integer(_) | Node::Real(_) => {
+                false
+            }
             Node::Compare { left, right, .. }
             | Node::And(left, right)
             | Node::Or(left, right)
@@ -318,7 +322,10 @@ impl Typed {
 
     /// Whether the expression is a constant, which needs no row to evaluate.
     pub fn is_constant(&self) -> bool {
-        matches!(self.node, Node::Null | Node::Boolean(_) | Node::String(_) | Node::Integer(_))
+        matches!(
+            self.node,
+            Node::Null | Node::Boolean(_) | Node::String(_) | Node::Integer(_) | Node::Real(_)
+        )
     }
 }
 
@@ -543,7 +550,7 @@ impl Binder<'_> {
             BinaryOp::Mul => return self.arithmetic(Arithmetic::Mul, left, right, span),
             BinaryOp::Div => return self.arithmetic(Arithmetic::Div, left, right, span),
             BinaryOp::Mod => return self.arithmetic(Arithmetic::Mod, left, right, span),
-            BinaryOp::DivBy => return self.divby(left, right),
+            BinaryOp::DivBy => return self.divby(left, right, span),
         };
         let (l, r) = (self.operand(left)?, self.operand(right)?);
         Ok(Operand::Typed(compare(comparison, l, r, span)?))
@@ -615,11 +622,14 @@ impl Binder<'_> {
 
     /// Binds `left divby right` as an exact fraction, which comparisons evaluate without
     /// rounding.
-    fn divby(&self, left: &Expr, right: &Expr) -> Result<Operand, BindError> {
+    fn divby(&self, left: &Expr, right: &Expr, span: Span) -> Result<Operand, BindError> {
         let left = self.numeric(left)?;
         let right = self.numeric(right)?;
         let scale = scale_of(&left).max(scale_of(&right));
         let (left, right) = (rescale(left, scale), rescale(right, scale));
+        if right.node == Node::Integer(0) {
+            return Err(error(span, "division by zero".to_owned()));
+        }
         if left.node == Node::Null || right.node == Node::Null {
             return Ok(Operand::Typed(Typed::new(Node::Null, Type::Ratio)));
         }
@@ -636,6 +646,12 @@ impl Binder<'_> {
             Type::Ratio => Err(error(
                 expr.span(),
                 "the result of 'divby' can be compared, but not used in further arithmetic"
+                    .to_owned(),
+            )),
+            Type::Double => Err(error(
+                expr.span(),
+                "an Edm.Double value, such as an average, can be compared, but not used in \
+                 arithmetic"
                     .to_owned(),
             )),
             other => Err(error(
@@ -1095,6 +1111,10 @@ fn compare_typed(
             let scale = a.max(b);
             (rescale(left, scale), rescale(right, scale))
         }
+        // A double, such as an average, compares numerically with an integer.
+        (Type::Double, Type::Number { scale: 0 }) | (Type::Number { scale: 0 }, Type::Double) => {
+            (left, right)
+        }
         (a, b) if a == b => (left, right),
         (a, b) => {
             return Err(error(
@@ -1200,6 +1220,22 @@ fn fold(op: Comparison, left: Typed, constant: &Constant, span: Span) -> Result<
             }
         };
         return compare_ratio(op, left, right, span);
+    }
+    if left.ty == Type::Double {
+        let value = match constant {
+            Constant::Finite(decimal) => decimal.to_f64(),
+            Constant::Infinite(positive) => {
+                if *positive {
+                    f64::INFINITY
+                } else {
+                    f64::NEG_INFINITY
+                }
+            }
+            Constant::NotANumber => return Ok(Typed::boolean(op == Comparison::Ne)),
+        };
+        let right = Box::new(Typed::new(Node::Real(value), Type::Double));
+        let node = Node::Compare { op, left: Box::new(left), right };
+        return Ok(Typed::new(node, Type::Boolean));
     }
     let scale = match left.ty {
         Type::Number { scale } => scale,

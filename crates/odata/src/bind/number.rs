@@ -83,6 +83,13 @@ impl Decimal {
         Decimal { negative: !self.negative && !is_zero, ..self.clone() }
     }
 
+    /// Returns the nearest double.
+    pub(crate) fn to_f64(&self) -> f64 {
+        let sign = if self.negative { "-" } else { "" };
+        let whole = if self.whole.is_empty() { "0" } else { &self.whole };
+        format!("{sign}{whole}.{}0", self.fraction).parse().unwrap_or(f64::NAN)
+    }
+
     /// The number of fractional digits.
     pub(crate) fn scale(&self) -> usize {
         self.fraction.len()

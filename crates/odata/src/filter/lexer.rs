@@ -364,10 +364,13 @@ impl<'a> Lexer<'a> {
             text.push('.');
             self.at += 1;
         }
+        // OData 4.01 lets `null`, `true` and `false` take any case, like the operator words.
         match text.as_str() {
-            "null" => TokenKind::Literal(Literal::Null),
-            "true" => TokenKind::Literal(Literal::Boolean(true)),
-            "false" => TokenKind::Literal(Literal::Boolean(false)),
+            word if word.eq_ignore_ascii_case("null") => TokenKind::Literal(Literal::Null),
+            word if word.eq_ignore_ascii_case("true") => TokenKind::Literal(Literal::Boolean(true)),
+            word if word.eq_ignore_ascii_case("false") => {
+                TokenKind::Literal(Literal::Boolean(false))
+            }
             "INF" => TokenKind::Literal(Literal::Double(f64::INFINITY)),
             "NaN" => TokenKind::Literal(Literal::Double(f64::NAN)),
             _ => TokenKind::Word(text),

@@ -84,6 +84,16 @@ impl<'a> Compiler<'a> {
             Node::Boolean(value) => self.dialect.boolean(*value).to_owned(),
             Node::String(text) => self.bind(Param::Text(text.clone())),
             Node::Integer(value) => self.bind(Param::Integer(*value)),
+            // The shortest text that reads back as the same double, cast by the database.
+            Node::Real(value) => {
+                // 9e999 overflows to infinity when read, where Rust would write "inf".
+                let text = match *value {
+                    f64::INFINITY => "9e999".to_owned(),
+                    f64::NEG_INFINITY => "-9e999".to_owned(),
+                    finite => finite.to_string(),
+                };
+                format!("CAST({} AS REAL)", self.bind(Param::Text(text)))
+            }
             Node::Compare { .. }
             | Node::In { .. }
             | Node::IsNotNull(_)

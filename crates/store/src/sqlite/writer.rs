@@ -73,7 +73,7 @@ fn run(
         // Keep the write-ahead log bounded, and check the planner's statistics as the table
         // grows, both after the replies are out.
         since_check += 1;
-        if since_check % WAL_CHECK_EVERY_GROUPS == 0 {
+        if since_check.is_multiple_of(WAL_CHECK_EVERY_GROUPS) {
             super::checkpoint(&connection, wal, false);
         }
         if since_check >= STATISTICS_CHECK_EVERY_GROUPS {
