@@ -290,23 +290,29 @@ async fn list(
     };
 
     let entities: Vec<Entity> = rows.into_iter().map(|row| row.stored.entity).collect();
+    let response = entity_page(call, view, &bound, &entities, count, next_link.as_deref())?;
+    Ok(page.confirm(response))
+}
+
+/// Writes a page of entities with the selection, count and next link of a listing.
+fn entity_page(
+    call: &Call,
+    view: View,
+    bound: &query::BoundQuery,
+    entities: &[Entity],
+    count: Option<u64>,
+    next_link: Option<&str>,
+) -> Result<Response, ApiError> {
     let context = format!(
         "{}/$metadata#{}{}",
         call.service_root,
         view.collection_path(),
         projection(&bound.selected_names)
     );
-    let write_options = WriteOptions { selection: bound.selection, ..call.write_options };
-    let document = CollectionDocument {
-        context: &context,
-        view,
-        entities: &entities,
-        count,
-        next_link: next_link.as_deref(),
-        options: write_options,
-    };
-    let response = json_response(StatusCode::OK, &document, write_options)?;
-    Ok(page.confirm(response))
+    let options = WriteOptions { selection: bound.selection, ..call.write_options };
+    let document =
+        CollectionDocument { context: &context, view, entities, count, next_link, options };
+    json_response(StatusCode::OK, &document, options)
 }
 
 /// Reads the order-key values of the row `id`, for a skiptoken that was too long to carry
@@ -423,22 +429,7 @@ async fn list_applied(
                 ApplyRows::Rows(_) => Vec::new(),
             };
             entities.truncate(limit);
-            let context = format!(
-                "{}/$metadata#{}{}",
-                call.service_root,
-                view.collection_path(),
-                projection(&bound.selected_names)
-            );
-            let options = WriteOptions { selection: bound.selection, ..call.write_options };
-            let document = CollectionDocument {
-                context: &context,
-                view,
-                entities: &entities,
-                count,
-                next_link: next_link.as_deref(),
-                options,
-            };
-            json_response(StatusCode::OK, &document, options)?
+            entity_page(call, view, &bound, &entities, count, next_link.as_deref())?
         }
     };
     Ok(page.confirm(response))

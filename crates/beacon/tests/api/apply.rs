@@ -130,16 +130,7 @@ async fn grouped_results_page_with_next_links() {
         server.url(&format!("{GRAPH}?$apply={}", encode_query_value("groupby((tenantId))")));
     let mut tenants = Vec::new();
     loop {
-        let response = server
-            .client
-            .get(&url)
-            .bearer_auth(server.token())
-            .header("prefer", "odata.maxpagesize=2")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let body: Value = response.json().await.unwrap();
+        let body = get_page(&server, &url, 2).await;
         for row in body["value"].as_array().unwrap() {
             tenants.push(row["tenantId"].as_str().unwrap().to_owned());
         }

@@ -252,3 +252,18 @@ pub fn encode_query_value(value: &str) -> String {
     }
     out
 }
+
+/// GETs one page of a listing with `Prefer: odata.maxpagesize=page_size`, expects `200` and
+/// returns the body.
+pub async fn get_page(server: &TestServer, url: &str, page_size: usize) -> Value {
+    let response = server
+        .client
+        .get(url)
+        .bearer_auth(server.token())
+        .header("prefer", format!("odata.maxpagesize={page_size}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "GET {url}");
+    response.json().await.unwrap()
+}

@@ -174,16 +174,7 @@ async fn sorted_filtered_paging_during_inserts_returns_rows_once() {
     let mut url = server.url(&format!("{GRAPH}?{query}"));
     let mut seen: Vec<(i64, String)> = Vec::new();
     loop {
-        let response = server
-            .client
-            .get(&url)
-            .bearer_auth(server.token())
-            .header("prefer", "odata.maxpagesize=7")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let current: Value = response.json().await.unwrap();
+        let current = get_page(&server, &url, 7).await;
         for entity in current["value"].as_array().unwrap() {
             let errors = entity["numberOfErrorDevices"].as_i64().unwrap();
             seen.push((errors, entity["id"].as_str().unwrap().to_owned()));

@@ -322,15 +322,7 @@ async fn ordering_by_a_constant_pages_through_every_row_once() {
         let mut url = server.url(&format!("{GRAPH}?$orderby={}", encode_query_value(order)));
         let mut seen = Vec::new();
         loop {
-            let response = server
-                .client
-                .get(&url)
-                .bearer_auth(server.token())
-                .header("prefer", "odata.maxpagesize=2")
-                .send()
-                .await
-                .unwrap();
-            let body: Value = response.json().await.unwrap();
+            let body = get_page(&server, &url, 2).await;
             seen.extend(ids(&body).into_iter().map(str::to_owned));
             match body["@odata.nextLink"].as_str() {
                 Some(next) => url = next.to_owned(),
@@ -353,16 +345,7 @@ async fn a_long_sort_value_keeps_next_links_short() {
     let mut url = server.url(&format!("{GRAPH}?$orderby=tenantDisplayName%20desc&$select=id"));
     let mut seen = Vec::new();
     loop {
-        let response = server
-            .client
-            .get(&url)
-            .bearer_auth(server.token())
-            .header("prefer", "odata.maxpagesize=1")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let body: Value = response.json().await.unwrap();
+        let body = get_page(&server, &url, 1).await;
         seen.extend(ids(&body).into_iter().map(str::to_owned));
         match body["@odata.nextLink"].as_str() {
             Some(next) => {
@@ -383,15 +366,7 @@ async fn an_apply_that_only_filters_pages_by_key_during_inserts() {
     let mut seen = Vec::new();
     let mut inserted = 0;
     loop {
-        let response = server
-            .client
-            .get(&url)
-            .bearer_auth(server.token())
-            .header("prefer", "odata.maxpagesize=2")
-            .send()
-            .await
-            .unwrap();
-        let body: Value = response.json().await.unwrap();
+        let body = get_page(&server, &url, 2).await;
         seen.extend(ids(&body).into_iter().map(str::to_owned));
 
         // Rows that sort before every page so far would shift a position-based page.
