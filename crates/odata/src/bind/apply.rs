@@ -166,7 +166,9 @@ fn bind_stage(
                 other => {
                     return Err(error(
                         other.span(),
-                        "the count must be a non-negative integer literal".to_owned(),
+                        "the count must be a non-negative integer literal of at most \
+                         9223372036854775807"
+                            .to_owned(),
                     ));
                 }
             };

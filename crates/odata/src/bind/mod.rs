@@ -959,9 +959,15 @@ fn edm_type(name: &str, span: Span) -> Result<Type, BindError> {
 /// Checks a constant `matchesPattern` pattern, so that a bad one fails even on an empty
 /// collection.
 fn check_pattern(pattern: &str, span: Span) -> Result<(), BindError> {
-    regex::RegexBuilder::new(pattern).size_limit(MAX_PATTERN_SIZE).build().map(|_| ()).map_err(
-        |e| error(span, format!("the pattern '{pattern}' is not a valid regular expression: {e}")),
-    )
+    let built = regex::RegexBuilder::new(pattern).size_limit(MAX_PATTERN_SIZE).build();
+    built.map(|_| ()).map_err(|e| {
+        // The regex crate explains a syntax error over several lines, ending with a line
+        // `error: <description>`; the description alone reads as a clause.
+        let text = e.to_string();
+        let reason = text.rsplit_once("error: ").map_or(text.as_str(), |(_, last)| last);
+        let reason = reason.trim().trim_end_matches('.');
+        error(span, format!("the pattern '{pattern}' is not a valid regular expression: {reason}"))
+    })
 }
 
 /// Converts a day count to the ticks of its midnight.
