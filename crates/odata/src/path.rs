@@ -18,6 +18,8 @@ pub const SERVICE_VERSION: &str = "beta";
 /// The resource a request path addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resource {
+    /// The service root, `/beta` or `/beta/`, which serves the service document.
+    ServiceRoot,
     /// The entity set of a view.
     Collection(View),
     /// One entity of a view, by key.
@@ -89,7 +91,7 @@ pub fn parse(raw: &str) -> Result<Resource, PathError> {
         {
             (View::Graph, third, rest)
         }
-        [] => return Err(PathError::NotFound(String::new())),
+        [] => return Ok(Resource::ServiceRoot),
         [first, ..] if first.eq_ignore_ascii_case("tenantRelationships") => {
             return Err(not_found_after(&segments, &["tenantRelationships", "managedTenants"]));
         }
@@ -239,7 +241,8 @@ mod tests {
             parse("/beta/aggregatedPolicyCompliances/$ref"),
             Err(PathError::NotFound("$ref".into()))
         );
-        assert_eq!(parse("/beta"), Err(PathError::NotFound(String::new())));
+        assert_eq!(parse("/beta"), Ok(Resource::ServiceRoot));
+        assert_eq!(parse("/beta/"), Ok(Resource::ServiceRoot));
         assert_eq!(parse("/"), Err(PathError::NotFound(String::new())));
     }
 

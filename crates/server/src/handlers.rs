@@ -78,7 +78,7 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
     let is_read = parts.method == Method::GET || parts.method == Method::HEAD;
     let allow = match resource {
         Resource::Collection(_) => "GET, HEAD, POST",
-        Resource::Entity(..) | Resource::Count(_) => "GET, HEAD",
+        Resource::Entity(..) | Resource::Count(_) | Resource::ServiceRoot => "GET, HEAD",
     };
     let is_create = parts.method == Method::POST && matches!(resource, Resource::Collection(_));
     if !is_read && !is_create {
@@ -103,6 +103,7 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
         Resource::Collection(view) => create(state, &call, &parts, body, view).await,
         Resource::Entity(view, id) => get(state, &call, &parts, view, &id).await,
         Resource::Count(view) => count(state, &call, &parts, view).await,
+        Resource::ServiceRoot => service_document(&call, &parts),
     }
 }
 
@@ -465,6 +466,22 @@ impl PageSize {
         }
         response
     }
+}
+
+/// `GET` on the service root: the OData service document, which lists the seed view's entity
+/// set. The Graph view's collection is contained in `tenantRelationships`, which has no
+/// other content here, so `$metadata` is where a client learns its path.
+fn service_document(call: &Call, parts: &Parts) -> Result<Response, ApiError> {
+    require_read(&call.principal)?;
+    query::parse(parts.uri.query(), Target::Entity)?;
+    let document = serde_json::json!({
+        "@odata.context": format!("{}/$metadata", call.service_root),
+        "value": [
+            {"name": "aggregatedPolicyCompliances", "kind": "EntitySet",
+             "url": "aggregatedPolicyCompliances"},
+        ],
+    });
+    json_response(StatusCode::OK, &document, call.write_options)
 }
 
 /// `GET` on a collection's `/$count`: the number of entities that pass `$filter`, as text.

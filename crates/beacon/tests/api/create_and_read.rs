@@ -291,3 +291,23 @@ fn percent_encode(text: &str) -> String {
     }
     out
 }
+
+#[tokio::test]
+async fn service_root_lists_the_entity_set() {
+    let server = TestServer::start().await;
+    let root = server.url("");
+    for url in [root.trim_end_matches('/'), root.as_str()] {
+        let response = server.client.get(url).bearer_auth(server.token()).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["@odata.context"], server.url("$metadata"));
+        assert_eq!(body["value"][0]["name"], "aggregatedPolicyCompliances");
+        assert_eq!(body["value"][0]["kind"], "EntitySet");
+    }
+
+    let unauthenticated = server.client.get(&root).send().await.unwrap();
+    assert_graph_error(unauthenticated, 401, "InvalidAuthenticationToken").await;
+    let post = server.client.post(&root).bearer_auth(server.token()).send().await.unwrap();
+    assert_eq!(post.headers()["allow"], "GET, HEAD");
+    assert_graph_error(post, 405, "MethodNotAllowed").await;
+}
