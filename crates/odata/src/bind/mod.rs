@@ -30,8 +30,8 @@ pub const TICKS_PER_DAY: i64 = 86_400 * TICKS_PER_SECOND;
 /// The largest numeric scale an expression may reach; `10^18` still fits 64 bits.
 const MAX_SCALE: u8 = 18;
 
-/// The largest compiled size of a `matchesPattern` regular expression, in bytes. The store
-/// applies the same bound when it compiles the pattern.
+/// The largest compiled size of a `matchesPattern` regular expression, in bytes, so a client
+/// cannot make the server build a huge automaton.
 pub const MAX_PATTERN_SIZE: usize = 1 << 20;
 
 /// The type of a bound expression.
@@ -959,14 +959,31 @@ fn edm_type(name: &str, span: Span) -> Result<Type, BindError> {
 /// Checks a constant `matchesPattern` pattern, so that a bad one fails even on an empty
 /// collection.
 fn check_pattern(pattern: &str, span: Span) -> Result<(), BindError> {
-    let built = regex::RegexBuilder::new(pattern).size_limit(MAX_PATTERN_SIZE).build();
-    built.map(|_| ()).map_err(|e| {
-        // The regex crate explains a syntax error over several lines, ending with a line
-        // `error: <description>`; the description alone reads as a clause.
-        let text = e.to_string();
-        let reason = text.rsplit_once("error: ").map_or(text.as_str(), |(_, last)| last);
-        let reason = reason.trim().trim_end_matches('.');
+    compile_pattern(pattern).map(|_| ()).map_err(|reason| {
         error(span, format!("the pattern '{pattern}' is not a valid regular expression: {reason}"))
+    })
+}
+
+/// Compiles a `matchesPattern` pattern within [`MAX_PATTERN_SIZE`], or returns why it is
+/// invalid as a clause on one line. The binder and every store use it, so a pattern is
+/// accepted or rejected alike everywhere.
+pub fn compile_pattern(pattern: &str) -> Result<regex::Regex, String> {
+    regex::RegexBuilder::new(pattern).size_limit(MAX_PATTERN_SIZE).build().map_err(|error| {
+        match error {
+            regex::Error::CompiledTooBig(limit) => {
+                format!("its compiled form would exceed the limit of {limit} bytes")
+            }
+
+            // The text of a syntax error (regex 1.x) repeats the pattern with a caret under
+            // the fault over several lines and ends with a line `error: <description>`. Keep
+            // only the description, or the whole text on one line if that format changes.
+            regex::Error::Syntax(text) => match text.rsplit_once("\nerror: ") {
+                Some((_, description)) => description.trim().trim_end_matches('.').to_owned(),
+                None => text.split_whitespace().collect::<Vec<_>>().join(" "),
+            },
+
+            other => other.to_string().split_whitespace().collect::<Vec<_>>().join(" "),
+        }
     })
 }
 

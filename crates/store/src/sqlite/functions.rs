@@ -14,17 +14,13 @@
 //! The message of such an error starts with [`ERROR_PREFIX`], and [`evaluation_error`]
 //! extracts it from the error the statement returns.
 
-use regex::{Regex, RegexBuilder};
+use regex::Regex;
 use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::{ToSql, ValueRef};
 use rusqlite::{Connection, Error};
 
 /// The start of the message of every error raised by the functions in this module.
 pub const ERROR_PREFIX: &str = "beacon query: ";
-
-/// The maximum size in bytes of a compiled `matchesPattern` regular expression, so a client
-/// cannot make the server build a huge automaton.
-const PATTERN_SIZE_LIMIT: usize = 1 << 20;
 
 const TICKS_PER_SECOND: i64 = 10_000_000;
 const TICKS_PER_MINUTE: i64 = 60 * TICKS_PER_SECOND;
@@ -224,36 +220,13 @@ fn matches_pattern(context: &Context<'_>) -> rusqlite::Result<Option<bool>> {
     Ok(text_argument(context, 0, "matchesPattern")?.map(|text| regex.is_match(text)))
 }
 
-/// Compiles a `matchesPattern` pattern within [`PATTERN_SIZE_LIMIT`].
+/// Compiles a `matchesPattern` pattern as the binder does.
 fn compile_pattern(pattern: &str) -> Result<Regex, EvaluationError> {
     #[cfg(test)]
     tests::PATTERN_COMPILATIONS.with(|count| count.set(count.get() + 1));
 
-    RegexBuilder::new(pattern).size_limit(PATTERN_SIZE_LIMIT).build().map_err(|error| {
-        EvaluationError::InvalidPattern {
-            pattern: pattern.to_owned(),
-            reason: pattern_error_reason(&error),
-        }
-    })
-}
-
-/// Describes why a pattern failed to compile, on one line.
-fn pattern_error_reason(error: &regex::Error) -> String {
-    match error {
-        regex::Error::CompiledTooBig(limit) => {
-            format!("its compiled form would exceed the limit of {limit} bytes")
-        }
-
-        // The text of a syntax error (regex 1.x) repeats the pattern with a caret under the
-        // fault over several lines and ends with a line `error: <description>`. Keep only the
-        // description, or the whole text on one line if that format ever changes.
-        regex::Error::Syntax(text) => match text.rsplit_once("\nerror: ") {
-            Some((_, description)) => description.trim().to_owned(),
-            None => text.split_whitespace().collect::<Vec<_>>().join(" "),
-        },
-
-        other => other.to_string().split_whitespace().collect::<Vec<_>>().join(" "),
-    }
+    beacon_odata::bind::compile_pattern(pattern)
+        .map_err(|reason| EvaluationError::InvalidPattern { pattern: pattern.to_owned(), reason })
 }
 
 /// Counts the Unicode scalar values of `text`.
@@ -758,7 +731,8 @@ mod tests {
         let message = failure("SELECT odata_matches(?1, ?2)", ["a", pattern]);
 
         assert!(message.contains(&format!("'{pattern}'")), "{message}");
-        assert!(message.contains(&format!("limit of {PATTERN_SIZE_LIMIT} bytes")), "{message}");
+        let limit = beacon_odata::bind::MAX_PATTERN_SIZE;
+        assert!(message.contains(&format!("limit of {limit} bytes")), "{message}");
     }
 
     #[test]
