@@ -241,11 +241,7 @@ async fn list(
         Some(token) => Some(state.skiptoken_key.decode(token, &scope, bound.order.len())?),
         None => None,
     };
-    let order: Vec<OrderKey> = bound
-        .order
-        .iter()
-        .map(|(expr, descending)| OrderKey { expr: expr.clone(), descending: *descending })
-        .collect();
+    let order = order_keys(&bound);
     if let Some(position) = &mut position
         && position.cursor.keys.len() != order.len()
     {
@@ -293,6 +289,13 @@ async fn list(
     let entities: Vec<Entity> = rows.into_iter().map(|row| row.stored.entity).collect();
     let response = entity_page(call, view, &bound, &entities, count, next_link.as_deref())?;
     Ok(page.confirm(response))
+}
+
+/// Returns the `$orderby` keys of a bound query as the store takes them.
+fn order_keys(bound: &query::BoundQuery) -> Vec<OrderKey> {
+    let keys = bound.order.iter();
+    keys.map(|(expr, descending)| OrderKey { expr: expr.clone(), descending: *descending })
+        .collect()
 }
 
 /// Writes a page of entities with the selection, count and next link of a listing.
@@ -368,11 +371,7 @@ async fn list_applied(
         true => Some(state.store.apply_count(partner, plan.clone(), bound.filter.clone()).await?),
         false => None,
     };
-    let order = bound
-        .order
-        .iter()
-        .map(|(expr, descending)| OrderKey { expr: expr.clone(), descending: *descending })
-        .collect();
+    let order = order_keys(&bound);
     let columns = plan.columns.clone();
     let query = ApplyQuery {
         plan,

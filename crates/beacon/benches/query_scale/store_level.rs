@@ -93,9 +93,10 @@ impl StoreUnderTest {
 /// Returns the `EXPLAIN QUERY PLAN` details of a list query's statements, each statement's
 /// details joined with `; ` and the statements with ` | `.
 pub fn explain_list(database: &Path, partner: &str, query: &ListQuery) -> anyhow::Result<String> {
-    let plans = sql::select_statements(&Sqlite, partner, query)
-        .into_iter()
-        .map(|(text, params)| explain(database, &text, params))
+    let (statements, params) = sql::select_statements(&Sqlite, partner, query);
+    let plans = statements
+        .iter()
+        .map(|text| explain(database, text, params.clone()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(plans.join(" | "))
 }
@@ -112,11 +113,9 @@ pub fn explain_count(
 
 /// Returns the SQL text of a list query's statements, each with its parameters after it.
 pub fn list_sql(partner: &str, query: &ListQuery) -> String {
-    let statements: Vec<String> = sql::select_statements(&Sqlite, partner, query)
-        .into_iter()
-        .map(|(text, params)| format!("{text}\n    -- parameters: {params:?}"))
-        .collect();
-    statements.join("\n    -- then, until the page is full:\n")
+    let (statements, params) = sql::select_statements(&Sqlite, partner, query);
+    let text = statements.join("\n    -- then, until the page is full:\n");
+    format!("{text}\n    -- parameters: {params:?}")
 }
 
 fn explain(database: &Path, text: &str, params: Vec<Param>) -> anyhow::Result<String> {

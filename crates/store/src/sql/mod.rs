@@ -220,39 +220,19 @@ impl Statements {
 }
 
 /// Renders the `SELECT` statements of a list query: the entity columns, then one column per
-/// order key, for rows of `partner` in the query's order.
+/// order key, for rows of `partner` in the query's order. All statements take the same
+/// parameters.
 ///
 /// A first page is one statement. A page that resumes after a cursor may need several
 /// conditions (see [`Compiler::after`]), each its own statement. Their results follow each
 /// other in the query's order, so the caller runs them in turn and stops once it has
-/// `query.limit` rows; the later ones, such as the nulls at the end of a descending order,
+/// `query.limit` rows. The later ones, such as the nulls at the end of a descending order,
 /// rarely run at all.
 pub fn select_statements(
     dialect: &dyn Dialect,
     partner: &str,
     query: &ListQuery,
-) -> Vec<(String, Vec<Param>)> {
-    // The cursor conditions come from a compiler of their own, only to learn how many
-    // statements there are; each statement is then rendered with fresh placeholders.
-    let alternatives = match &query.after {
-        Some(cursor) => {
-            let mut compiler = Compiler::new(dialect);
-            let key_texts: Vec<String> =
-                query.order.iter().map(|key| compiler.value(&key.expr)).collect();
-            compiler.after(&query.order, &key_texts, &cursor.keys, &cursor.id).len()
-        }
-        None => 1,
-    };
-    (0..alternatives).map(|index| select_statement(dialect, partner, query, index)).collect()
-}
-
-/// Renders the statement that reads rows of the `index`th cursor condition.
-fn select_statement(
-    dialect: &dyn Dialect,
-    partner: &str,
-    query: &ListQuery,
-    index: usize,
-) -> (String, Vec<Param>) {
+) -> (Vec<String>, Vec<Param>) {
     let mut compiler = Compiler::new(dialect);
     let partner = compiler.bind(Param::Text(partner.to_owned()));
     let mut conditions = vec![format!("partner_tenant_id = {partner}")];
@@ -261,29 +241,41 @@ fn select_statement(
     }
 
     // Each order key is rendered once; its text (with the placeholders of its constants)
-    // serves the select list, the cursor condition and the ORDER BY alike.
+    // serves the select list, the cursor conditions and the ORDER BY alike.
     let key_texts: Vec<String> = query.order.iter().map(|key| compiler.value(&key.expr)).collect();
-    if let Some(cursor) = &query.after {
-        let mut alternatives = compiler.after(&query.order, &key_texts, &cursor.keys, &cursor.id);
-        conditions.push(alternatives.swap_remove(index));
-    }
+    let alternatives = match &query.after {
+        Some(cursor) => compiler.after(&query.order, &key_texts, &cursor.keys, &cursor.id),
+        None => vec![String::new()],
+    };
     let order_by = compiler.order_by(&query.order, &key_texts);
-
     let mut select_list = entity_columns().join(", ");
     for text in &key_texts {
         select_list.push_str(", ");
         select_list.push_str(text);
     }
     let limit = compiler.bind(Param::Integer(i64::try_from(query.limit).unwrap_or(i64::MAX)));
-    let mut text = format!(
-        "SELECT {select_list} FROM {TABLE} WHERE {} ORDER BY {order_by} LIMIT {limit}",
-        conditions.join(" AND ")
-    );
-    if query.offset > 0 {
-        let offset = compiler.bind(Param::Integer(i64::try_from(query.offset).unwrap_or(i64::MAX)));
-        text.push_str(&format!(" OFFSET {offset}"));
-    }
-    (text, compiler.into_params())
+    let offset = match query.offset {
+        0 => String::new(),
+        offset => {
+            let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+            format!(" OFFSET {}", compiler.bind(Param::Integer(offset)))
+        }
+    };
+
+    let statements = alternatives
+        .into_iter()
+        .map(|alternative| {
+            let mut all = conditions.clone();
+            if !alternative.is_empty() {
+                all.push(alternative);
+            }
+            format!(
+                "SELECT {select_list} FROM {TABLE} WHERE {} ORDER BY {order_by} LIMIT {limit}{offset}",
+                all.join(" AND ")
+            )
+        })
+        .collect();
+    (statements, compiler.into_params())
 }
 
 /// Renders a `SELECT COUNT(*)` of the rows of `partner` that satisfy `filter`.
@@ -318,9 +310,9 @@ mod tests {
     fn every_query_is_scoped_to_the_partner() {
         let statements = Statements::new(&Sqlite);
         assert!(statements.select_one.contains("WHERE partner_tenant_id = ?1"));
-        let statements =
+        let (statements, _) =
             select_statements(&Sqlite, "p", &ListQuery { limit: 5, ..Default::default() });
-        assert!(statements[0].0.contains("WHERE partner_tenant_id = ?1"), "{statements:?}");
+        assert!(statements[0].contains("WHERE partner_tenant_id = ?1"), "{statements:?}");
         let (count, _) = count_query(&Sqlite, "p", None);
         assert!(count.contains("WHERE partner_tenant_id = ?1"), "{count}");
     }

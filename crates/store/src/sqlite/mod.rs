@@ -243,15 +243,15 @@ impl Store for SqliteStore {
         partner: &PartnerTenantId,
         query: ListQuery,
     ) -> Result<Vec<ListedEntity>, StoreError> {
-        let statements = sql::select_statements(&Sqlite, partner.as_str(), &query);
+        let (statements, params) = sql::select_statements(&Sqlite, partner.as_str(), &query);
         let (keys, limit) = (query.order.len(), query.limit);
         self.read(move |connection, _| {
             // The statements select consecutive runs of the order; stop once the page is full.
             // One read transaction gives them all the same snapshot.
             let snapshot = connection.unchecked_transaction()?;
             let mut listed = Vec::new();
-            for (text, params) in statements {
-                listed.extend(rows::select_listed(connection, &text, params, keys)?);
+            for text in statements {
+                listed.extend(rows::select_listed(connection, &text, params.clone(), keys)?);
                 if listed.len() >= limit {
                     listed.truncate(limit);
                     break;
