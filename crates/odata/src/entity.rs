@@ -69,7 +69,7 @@ impl Selection {
         }
     }
 
-    /// Whether `property` is written; the key always is.
+    /// Returns whether `property` is written. The key always is.
     pub fn contains(self, property: Property) -> bool {
         property.field_index().is_none_or(|i| self.0 & (1 << i) != 0)
     }

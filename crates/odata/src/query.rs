@@ -131,8 +131,8 @@ impl QueryOptions {
             for item in items {
                 let typed = bind::value_in(&item.expr, view, now, scope)
                     .map_err(|e| invalid("orderby", e.position, e.message))?;
-                // A key that is the same for every row, such as `now()`, orders nothing; and
-                // since `now()` changes between requests, a skiptoken must not record it.
+                // A key that is the same for every row, such as `now()`, orders nothing. Since
+                // `now()` changes between requests, a skiptoken must not record it either.
                 if typed.ty == Type::Null || !typed.depends_on_row() {
                     continue;
                 }
@@ -182,7 +182,7 @@ impl QueryOptions {
     }
 }
 
-/// Whether an expression calls `now()`.
+/// Returns whether an expression calls `now()`.
 fn calls_now(expr: &filter::Expr) -> bool {
     use filter::Expr;
     match expr {
@@ -246,7 +246,7 @@ pub enum QueryError {
         option: &'static str,
         /// The character position in the option's value, counted from 1.
         position: usize,
-        /// What is wrong, as a clause.
+        /// The problem, as a clause.
         message: String,
     },
     /// An option was given with a create, whose response is the created entity.
@@ -455,7 +455,7 @@ mod tests {
     }
 
     #[test]
-    fn the_count_segment_takes_only_filter() {
+    fn count_segment_takes_only_filter() {
         assert!(parse(Some("$filter=true"), Target::Count).is_ok());
         assert_eq!(
             parse(Some("$top=1"), Target::Count),

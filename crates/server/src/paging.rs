@@ -45,7 +45,7 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'@')
     .remove(b'*');
 
-/// Where a page ended and how much of the result was served up to there.
+/// The position where a page ended, and how much of the result was served up to there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Position {
     /// The last row of the page.
@@ -157,7 +157,7 @@ impl SkiptokenKey {
     }
 }
 
-/// The bytes an HMAC covers: the scope, a separator no scope contains, then the payload.
+/// Returns the bytes an HMAC covers: the scope, a separator no scope contains, then the payload.
 fn signed_bytes(json: &[u8], scope: &str) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(scope.len() + 1 + json.len());
     bytes.extend_from_slice(scope.as_bytes());

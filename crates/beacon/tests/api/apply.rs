@@ -68,7 +68,7 @@ async fn int64_aggregates_are_strings_with_ieee754_compatible() {
 }
 
 #[tokio::test]
-async fn an_overflowing_sum_is_a_bad_request() {
+async fn overflowing_sum_is_a_bad_request() {
     let server = server().await;
     let row = json!({"id": "7", "compliancePolicyPlatform": "windows10AndLater",
                      "numberOfNonCompliantDevices": i64::MAX});
@@ -164,7 +164,7 @@ async fn topcount_keeps_the_highest_rows_as_entities() {
 }
 
 #[tokio::test]
-async fn the_seed_view_groups_by_its_own_names() {
+async fn seed_view_groups_by_its_own_names() {
     let server = server().await;
     let body =
         get(&server, SEED, &[("$apply", "groupby((organizationId),aggregate($count as rows))")])

@@ -11,7 +11,7 @@ fn ids(page: &Value) -> Vec<&str> {
     page["value"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect()
 }
 
-/// A server with five entities: a null display name, ties in the counters, and non-ASCII text.
+/// Starts a server with five entities: a null display name, ties in the counters, and non-ASCII text.
 async fn small_server() -> TestServer {
     let server = TestServer::start().await;
     let rows = [
@@ -334,7 +334,7 @@ async fn ordering_by_a_constant_pages_through_every_row_once() {
 }
 
 #[tokio::test]
-async fn a_long_sort_value_keeps_next_links_short() {
+async fn long_sort_value_keeps_next_links_short() {
     let server = TestServer::start().await;
     let long = "x".repeat(100_000);
     for (id, name) in [("1", format!("b{long}")), ("2", format!("a{long}")), ("3", "c".to_owned())]
@@ -359,7 +359,7 @@ async fn a_long_sort_value_keeps_next_links_short() {
 }
 
 #[tokio::test]
-async fn an_apply_that_only_filters_pages_by_key_during_inserts() {
+async fn filter_only_apply_pages_by_key_during_inserts() {
     let server = small_server().await;
     let filter = encode_query_value("filter(tenantId ne 'none')");
     let mut url = server.url(&format!("{GRAPH}?$apply={filter}"));

@@ -249,10 +249,11 @@ fn grouping(
     Ok((typed, ResultColumn { column, property, function }))
 }
 
-/// Binds the items of `aggregate(...)`, whose aliases must differ from `taken` and each other.
+/// Binds the items of `aggregate(...)`, whose aliases must differ from the names of `existing`
+/// and from each other.
 fn aggregates(
     items: &[AggregateItem],
-    taken: &[ResultColumn],
+    existing: &[ResultColumn],
     view: View,
     now: i64,
     scope: Option<&[Column]>,
@@ -266,7 +267,7 @@ fn aggregates(
         let Some(alias) = &item.alias else {
             return Err(error(item.span, "custom aggregates are not supported".to_owned()));
         };
-        let clash = taken.iter().chain(&columns).any(|c| c.column.name == alias.name);
+        let clash = existing.iter().chain(&columns).any(|c| c.column.name == alias.name);
         if clash {
             return Err(error(
                 alias.span,

@@ -1,14 +1,14 @@
 //! Binding: from an unbound syntax tree to a typed expression over the entity's properties.
 //!
-//! [`filter`] and [`value`] resolve every name against a [`View`] (so `tenantId` in the Graph
-//! view and `organizationId` in the seed view become the same [`Property`]), give every node
-//! its type, and reject what cannot be evaluated exactly, each error naming the character
-//! position. The result, a [`Typed`] tree, is what the store compiles to SQL; it holds only
-//! the shapes that the compiler can render exactly, so every decision about literal kinds,
+//! [`filter`] and [`value`] resolve every name against a [`View`], so `tenantId` in the Graph
+//! view and `organizationId` in the seed view become the same [`Property`]. They give every
+//! node its type and reject what cannot be evaluated exactly, each error naming the character
+//! position. The result, a [`Typed`] tree, is what the store compiles to SQL. It contains only
+//! shapes that the compiler can render exactly, so every decision about literal kinds,
 //! numeric scales and GUID comparison is made here, once, for every store.
 //!
 //! Numbers are carried as scaled integers: a node of type [`Type::Number`] with scale `s`
-//! holds the value times `10^s`. Stored counters have scale 0, `fractionalseconds` has scale 7
+//! contains the value times `10^s`. Stored counters have scale 0, `fractionalseconds` has scale 7
 //! (it counts 100-nanosecond ticks), and arithmetic with a decimal constant raises the scale,
 //! so `numberOfErrorDevices mul 1.5 gt 10` compares `numberOfErrorDevices * 15` with `100`,
 //! exactly. Comparisons with constants that are not integers fold at bind time (see
@@ -265,7 +265,7 @@ pub enum Node {
 /// A bound expression with its type.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Typed {
-    /// What the expression computes.
+    /// The operation or value at the root of the expression.
     pub node: Node,
     /// The type of its value.
     pub ty: Type,
@@ -284,7 +284,7 @@ impl Typed {
         Typed::new(Node::Integer(value), ty)
     }
 
-    /// Whether the expression can evaluate to null for some row.
+    /// Returns whether the expression can evaluate to null for some row.
     pub fn nullable(&self) -> bool {
         match &self.node {
             Node::Property(property) => *property != Property::Id,
@@ -298,8 +298,8 @@ impl Typed {
         }
     }
 
-    /// Whether the expression reads a property or column, so that its value can differ from
-    /// row to row.
+    /// Returns whether the expression reads a property or column, so that its value can
+    /// differ from row to row.
     pub fn depends_on_row(&self) -> bool {
         match &self.node {
             Node::Property(_) | Node::Column(_) => true,
@@ -320,7 +320,7 @@ impl Typed {
         }
     }
 
-    /// Whether the expression is a constant, which needs no row to evaluate.
+    /// Returns whether the expression is a constant, which needs no row to evaluate.
     pub fn is_constant(&self) -> bool {
         matches!(
             self.node,
@@ -335,7 +335,7 @@ impl Typed {
 pub struct BindError {
     /// The character position, counted from 1.
     pub position: usize,
-    /// What is wrong, as a clause.
+    /// The problem, as a clause.
     pub message: String,
 }
 
@@ -702,7 +702,7 @@ impl Binder<'_> {
             ));
         };
 
-        // A list of plain constants of the operand's own type becomes one set test; anything
+        // A list of plain constants of the operand's own type becomes one set test. Anything
         // else (decimals to fold, GUIDs, expressions) becomes a chain of 'eq'.
         let mut values = Vec::new();
         let mut or_null = false;
@@ -737,12 +737,12 @@ impl Binder<'_> {
             if expected.contains(&arguments.len()) {
                 return Ok(());
             }
-            let wanted: Vec<String> = expected.iter().map(usize::to_string).collect();
+            let counts: Vec<String> = expected.iter().map(usize::to_string).collect();
             Err(error(
                 span,
                 format!(
                     "the function '{name}' takes {} argument(s), not {}",
-                    wanted.join(" or "),
+                    counts.join(" or "),
                     arguments.len()
                 ),
             ))
@@ -927,7 +927,7 @@ pub fn and(left: Typed, right: Typed) -> Typed {
 }
 
 /// Combines tests with `or` in a balanced tree, so a list of thousands of items stays a few
-/// levels deep; no tests at all is false.
+/// levels deep. No tests at all is false.
 fn any_of(mut tests: Vec<Typed>) -> Typed {
     if tests.len() <= 1 {
         return tests.pop().unwrap_or_else(|| Typed::boolean(false));
@@ -1035,7 +1035,7 @@ fn number_constant(constant: &Constant, span: Span) -> Result<Typed, BindError> 
     }
 }
 
-/// The scale of a number; 0 for any other type.
+/// Returns the scale of a number, or 0 for any other type.
 fn scale_of(typed: &Typed) -> u8 {
     match typed.ty {
         Type::Number { scale } => scale,
@@ -1052,18 +1052,18 @@ fn compare(op: Comparison, left: Operand, right: Operand, span: Span) -> Result<
             fold(op.flipped(), right, &constant, span)
         }
         (Operand::Number(left), Operand::Number(right)) => {
-            let holds = match compare_constants(&left, &right) {
-                Some(ordering) => holds(op, ordering),
+            let result = match compare_constants(&left, &right) {
+                Some(ordering) => satisfies(op, ordering),
                 None => op == Comparison::Ne,
             };
-            Ok(Typed::boolean(holds))
+            Ok(Typed::boolean(result))
         }
         (Operand::Typed(left), Operand::Guid(guid)) => compare_guid(op, left, guid, span),
         (Operand::Guid(guid), Operand::Typed(right)) => {
             compare_guid(op.flipped(), right, guid, span)
         }
         (Operand::Guid(left), Operand::Guid(right)) => {
-            Ok(Typed::boolean(holds(op, left.cmp(&right))))
+            Ok(Typed::boolean(satisfies(op, left.cmp(&right))))
         }
         (Operand::Guid(_), Operand::Number(_)) | (Operand::Number(_), Operand::Guid(_)) => {
             Err(error(span, "a GUID cannot be compared with a number".to_owned()))
@@ -1071,7 +1071,7 @@ fn compare(op: Comparison, left: Operand, right: Operand, span: Span) -> Result<
     }
 }
 
-fn holds(op: Comparison, ordering: std::cmp::Ordering) -> bool {
+fn satisfies(op: Comparison, ordering: std::cmp::Ordering) -> bool {
     use std::cmp::Ordering::*;
     match op {
         Comparison::Eq => ordering == Equal,
@@ -1181,7 +1181,8 @@ fn compare_ratio(
 ) -> Result<Typed, BindError> {
     let null_side = |other: &Typed| other.ty == Type::Null || other.node == Node::Null;
     if null_side(&left) || null_side(&right) {
-        // Against null only nullness matters; the quotient's value as a double says that.
+        // Against null only nullness matters, and the quotient as a double is null exactly
+        // where the fraction is.
         let as_value = |typed: Typed| Typed { ty: Type::Double, ..typed };
         let node =
             Node::Compare { op, left: Box::new(as_value(left)), right: Box::new(as_value(right)) };
@@ -1296,7 +1297,7 @@ fn fold(op: Comparison, left: Typed, constant: &Constant, span: Span) -> Result<
     })
 }
 
-/// The instant of `now()` for a request: the current time in ticks.
+/// Returns the instant of `now()` for a request: the current time in ticks.
 pub fn now_ticks() -> i64 {
     DateTimeOffset::now().ticks()
 }

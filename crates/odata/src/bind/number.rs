@@ -18,7 +18,7 @@ pub(crate) struct Decimal {
     fraction: String,
 }
 
-/// A numeric constant as a comparison sees it.
+/// A numeric constant as a comparison uses it.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Constant {
     /// A finite value.
@@ -29,7 +29,7 @@ pub(crate) enum Constant {
     NotANumber,
 }
 
-/// Where a constant falls against the range of `Edm.Int64`, once scaled.
+/// The position of a constant, once scaled, against the range of `Edm.Int64`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Rounded {
     /// The constant is exactly this integer.
@@ -90,7 +90,7 @@ impl Decimal {
         format!("{sign}{whole}.{}0", self.fraction).parse().unwrap_or(f64::NAN)
     }
 
-    /// The number of fractional digits.
+    /// Returns the number of fractional digits.
     pub(crate) fn scale(&self) -> usize {
         self.fraction.len()
     }

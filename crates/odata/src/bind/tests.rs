@@ -38,7 +38,7 @@ fn unknown_names_are_rejected_at_their_position() {
 }
 
 #[test]
-fn a_filter_must_be_boolean() {
+fn filter_must_be_boolean() {
     assert!(rejected("numberOfErrorDevices").message.contains("Boolean"));
     assert!(rejected("numberOfErrorDevices add 1").message.contains("Boolean"));
     assert_eq!(bound("null").node, Node::Null);

@@ -117,7 +117,7 @@ fn clamp(count: u64) -> i64 {
     i64::try_from(count).unwrap_or(i64::MAX)
 }
 
-/// What to read from the result of a plan.
+/// A page to read from the result of a plan.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ApplyQuery {
     /// The `$apply` plan.
@@ -211,7 +211,7 @@ mod tests {
     }
 
     #[test]
-    fn an_order_that_nothing_uses_binds_no_parameter() {
+    fn unused_order_binds_no_parameter() {
         let plan = plan("orderby(numberOfErrorDevices mod 3)");
         let (sql, params) = count_query(&Sqlite, "p", &plan, None);
         assert_eq!(params.len(), 1, "{sql}");

@@ -233,7 +233,7 @@ impl<'a> Compiler<'a> {
     /// every row of the second.
     ///
     /// Each condition is a run of equalities followed by one range or null test, which a
-    /// database can answer by seeking in an index on the keys, so a deep page costs what the
+    /// database can evaluate by seeking in an index on the keys, so a deep page costs what the
     /// first does. One condition with `OR`s between the alternatives would select the same
     /// rows, but forces a scan from the start of the order.
     pub fn after(
@@ -243,8 +243,8 @@ impl<'a> Compiler<'a> {
         values: &[Param],
         id: &str,
     ) -> Vec<String> {
-        // With every key ascending and no null in the cursor, one row-value comparison says
-        // it all: rows with a null key sort first, so they are never after the cursor.
+        // With every key ascending and no null in the cursor, one row-value comparison selects
+        // the same rows, because rows with a null key sort first, so they are never after the cursor.
         let ascending = keys.iter().all(|key| !key.descending);
         if !keys.is_empty() && ascending && values.iter().all(|value| *value != Param::Null) {
             let placeholders: Vec<String> =
@@ -361,7 +361,7 @@ mod tests {
     }
 
     #[test]
-    fn a_comparison_folded_to_a_constant_binds_no_parameter() {
+    fn folded_comparison_binds_no_parameter() {
         assert_eq!(compile("numberOfErrorDevices add 1 gt null"), ("FALSE".to_owned(), vec![]));
         assert_eq!(
             compile("length(tenantId) eq null"),

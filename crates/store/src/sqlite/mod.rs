@@ -398,7 +398,7 @@ fn configure(connection: &Connection, read_only: bool) -> Result<(), rusqlite::E
 /// Copies the write-ahead log into the database and empties it once it is larger than
 /// [`WAL_SIZE_LIMIT`], or always when `force` is set.
 ///
-/// SQLite's automatic checkpoints never wait for readers, and while reads keep overlapping,
+/// SQLite's automatic checkpoints run in PASSIVE mode and never wait for readers, and while reads keep overlapping,
 /// none of them can start the log over, so the log grows with every write. A `TRUNCATE`
 /// checkpoint waits (up to the busy timeout) for the readers of older snapshots to finish,
 /// which takes milliseconds because every read here is short, then empties the file.
