@@ -234,6 +234,7 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr().context("cannot read the listening address")?;
+    let shutdown = shutdown_signal();
     tracing::info!(%address, "listening on http://{address}");
 
     // Serve until a signal, let requests in flight finish, then let queued writes commit.
@@ -241,7 +242,7 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
         header_read_timeout: args.header_read_timeout,
         shutdown_grace: args.shutdown_timeout,
     };
-    serve(listener, app(state), shutdown_signal(), limits).await;
+    serve(listener, app(state), shutdown, limits).await;
     tracing::info!("closing the store");
     store.close().await;
     tracing::info!("stopped");
@@ -377,32 +378,54 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(error.message = %error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
+/// Waits for the next delivery of a signal, or forever if its handler could not be installed.
+#[cfg(unix)]
+async fn next_signal(stream: &mut Option<tokio::signal::unix::Signal>) {
+    match stream {
+        Some(stream) => {
+            stream.recv().await;
         }
-    };
+        None => std::future::pending().await,
+    }
+}
+
+/// Installs the Ctrl-C and SIGTERM handlers and returns a future that completes on either.
+///
+/// The handlers are installed when this function runs, not when the future is first polled,
+/// so a signal that arrives right after the server reports that it listens still stops it
+/// gracefully instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+
+        let install = |kind: SignalKind, name: &'static str| -> Option<Signal> {
+            match signal(kind) {
+                Ok(stream) => Some(stream),
+                Err(error) => {
+                    tracing::error!(error.message = %error, signal = name, "cannot listen for the signal");
+                    None
+                }
             }
+        };
+        let mut interrupt = install(SignalKind::interrupt(), "SIGINT");
+        let mut terminate = install(SignalKind::terminate(), "SIGTERM");
+        async move {
+            tokio::select! {
+                _ = next_signal(&mut interrupt) => tracing::info!("received Ctrl-C; shutting down"),
+                _ = next_signal(&mut terminate) => tracing::info!("received SIGTERM; shutting down"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => tracing::info!("received Ctrl-C; shutting down"),
             Err(error) => {
-                tracing::error!(error.message = %error, "cannot listen for SIGTERM");
+                tracing::error!(error.message = %error, "cannot listen for Ctrl-C");
                 std::future::pending::<()>().await;
             }
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-
-    tokio::select! {
-        () = ctrl_c => tracing::info!("received Ctrl-C; shutting down"),
-        () = terminate => tracing::info!("received SIGTERM; shutting down"),
     }
 }
 

@@ -152,7 +152,7 @@ impl Drop for TestServer {
 }
 
 /// Runs `beacon serve` and waits for its "listening on" line.
-fn spawn_serve(data_dir: &Path, args: &[String]) -> (Child, String) {
+pub fn spawn_serve(data_dir: &Path, args: &[String]) -> (Child, String) {
     let mut child = Command::new(beacon_binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)

@@ -187,3 +187,22 @@ async fn silent_connection_closes_after_timeout() {
 
     assert!(closed.is_ok(), "the connection is still open after 15 seconds");
 }
+
+#[test]
+fn sigterm_right_after_listening_stops_gracefully() {
+    // The signal handler must be installed before the server reports its address, or a
+    // SIGTERM sent at once kills the process instead of stopping it. The gap was narrow (the
+    // benchmark hit it once on a loaded machine), so this sends the signal as soon as the
+    // address line is read, 20 times, and fails if any work slips in before the handler.
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut child, _) = spawn_serve(dir.path(), &[]);
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let status = child.wait().unwrap();
+        assert!(status.success(), "the server ended with {status}");
+    }
+}
