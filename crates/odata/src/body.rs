@@ -148,16 +148,40 @@ pub fn decode(view: View, text: &[u8], options: ReadOptions) -> Result<EntityInp
     Ok(input)
 }
 
+/// The changes of a `PATCH`: per field, `None` to keep the stored value, `Some(None)` to set
+/// it to null, `Some(Some(value))` to set it to `value`.
+pub type Patch = [Option<Option<Value>>; FIELD_COUNT];
+
 impl EntityInput {
     /// Applies the create rules of `view`: every required property must be present and not
     /// null, and absent ones become null.
     pub fn into_create(self, view: View) -> Result<(Option<String>, Fields), BodyError> {
+        self.check_required(view, true)?;
+        Ok((self.id, self.fields.map(Option::flatten)))
+    }
+
+    /// Applies the replace (`PUT`) rules of `view`, which are the create rules. A key in the
+    /// body is ignored: the URL names the entity, and a key never changes.
+    pub fn into_replacement(self, view: View) -> Result<Fields, BodyError> {
+        self.into_create(view).map(|(_, fields)| fields)
+    }
+
+    /// Applies the update (`PATCH`) rules of `view`: a property the view requires may be left
+    /// out, but not set to null. A key in the body is ignored, as for a replace.
+    pub fn into_patch(self, view: View) -> Result<Patch, BodyError> {
+        self.check_required(view, false)?;
+        Ok(self.fields)
+    }
+
+    /// Checks the view's required properties: never null, and present when `all_present`.
+    fn check_required(&self, view: View, all_present: bool) -> Result<(), BodyError> {
         let mut missing = Vec::new();
         let mut null = Vec::new();
         for (property, given) in Property::FIELDS.into_iter().zip(&self.fields) {
             match given {
                 _ if !view.requires_on_create(property) => {}
-                None => missing.push(property.name(view)),
+                None if all_present => missing.push(property.name(view)),
+                None => {}
                 Some(None) => null.push(property.name(view)),
                 Some(Some(_)) => {}
             }
@@ -165,7 +189,7 @@ impl EntityInput {
         if !missing.is_empty() || !null.is_empty() {
             return Err(BodyError::RequiredProperties { missing, null });
         }
-        Ok((self.id, self.fields.map(Option::flatten)))
+        Ok(())
     }
 }
 
@@ -335,6 +359,26 @@ mod tests {
             fields[Property::NumberOfCompliantDevices.field_index().unwrap()],
             Some(Value::Int64(120))
         );
+    }
+
+    #[test]
+    fn patch_may_leave_out_required_properties_but_not_null_them() {
+        let input = decode(
+            View::Seed,
+            br#"{"organizationDisplayName":"Fabrikam"}"#,
+            ReadOptions::default(),
+        )
+        .unwrap();
+        let patch = input.into_patch(View::Seed).unwrap();
+        assert_eq!(patch.iter().filter(|change| change.is_some()).count(), 1);
+        let nulled =
+            decode(View::Seed, br#"{"organizationDisplayName":null}"#, ReadOptions::default())
+                .unwrap();
+        let error = nulled.into_patch(View::Seed).unwrap_err().to_string();
+        assert_eq!(error, "The required property 'organizationDisplayName' must not be null.");
+        let graph =
+            decode(View::Graph, br#"{"tenantDisplayName":null}"#, ReadOptions::default()).unwrap();
+        assert_eq!(graph.into_patch(View::Graph).unwrap()[1], Some(None));
     }
 
     #[test]

@@ -1,15 +1,21 @@
 //! An entity's values and how a view writes them as OData JSON.
 //!
-//! The writers here produce the `odata.metadata=minimal` form that Graph sends: the control
-//! information `@odata.context` and `@odata.type` first, then `id` and every declared property
-//! in declaration order, with `null` for a property that has no value. Int64 values are JSON
-//! integers, or JSON strings when the client asked for `IEEE754Compatible=true`.
+//! By default the writers here produce the `odata.metadata=minimal` form that Graph sends: the
+//! control information `@odata.context`, `@odata.type` and `@odata.etag` first, then `id` and
+//! every declared property in declaration order, with `null` for a property that has no value.
+//! `odata.metadata=none` leaves out all control information but `@odata.count` and
+//! `@odata.nextLink`; `odata.metadata=full` adds each entity's `@odata.id` and
+//! `@odata.editLink` and the type of every Int64 and DateTimeOffset value, which JSON alone
+//! does not tell. Int64 values are JSON integers, or JSON strings when the client asked for
+//! `IEEE754Compatible=true`.
 
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 
 use crate::datetime::DateTimeOffset;
-use crate::model::{FIELD_COUNT, Property, View};
+use crate::media::{JsonFormat, Metadata};
+use crate::model::{EdmType, FIELD_COUNT, Property, View};
+use crate::{etag, path};
 
 /// A property value; which variant a property takes follows from its [`crate::model::EdmType`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -41,11 +47,20 @@ impl Entity {
     }
 }
 
+/// An entity as stored, with its version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEntity {
+    /// The entity's values.
+    pub entity: Entity,
+    /// Changes on every write of the entity; its entity tag is [`etag::format`] of it.
+    pub version: i64,
+}
+
 /// Options for writing values in a response.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriteOptions {
-    /// Write Int64 values as JSON strings, as `IEEE754Compatible=true` requests.
-    pub int64_as_string: bool,
+    /// The JSON form the client asked for.
+    pub format: JsonFormat,
     /// The non-key properties to write, as `$select` chose them.
     pub selection: Selection,
 }
@@ -86,10 +101,12 @@ impl Default for Selection {
 pub struct EntityDocument<'a> {
     /// The absolute `@odata.context` URL.
     pub context: &'a str,
+    /// The absolute URL of the service root, which entity URLs start with.
+    pub service_root: &'a str,
     /// The view whose names and type the body uses.
     pub view: View,
     /// The entity written.
-    pub entity: &'a Entity,
+    pub entity: &'a StoredEntity,
     /// Options for writing values.
     pub options: WriteOptions,
 }
@@ -97,8 +114,10 @@ pub struct EntityDocument<'a> {
 impl Serialize for EntityDocument<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("@odata.context", self.context)?;
-        write_members(&mut map, self.view, self.entity, self.options)?;
+        if self.options.format.metadata != Metadata::None {
+            map.serialize_entry("@odata.context", self.context)?;
+        }
+        write_members(&mut map, self.service_root, self.view, self.entity, self.options)?;
         map.end()
     }
 }
@@ -108,10 +127,12 @@ impl Serialize for EntityDocument<'_> {
 pub struct CollectionDocument<'a> {
     /// The absolute `@odata.context` URL.
     pub context: &'a str,
+    /// The absolute URL of the service root, which entity URLs start with.
+    pub service_root: &'a str,
     /// The view whose names and type the body uses.
     pub view: View,
     /// The entities of this page, in order.
-    pub entities: &'a [Entity],
+    pub entities: &'a [StoredEntity],
     /// The number of entities in the whole result, when `$count=true` asked for it.
     pub count: Option<u64>,
     /// The absolute URL of the next page, when there is one.
@@ -123,9 +144,11 @@ pub struct CollectionDocument<'a> {
 impl Serialize for CollectionDocument<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("@odata.context", self.context)?;
+        if self.options.format.metadata != Metadata::None {
+            map.serialize_entry("@odata.context", self.context)?;
+        }
         match self.count {
-            Some(count) if self.options.int64_as_string => {
+            Some(count) if self.options.format.int64_as_string => {
                 map.serialize_entry("@odata.count", &format_args!("{count}"))?;
             }
             Some(count) => map.serialize_entry("@odata.count", &count)?,
@@ -148,6 +171,7 @@ impl Serialize for Items<'_, '_> {
         let mut seq = serializer.serialize_seq(Some(document.entities.len()))?;
         for entity in document.entities {
             seq.serialize_element(&Member {
+                service_root: document.service_root,
                 view: document.view,
                 entity,
                 options: document.options,
@@ -159,36 +183,60 @@ impl Serialize for Items<'_, '_> {
 
 /// One entity inside a collection, without its own `@odata.context`.
 struct Member<'a> {
+    service_root: &'a str,
     view: View,
-    entity: &'a Entity,
+    entity: &'a StoredEntity,
     options: WriteOptions,
 }
 
 impl Serialize for Member<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
-        write_members(&mut map, self.view, self.entity, self.options)?;
+        write_members(&mut map, self.service_root, self.view, self.entity, self.options)?;
         map.end()
     }
 }
 
 fn write_members<M: SerializeMap>(
     map: &mut M,
+    service_root: &str,
     view: View,
-    entity: &Entity,
+    stored: &StoredEntity,
     options: WriteOptions,
 ) -> Result<(), M::Error> {
-    map.serialize_entry("@odata.type", &format_args!("#{}", view.type_name()))?;
+    let entity = &stored.entity;
+    let metadata = options.format.metadata;
+
+    // Control information comes before the properties.
+    if metadata != Metadata::None {
+        map.serialize_entry("@odata.type", &format_args!("#{}", view.type_name()))?;
+    }
+    if metadata == Metadata::Full {
+        let url = path::entity_url(service_root, view, &entity.id);
+        map.serialize_entry("@odata.id", &url)?;
+        map.serialize_entry("@odata.editLink", &url)?;
+    }
+    if metadata != Metadata::None {
+        map.serialize_entry("@odata.etag", &etag::format(stored.version))?;
+    }
+
     map.serialize_entry("id", &entity.id)?;
     for property in Property::FIELDS {
         if !options.selection.contains(property) {
             continue;
         }
         let name = property.name(view);
+        if metadata == Metadata::Full {
+            match property.edm_type() {
+                EdmType::String => {}
+                EdmType::Int64 => map.serialize_entry(&TypeOf(name), "#Int64")?,
+                EdmType::DateTimeOffset => map.serialize_entry(&TypeOf(name), "#DateTimeOffset")?,
+            }
+        }
         match entity.get(property) {
             None => map.serialize_entry(name, &())?,
             Some(Value::String(text)) => map.serialize_entry(name, text)?,
-            Some(Value::Int64(number)) if options.int64_as_string => {
+            Some(Value::Int64(number)) if options.format.int64_as_string => {
                 map.serialize_entry(name, &format_args!("{number}"))?
             }
             Some(Value::Int64(number)) => map.serialize_entry(name, number)?,
@@ -200,11 +248,20 @@ fn write_members<M: SerializeMap>(
     Ok(())
 }
 
+/// The name of a property's `@odata.type` annotation, such as `numberOfErrorDevices@odata.type`.
+struct TypeOf<'a>(&'a str);
+
+impl Serialize for TypeOf<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{}@odata.type", self.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sample() -> Entity {
+    fn sample() -> StoredEntity {
         let mut fields: Fields = Default::default();
         fields[Property::TenantId.field_index().unwrap()] = Some(Value::String("t".into()));
         fields[Property::NumberOfCompliantDevices.field_index().unwrap()] =
@@ -212,7 +269,7 @@ mod tests {
         fields[Property::LastRefreshedDateTime.field_index().unwrap()] = Some(
             Value::DateTimeOffset(DateTimeOffset::parse("2024-03-01T07:30:00.1234567Z").unwrap()),
         );
-        Entity { id: "a".into(), fields }
+        StoredEntity { entity: Entity { id: "a".into(), fields }, version: 7 }
     }
 
     #[test]
@@ -220,13 +277,14 @@ mod tests {
         let entity = sample();
         let document = EntityDocument {
             context: "ctx",
+            service_root: "http://h/beta",
             view: View::Seed,
             entity: &entity,
             options: WriteOptions::default(),
         };
         let text = serde_json::to_string(&document).unwrap();
         assert!(text.starts_with(
-            r##"{"@odata.context":"ctx","@odata.type":"#microsoft.management.services.api.aggregatedPolicyCompliance","id":"a","organizationId":"t","organizationDisplayName":null,"##
+            r##"{"@odata.context":"ctx","@odata.type":"#microsoft.management.services.api.aggregatedPolicyCompliance","@odata.etag":"W/\"7\"","id":"a","organizationId":"t","organizationDisplayName":null,"##
         ));
         assert!(text.contains(r#""numberOfCompliantDevices":9007199254740993,"#));
         assert!(text.ends_with(r#""lastRefreshedDateTime":"2024-03-01T07:30:00.1234567Z"}"#));
@@ -237,9 +295,13 @@ mod tests {
         let entity = sample();
         let document = EntityDocument {
             context: "ctx",
+            service_root: "http://h/beta",
             view: View::Graph,
             entity: &entity,
-            options: WriteOptions { int64_as_string: true, ..WriteOptions::default() },
+            options: WriteOptions {
+                format: JsonFormat { int64_as_string: true, ..JsonFormat::default() },
+                ..WriteOptions::default()
+            },
         };
         let text = serde_json::to_string(&document).unwrap();
         assert!(text.contains(r#""numberOfCompliantDevices":"9007199254740993""#));
@@ -251,6 +313,7 @@ mod tests {
         let entities = [sample(), sample()];
         let document = CollectionDocument {
             context: "ctx",
+            service_root: "http://h/beta",
             view: View::Graph,
             entities: &entities,
             count: None,
@@ -263,5 +326,54 @@ mod tests {
         assert!(value["value"][0].get("@odata.context").is_none());
         let text = serde_json::to_string(&document).unwrap();
         assert!(text.ends_with(r#"],"@odata.nextLink":"next"}"#));
+    }
+
+    #[test]
+    fn no_metadata_leaves_out_control_information() {
+        let entities = [sample()];
+        let options = WriteOptions {
+            format: JsonFormat { metadata: Metadata::None, ..JsonFormat::default() },
+            ..WriteOptions::default()
+        };
+        let document = CollectionDocument {
+            context: "ctx",
+            service_root: "http://h/beta",
+            view: View::Graph,
+            entities: &entities,
+            count: Some(1),
+            next_link: Some("next"),
+            options,
+        };
+        let text = serde_json::to_string(&document).unwrap();
+        assert!(
+            text.starts_with(r#"{"@odata.count":1,"value":[{"id":"a","tenantId":"t","#),
+            "{text}"
+        );
+        assert!(!text.contains("@odata.type") && !text.contains("@odata.etag"), "{text}");
+        assert!(text.ends_with(r#""@odata.nextLink":"next"}"#), "{text}");
+    }
+
+    #[test]
+    fn full_metadata_adds_links_and_value_types() {
+        let entity = sample();
+        let options = WriteOptions {
+            format: JsonFormat { metadata: Metadata::Full, ..JsonFormat::default() },
+            ..WriteOptions::default()
+        };
+        let document = EntityDocument {
+            context: "ctx",
+            service_root: "http://h/beta",
+            view: View::Graph,
+            entity: &entity,
+            options,
+        };
+        let value: serde_json::Value = serde_json::to_value(&document).unwrap();
+        let url = "http://h/beta/tenantRelationships/managedTenants/aggregatedPolicyCompliances/a";
+        assert_eq!(value["@odata.id"], url);
+        assert_eq!(value["@odata.editLink"], url);
+        assert_eq!(value["@odata.etag"], "W/\"7\"");
+        assert_eq!(value["numberOfCompliantDevices@odata.type"], "#Int64");
+        assert_eq!(value["lastRefreshedDateTime@odata.type"], "#DateTimeOffset");
+        assert!(value.get("tenantId@odata.type").is_none());
     }
 }

@@ -11,6 +11,7 @@
 //! - [`json`]: strict JSON parsing that rejects duplicate keys and keeps integers exact.
 //! - [`body`]: the rules that turn a request body into validated property values.
 //! - [`entity`]: an entity's values and how a view writes them as an OData JSON response.
+//! - [`etag`]: entity tags, and the `If-Match` and `If-None-Match` preconditions.
 //! - [`error`]: the Graph error body `{"error":{"code","message","innerError"}}`.
 //! - [`media`]: `Content-Type` and `Accept` parsing, including the `IEEE754Compatible` parameter.
 //! - [`path`]: the resource path of a request URL, such as a collection or one entity by key.
@@ -27,6 +28,7 @@ pub mod body;
 pub mod datetime;
 pub mod entity;
 pub mod error;
+pub mod etag;
 pub mod filter;
 pub mod json;
 pub mod media;

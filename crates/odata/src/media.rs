@@ -99,35 +99,162 @@ pub fn check_json_content_type(header: Option<&str>) -> Result<bool, MediaError>
     Ok(media.ieee754_compatible())
 }
 
-/// Checks that `Accept` allows JSON and returns whether it requests Int64 values as strings.
-///
-/// A missing or empty header accepts anything. Media ranges with `q=0` do not count.
-pub fn negotiate_json(header: Option<&str>) -> Result<bool, MediaError> {
-    let Some(header) = header.map(str::trim).filter(|h| !h.is_empty()) else {
-        return Ok(false);
-    };
-    let mut accepted = false;
-    let mut ieee754 = false;
-    for range in header.split(',').map(str::trim).filter(|r| !r.is_empty()) {
-        let Some(media) = MediaType::parse(range) else {
-            continue;
-        };
-        let excluded =
-            media.parameter("q").is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0));
-        let matches_json =
-            matches!(media.essence.as_str(), "*/*" | "application/*" | "application/json");
-        if matches_json && !excluded {
-            accepted = true;
-            ieee754 |= media.ieee754_compatible();
+/// How much control information a JSON response carries, as `odata.metadata` selects it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Metadata {
+    /// `none`: only `@odata.count` and `@odata.nextLink`.
+    None,
+    /// `minimal`, the default: also `@odata.context`, `@odata.type` and `@odata.etag`.
+    #[default]
+    Minimal,
+    /// `full`: also each entity's `@odata.id` and `@odata.editLink`, and the type of each value
+    /// whose JSON form does not tell it.
+    Full,
+}
+
+impl Metadata {
+    /// Parses the value of an `odata.metadata` parameter, ignoring ASCII case.
+    pub fn parse(value: &str) -> Option<Metadata> {
+        ["none", "minimal", "full"]
+            .into_iter()
+            .zip([Metadata::None, Metadata::Minimal, Metadata::Full])
+            .find(|(name, _)| value.eq_ignore_ascii_case(name))
+            .map(|(_, level)| level)
+    }
+
+    /// Returns the parameter value, such as `minimal`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metadata::None => "none",
+            Metadata::Minimal => "minimal",
+            Metadata::Full => "full",
         }
     }
-    if accepted {
-        Ok(ieee754)
-    } else {
-        Err(MediaError::NotAcceptable(format!(
-            "None of the media types in Accept '{header}' can be served; this service answers \
-             with 'application/json'."
-        )))
+}
+
+/// The form of a JSON response, as `Accept` or `$format` asked for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct JsonFormat {
+    /// Write Int64 values as JSON strings, as `IEEE754Compatible=true` requests.
+    pub int64_as_string: bool,
+    /// The control information to write.
+    pub metadata: Metadata,
+}
+
+impl JsonFormat {
+    /// Reads the OData parameters of a JSON media type; `None` when `odata.metadata` has a
+    /// value this service does not know.
+    fn of(media: &MediaType) -> Option<JsonFormat> {
+        let metadata = match media.parameter("odata.metadata") {
+            Some(value) => Metadata::parse(value)?,
+            None => Metadata::Minimal,
+        };
+        Some(JsonFormat { int64_as_string: media.ieee754_compatible(), metadata })
+    }
+
+    /// Returns the `Content-Type` of a response in this form.
+    pub fn content_type(self) -> String {
+        let mut text = format!("application/json;odata.metadata={}", self.metadata.name());
+        if self.int64_as_string {
+            text.push_str(";IEEE754Compatible=true");
+        }
+        text
+    }
+}
+
+/// The formats of a metadata document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocumentFormat {
+    /// CSDL XML, `application/xml`.
+    Xml,
+    /// CSDL JSON, `application/json`.
+    Json,
+}
+
+/// Returns the media ranges of an `Accept` header that are not excluded by `q=0`, highest
+/// weight first (a stable sort, so equal weights keep their order).
+fn accepted_ranges(header: &str) -> Vec<MediaType> {
+    let weight = |media: &MediaType| {
+        media.parameter("q").and_then(|q| q.trim().parse::<f32>().ok()).unwrap_or(1.0)
+    };
+    let mut ranges: Vec<MediaType> = header
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .filter_map(MediaType::parse)
+        .filter(|media| weight(media) > 0.0)
+        .collect();
+    ranges.sort_by(|a, b| weight(b).total_cmp(&weight(a)));
+    ranges
+}
+
+/// Chooses the JSON form a client accepts: the OData parameters of the first range, by
+/// weight, that allows JSON.
+///
+/// A missing or empty header accepts anything. Media ranges with `q=0` do not count, and a
+/// range whose `odata.metadata` value this service does not know cannot be served.
+pub fn negotiate_json(header: Option<&str>) -> Result<JsonFormat, MediaError> {
+    let Some(header) = header.map(str::trim).filter(|h| !h.is_empty()) else {
+        return Ok(JsonFormat::default());
+    };
+    accepted_ranges(header)
+        .iter()
+        .filter(|media| {
+            matches!(media.essence.as_str(), "*/*" | "application/*" | "application/json")
+        })
+        .find_map(JsonFormat::of)
+        .ok_or_else(|| {
+            MediaError::NotAcceptable(format!(
+                "None of the media types in Accept '{header}' can be served; this service \
+                 answers with 'application/json', with odata.metadata none, minimal or full."
+            ))
+        })
+}
+
+/// Chooses the format of the metadata document: CSDL XML unless the client prefers JSON.
+pub fn negotiate_document(header: Option<&str>) -> Result<DocumentFormat, MediaError> {
+    let Some(header) = header.map(str::trim).filter(|h| !h.is_empty()) else {
+        return Ok(DocumentFormat::Xml);
+    };
+    accepted_ranges(header)
+        .iter()
+        .find_map(|media| match media.essence.as_str() {
+            "*/*" | "application/*" | "application/xml" | "text/xml" => Some(DocumentFormat::Xml),
+            "application/json" => Some(DocumentFormat::Json),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            MediaError::NotAcceptable(format!(
+                "None of the media types in Accept '{header}' can be served; the metadata \
+                 document is available as 'application/xml' and 'application/json'."
+            ))
+        })
+}
+
+/// The value of a `$format` option.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FormatOption {
+    /// `json` or `application/json` with its OData parameters.
+    Json(JsonFormat),
+    /// `xml` or `application/xml`, which only the metadata document takes.
+    Xml,
+}
+
+/// Parses the value of `$format`: `json`, `xml`, or a full media type such as
+/// `application/json;odata.metadata=none`. Returns `None` for anything else.
+pub fn parse_format_option(value: &str) -> Option<FormatOption> {
+    let trimmed = value.trim();
+    if trimmed.eq_ignore_ascii_case("json") {
+        return Some(FormatOption::Json(JsonFormat::default()));
+    }
+    if trimmed.eq_ignore_ascii_case("xml") {
+        return Some(FormatOption::Xml);
+    }
+    let media = MediaType::parse(trimmed)?;
+    match media.essence.as_str() {
+        "application/json" => JsonFormat::of(&media).map(FormatOption::Json),
+        "application/xml" => Some(FormatOption::Xml),
+        _ => None,
     }
 }
 
@@ -173,10 +300,56 @@ mod tests {
 
     #[test]
     fn accept_allows_json_ranges_and_reads_ieee754() {
-        assert_eq!(negotiate_json(None), Ok(false));
-        assert_eq!(negotiate_json(Some("*/*")), Ok(false));
-        assert_eq!(negotiate_json(Some("text/html, application/*;q=0.5")), Ok(false));
-        assert_eq!(negotiate_json(Some("application/json;IEEE754Compatible=true")), Ok(true));
+        let plain = JsonFormat::default();
+        assert_eq!(negotiate_json(None), Ok(plain));
+        assert_eq!(negotiate_json(Some("*/*")), Ok(plain));
+        assert_eq!(negotiate_json(Some("text/html, application/*;q=0.5")), Ok(plain));
+        let ieee754 = negotiate_json(Some("application/json;IEEE754Compatible=true")).unwrap();
+        assert!(ieee754.int64_as_string);
+    }
+
+    #[test]
+    fn accept_chooses_the_metadata_level_of_the_heaviest_json_range() {
+        let level = |header| negotiate_json(Some(header)).map(|format| format.metadata);
+        assert_eq!(level("application/json;odata.metadata=none"), Ok(Metadata::None));
+        assert_eq!(level("application/json;odata.metadata=FULL"), Ok(Metadata::Full));
+        assert_eq!(
+            level(
+                "application/json;odata.metadata=full;q=0.5, application/json;odata.metadata=none"
+            ),
+            Ok(Metadata::None)
+        );
+        assert_eq!(
+            level("application/json;odata.metadata=bogus, application/json"),
+            Ok(Metadata::Minimal)
+        );
+        assert!(level("application/json;odata.metadata=bogus").is_err());
+    }
+
+    #[test]
+    fn metadata_document_is_xml_unless_json_is_preferred() {
+        assert_eq!(negotiate_document(None), Ok(DocumentFormat::Xml));
+        assert_eq!(negotiate_document(Some("*/*")), Ok(DocumentFormat::Xml));
+        assert_eq!(negotiate_document(Some("application/json")), Ok(DocumentFormat::Json));
+        assert_eq!(
+            negotiate_document(Some("application/xml;q=0.2, application/json")),
+            Ok(DocumentFormat::Json)
+        );
+        assert!(negotiate_document(Some("text/html")).is_err());
+    }
+
+    #[test]
+    fn format_option_takes_short_names_and_media_types() {
+        assert_eq!(parse_format_option("json"), Some(FormatOption::Json(JsonFormat::default())));
+        assert_eq!(parse_format_option("XML"), Some(FormatOption::Xml));
+        assert_eq!(
+            parse_format_option("application/json;odata.metadata=none"),
+            Some(FormatOption::Json(JsonFormat {
+                int64_as_string: false,
+                metadata: Metadata::None
+            }))
+        );
+        assert_eq!(parse_format_option("atom"), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use percent_encoding::percent_decode_str;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use crate::model::View;
 
@@ -20,6 +20,8 @@ pub const SERVICE_VERSION: &str = "beta";
 pub enum Resource {
     /// The service root, `/beta` or `/beta/`, which serves the service document.
     ServiceRoot,
+    /// `/beta/$metadata`, the metadata document.
+    Metadata,
     /// The entity set of a view.
     Collection(View),
     /// One entity of a view, by key.
@@ -92,6 +94,10 @@ pub fn parse(raw: &str) -> Result<Resource, PathError> {
             (View::Graph, third, rest)
         }
         [] => return Ok(Resource::ServiceRoot),
+        [only] if only.eq_ignore_ascii_case("$metadata") => return Ok(Resource::Metadata),
+        [first, next, ..] if first.eq_ignore_ascii_case("$metadata") => {
+            return Err(PathError::NotFound(next.to_string()));
+        }
         [first, ..] if first.eq_ignore_ascii_case("tenantRelationships") => {
             return Err(not_found_after(&segments, &["tenantRelationships", "managedTenants"]));
         }
@@ -111,6 +117,26 @@ pub fn parse(raw: &str) -> Result<Resource, PathError> {
         (None, [key]) => Ok(Resource::Entity(view, key.to_string())),
         (None, [_, next, ..]) => Err(PathError::NotFound(next.to_string())),
     }
+}
+
+/// Characters left as they are in a key written into a URL path segment: RFC 3986's unreserved
+/// characters.
+const KEY_SEGMENT: &AsciiSet =
+    &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Writes the absolute URL of an entity, with the key as its own path segment as Graph writes
+/// it. Keys that would mean something else as a segment (`.`, `..` or a `$` name such as
+/// `$count`) go in parentheses instead, which is OData's canonical form.
+pub fn entity_url(service_root: &str, view: View, id: &str) -> String {
+    let collection = view.collection_path();
+    if id == "." || id == ".." || id.starts_with('$') {
+        let quoted = id.replace('\'', "''");
+        return format!(
+            "{service_root}/{collection}('{}')",
+            utf8_percent_encode(&quoted, KEY_SEGMENT)
+        );
+    }
+    format!("{service_root}/{collection}/{}", utf8_percent_encode(id, KEY_SEGMENT))
 }
 
 /// Returns whether every `%` in `text` starts an escape of two hexadecimal digits, as RFC 3986
@@ -243,6 +269,8 @@ mod tests {
         );
         assert_eq!(parse("/beta"), Ok(Resource::ServiceRoot));
         assert_eq!(parse("/beta/"), Ok(Resource::ServiceRoot));
+        assert_eq!(parse("/beta/$METADATA"), Ok(Resource::Metadata));
+        assert_eq!(parse("/beta/$metadata/x"), Err(PathError::NotFound("x".into())));
         assert_eq!(parse("/"), Err(PathError::NotFound(String::new())));
     }
 

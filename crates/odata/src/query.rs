@@ -17,6 +17,7 @@ use percent_encoding::percent_decode_str;
 use crate::bind::apply::Plan;
 use crate::bind::{self, Column, Type, Typed};
 use crate::entity::Selection;
+use crate::media::{self, FormatOption};
 use crate::model::View;
 use crate::select::SelectItem;
 use crate::{apply, filter, orderby, select};
@@ -55,8 +56,11 @@ pub enum Target {
     Entity,
     /// The `/$count` of a collection: only `$filter` and `$format`.
     Count,
-    /// A create on a collection: only `$format`.
-    Create,
+    /// A create, update or delete: only `$format`.
+    Change,
+    /// The service or metadata document: only `$format`, which may also choose XML for the
+    /// metadata document.
+    Document,
 }
 
 /// The system query options of one request, as text where they hold expressions.
@@ -78,6 +82,8 @@ pub struct QueryOptions {
     pub count: bool,
     /// `$skiptoken`: the opaque position a previous page ended at.
     pub skiptoken: Option<String>,
+    /// `$format`, which overrides `Accept`.
+    pub format: Option<FormatOption>,
     /// Every option as decoded `(name, value)` pairs in request order, except `$skiptoken`,
     /// for writing `@odata.nextLink`.
     pub pairs: Vec<(String, String)>,
@@ -249,9 +255,12 @@ pub enum QueryError {
         /// The problem, as a clause.
         message: String,
     },
-    /// An option was given with a create, whose response is the created entity.
-    #[error("The query option '${0}' does not apply to creating an entity.")]
-    NotForCreate(String),
+    /// An option was given with a create, update or delete, which acts on one entity.
+    #[error("The query option '${0}' does not apply to creating, updating or deleting an entity.")]
+    NotForChange(String),
+    /// An option was given with a request for the service or metadata document.
+    #[error("The query option '${0}' does not apply to this document.")]
+    NotForDocument(String),
     /// An option does not apply to `/$count`.
     #[error("The query option '${0}' does not apply to the /$count of a collection.")]
     NotForCount(String),
@@ -303,7 +312,7 @@ pub fn parse(raw: Option<&str>, target: Target) -> Result<QueryOptions, QueryErr
             Target::Collection => true,
             Target::Entity => matches!(option, "select" | "format"),
             Target::Count => matches!(option, "filter" | "format"),
-            Target::Create => option == "format",
+            Target::Change | Target::Document => option == "format",
         };
         if NEVER_SUPPORTED.contains(&option) {
             return Err(QueryError::NotSupportedOnResource(option.to_owned()));
@@ -311,7 +320,8 @@ pub fn parse(raw: Option<&str>, target: Target) -> Result<QueryOptions, QueryErr
         if !allowed && SUPPORTED.contains(&option) {
             return Err(match target {
                 Target::Count => QueryError::NotForCount(option.to_owned()),
-                Target::Create => QueryError::NotForCreate(option.to_owned()),
+                Target::Change => QueryError::NotForChange(option.to_owned()),
+                Target::Document => QueryError::NotForDocument(option.to_owned()),
                 _ => QueryError::NotForEntity(option.to_owned()),
             });
         }
@@ -329,7 +339,7 @@ pub fn parse(raw: Option<&str>, target: Target) -> Result<QueryOptions, QueryErr
                 options.skiptoken = Some(value);
                 continue;
             }
-            "format" => check_format(&value)?,
+            "format" => options.format = Some(parse_format(&value, target)?),
             _ => return Err(QueryError::NotSupportedYet(option.to_owned())),
         }
         options.pairs.push((name, value));
@@ -378,16 +388,20 @@ fn parse_count_value(option: &str, value: &str) -> Result<u64, QueryError> {
     value.parse().map_err(|_| invalid("the number is too large"))
 }
 
-fn check_format(value: &str) -> Result<(), QueryError> {
-    let essence = value.split(';').next().unwrap_or("").trim();
-    if essence.eq_ignore_ascii_case("json") || essence.eq_ignore_ascii_case("application/json") {
-        Ok(())
-    } else {
-        Err(QueryError::InvalidValue {
-            option: "format".to_owned(),
-            value: value.to_owned(),
-            reason: "this service answers only with 'json'",
-        })
+fn parse_format(value: &str, target: Target) -> Result<FormatOption, QueryError> {
+    let invalid = |reason| QueryError::InvalidValue {
+        option: "format".to_owned(),
+        value: value.to_owned(),
+        reason,
+    };
+    match media::parse_format_option(value) {
+        Some(FormatOption::Xml) if target != Target::Document => {
+            Err(invalid("this resource answers only with 'json'"))
+        }
+        Some(format) => Ok(format),
+        None => Err(invalid(
+            "expected 'json', or 'application/json' with odata.metadata none, minimal or full",
+        )),
     }
 }
 

@@ -53,6 +53,10 @@ pub enum ApiError {
     /// The entity already exists. `409`, `Conflict`.
     #[error("{0}")]
     Conflict(String),
+    /// The entity's current version fails `If-Match` or `If-None-Match`. `412`,
+    /// `PreconditionFailed`.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// The body is larger than the limit. `413`, `RequestEntityTooLarge`.
     #[error("The request body is larger than the limit of {limit} bytes.")]
     PayloadTooLarge {
@@ -88,6 +92,9 @@ impl ApiError {
             ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "NotAcceptable"),
             ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "RequestTimeout"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
+            ApiError::PreconditionFailed(_) => {
+                (StatusCode::PRECONDITION_FAILED, "PreconditionFailed")
+            }
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge")
             }
@@ -177,6 +184,12 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict => {
                 ApiError::Conflict("An entity with the same id already exists.".to_owned())
             }
+            StoreError::NotFound => {
+                ApiError::NotFound("The requested entity does not exist.".to_owned())
+            }
+            StoreError::PreconditionFailed => ApiError::PreconditionFailed(
+                "The entity's version does not satisfy the request's precondition.".to_owned(),
+            ),
             StoreError::Busy | StoreError::ShuttingDown => ApiError::Unavailable,
             StoreError::Full => ApiError::InsufficientStorage,
             StoreError::InvalidQuery(message) => ApiError::BadRequest(format!(
@@ -190,7 +203,11 @@ impl From<StoreError> for ApiError {
 impl From<PathError> for ApiError {
     fn from(error: PathError) -> Self {
         match error {
-            PathError::NotFound(_) => ApiError::NotFound(error.to_string()),
+            // Graph answers a segment that names nothing with 400; only a path outside the
+            // service root is simply not found.
+            PathError::NotFound(ref segment) if segment.is_empty() => {
+                ApiError::NotFound(error.to_string())
+            }
             _ => ApiError::BadRequest(error.to_string()),
         }
     }

@@ -16,8 +16,9 @@ use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 /// A page of a grouped result.
 #[derive(Debug)]
 pub(crate) struct GroupedDocument<'a> {
-    /// The absolute `@odata.context` URL.
-    pub context: &'a str,
+    /// The absolute `@odata.context` URL, unless `odata.metadata=none` leaves out all control
+    /// information.
+    pub context: Option<&'a str>,
     /// `@odata.count`, when `$count=true` asked for it.
     pub count: Option<u64>,
     /// The result's columns.
@@ -35,7 +36,9 @@ pub(crate) struct GroupedDocument<'a> {
 impl Serialize for GroupedDocument<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("@odata.context", self.context)?;
+        if let Some(context) = self.context {
+            map.serialize_entry("@odata.context", context)?;
+        }
         match self.count {
             Some(count) if self.int64_as_string => {
                 map.serialize_entry("@odata.count", &count.to_string())?;
@@ -72,7 +75,10 @@ struct Row<'a, 'b> {
 impl Serialize for Row<'_, '_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("@odata.id", &())?;
+        // Without control information, the row has no `@odata.id` either.
+        if self.document.context.is_some() {
+            map.serialize_entry("@odata.id", &())?;
+        }
         for &index in self.document.selected {
             let column = &self.document.columns[index].column;
             let cell = self.row.get(index).unwrap_or(&Cell::Null);

@@ -14,28 +14,22 @@ use axum::response::{IntoResponse, Response};
 use beacon_odata::bind;
 use beacon_odata::bind::apply::Plan;
 use beacon_odata::bind::{Comparison, Node, Type, Typed};
-use beacon_odata::body::{self, ReadOptions};
-use beacon_odata::entity::{CollectionDocument, Entity, EntityDocument, WriteOptions};
-use beacon_odata::media;
+use beacon_odata::entity::{CollectionDocument, EntityDocument, StoredEntity, WriteOptions};
+use beacon_odata::etag;
+use beacon_odata::media::{self, FormatOption, JsonFormat, Metadata};
 use beacon_odata::model::Property;
 use beacon_odata::model::View;
 use beacon_odata::path::{self, Resource, SERVICE_VERSION};
 use beacon_odata::query::{self, Target};
-use beacon_store::{ApplyQuery, ApplyRows, Cursor, ListQuery, OrderKey, StoreError};
+use beacon_store::{ApplyQuery, ApplyRows, Cursor, ListQuery, OrderKey};
 use http_body_util::{LengthLimitError, Limited};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::auth::{Principal, READ_PERMISSION, READ_WRITE_PERMISSION};
 use crate::context::JSON_CONTENT_TYPE;
 use crate::error::ApiError;
 use crate::grouped::GroupedDocument;
 use crate::paging::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Position};
-use crate::{AppState, MAX_BODY_BYTES};
-
-/// Characters left as they are in a key written into a URL path segment: RFC 3986's unreserved
-/// characters.
-const KEY_SEGMENT: &AsciiSet =
-    &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+use crate::{AppState, MAX_BODY_BYTES, documents, writes};
 
 /// `GET /healthz`: whether the process is up. Needs no token.
 pub(crate) async fn healthz() -> Response {
@@ -63,111 +57,78 @@ pub(crate) async fn dispatch(State(state): State<AppState>, request: Request) ->
 }
 
 /// Per-request values that every operation handler uses.
-struct Call {
-    principal: Principal,
+pub(crate) struct Call {
+    pub principal: Principal,
     /// `scheme://authority/beta`, the prefix of every absolute URL in the response.
-    service_root: String,
-    write_options: WriteOptions,
+    pub service_root: String,
+    pub write_options: WriteOptions,
+    /// The request's query options, parsed for what the request addresses.
+    pub options: query::QueryOptions,
 }
 
-async fn route(state: &AppState, request: Request) -> Result<Response, ApiError> {
+/// Returns the methods a resource takes, as the `Allow` header lists them.
+fn allowed_methods(resource: &Resource) -> &'static str {
+    match resource {
+        Resource::Collection(_) => "GET, HEAD, POST",
+        Resource::Entity(..) => "GET, HEAD, PATCH, PUT, DELETE",
+        Resource::Count(_) | Resource::ServiceRoot | Resource::Metadata => "GET, HEAD",
+    }
+}
+
+pub(crate) async fn route(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
 
     // Resolve the path and check the method before anything else is read.
     let resource = path::parse(parts.uri.path())?;
-    let is_read = parts.method == Method::GET || parts.method == Method::HEAD;
-    let allow = match resource {
-        Resource::Collection(_) => "GET, HEAD, POST",
-        Resource::Entity(..) | Resource::Count(_) | Resource::ServiceRoot => "GET, HEAD",
-    };
-    let is_create = parts.method == Method::POST && matches!(resource, Resource::Collection(_));
-    if !is_read && !is_create {
+    let allow = allowed_methods(&resource);
+    if !allow.split(", ").any(|method| method == parts.method.as_str()) {
         return Err(ApiError::MethodNotAllowed { method: parts.method.to_string(), allow });
     }
+    let is_read = parts.method == Method::GET || parts.method == Method::HEAD;
 
-    // Then the caller, then what the caller accepts.
+    // The metadata document describes the service to anyone, as Graph's does.
+    if resource == Resource::Metadata {
+        let options = query::parse(parts.uri.query(), Target::Document)?;
+        return documents::metadata(&parts, &options);
+    }
+
+    // Then the caller, the query options, and what the caller accepts.
     let principal = authenticate(state, &parts.headers)?;
-    // The bare number of /$count is text, so only JSON responses negotiate JSON.
-    let int64_as_string = match resource {
-        Resource::Count(_) => false,
+    let target = match resource {
+        Resource::Collection(_) if is_read => Target::Collection,
+        Resource::Entity(..) if is_read => Target::Entity,
+        Resource::Collection(_) | Resource::Entity(..) => Target::Change,
+        Resource::Count(_) => Target::Count,
+        Resource::ServiceRoot | Resource::Metadata => Target::Document,
+    };
+    let options = query::parse(parts.uri.query(), target)?;
+    let format = match (&resource, options.format) {
+        // The bare number of /$count is text, so only JSON responses negotiate JSON.
+        (Resource::Count(_), _) => JsonFormat::default(),
+        (_, Some(FormatOption::Json(format))) => format,
         _ => media::negotiate_json(header_text(&parts.headers, header::ACCEPT)?)?,
     };
     let call = Call {
         principal,
         service_root: format!("{}/{SERVICE_VERSION}", public_base(state, &parts)?),
-        write_options: WriteOptions { int64_as_string, ..WriteOptions::default() },
+        write_options: WriteOptions { format, ..WriteOptions::default() },
+        options,
     };
 
     match resource {
         Resource::Collection(view) if is_read => list(state, &call, &parts, view).await,
-        Resource::Collection(view) => create(state, &call, &parts, body, view).await,
-        Resource::Entity(view, id) => get(state, &call, &parts, view, &id).await,
-        Resource::Count(view) => count(state, &call, &parts, view).await,
-        Resource::ServiceRoot => service_document(&call, &parts),
+        Resource::Collection(view) => writes::create(state, &call, &parts, body, view).await,
+        Resource::Entity(view, id) if is_read => get(state, &call, &parts, view, &id).await,
+        Resource::Entity(view, id) if parts.method == Method::DELETE => {
+            writes::delete(state, &call, &parts, view, &id).await
+        }
+        Resource::Entity(view, id) => writes::update(state, &call, &parts, body, view, &id).await,
+        Resource::Count(view) => count(state, &call, view).await,
+        Resource::ServiceRoot | Resource::Metadata => documents::service(&call),
     }
 }
 
-/// Handles `POST` on a collection: validates the body, stores the entity, returns `201`.
-async fn create(
-    state: &AppState,
-    call: &Call,
-    parts: &Parts,
-    body: Body,
-    view: View,
-) -> Result<Response, ApiError> {
-    require_write(&call.principal)?;
-    query::parse(parts.uri.query(), Target::Create)?;
-
-    // The body must be uncompressed JSON within the size limit.
-    if let Some(encoding) = header_text(&parts.headers, header::CONTENT_ENCODING)?
-        && !encoding.trim().eq_ignore_ascii_case("identity")
-    {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "The Content-Encoding '{encoding}' is not supported; send the body uncompressed."
-        )));
-    }
-    if parts.headers.get_all(header::CONTENT_TYPE).iter().count() > 1 {
-        return Err(ApiError::BadRequest(
-            "The request has more than one Content-Type header.".to_owned(),
-        ));
-    }
-    let content_type = match parts.headers.get(header::CONTENT_TYPE).map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(text)) => Some(text),
-        Some(Err(_)) => {
-            return Err(ApiError::UnsupportedMediaType(
-                "The Content-Type is not supported; send the body as 'application/json'."
-                    .to_owned(),
-            ));
-        }
-    };
-    let int64_as_string = media::check_json_content_type(content_type)?;
-    let bytes = read_body(&parts.headers, body, state.body_read_timeout).await?;
-
-    // Apply the view's rules, then store.
-    let input = body::decode(view, &bytes, ReadOptions { int64_as_string })?;
-    let (id, fields) = input.into_create(view)?;
-    let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let stored = match state.store.create(&call.principal.partner, Entity { id, fields }).await {
-        Ok(stored) => stored,
-        Err(StoreError::Conflict) => {
-            return Err(ApiError::Conflict(
-                "An aggregatedPolicyCompliance with this id already exists.".to_owned(),
-            ));
-        }
-        Err(other) => return Err(other.into()),
-    };
-    tracing::debug!(entity.id = %stored.entity.id, view = %view, "created entity");
-
-    let entity_url = entity_url(&call.service_root, view, &stored.entity.id);
-    let mut response = entity_response(StatusCode::CREATED, call, view, &stored.entity, "")?;
-    if let Ok(location) = HeaderValue::from_str(&entity_url) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
-}
-
-/// `GET` on one entity.
+/// `GET` on one entity, with the conditions of `If-Match` and `If-None-Match`.
 async fn get(
     state: &AppState,
     call: &Call,
@@ -176,35 +137,56 @@ async fn get(
     id: &str,
 ) -> Result<Response, ApiError> {
     require_read(&call.principal)?;
-    let options = query::parse(parts.uri.query(), Target::Entity)?;
-    let bound = options.bind(view, bind::now_ticks())?;
+    let bound = call.options.bind(view, bind::now_ticks())?;
+    let precondition = writes::precondition(&parts.headers)?;
 
     let Some(stored) = state.store.get(&call.principal.partner, id).await? else {
-        return Err(ApiError::NotFound(format!(
-            "No aggregatedPolicyCompliance with the id '{id}' exists."
-        )));
+        return Err(writes::not_found(id));
     };
-    let call = Call {
-        write_options: WriteOptions { selection: bound.selection, ..call.write_options },
-        service_root: call.service_root.clone(),
-        principal: call.principal.clone(),
-    };
+
+    // A failed If-Match wins over If-None-Match, as RFC 9110 orders them.
+    if precondition.if_match.as_ref().is_some_and(|tags| !tags.contains(stored.version)) {
+        return Err(writes::precondition_failed());
+    }
+    if precondition.if_none_match.as_ref().is_some_and(|tags| tags.contains(stored.version)) {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        insert_etag(&mut response, stored.version);
+        return Ok(response);
+    }
+
+    let options = WriteOptions { selection: bound.selection, ..call.write_options };
     let projection = projection(&bound.selected_names);
-    entity_response(StatusCode::OK, &call, view, &stored.entity, &projection)
+    entity_response(StatusCode::OK, call, options, view, &stored, &projection)
 }
 
-/// Builds a single-entity response in the view's names.
-fn entity_response(
+/// Builds a single-entity response in the view's names, with its `ETag`.
+pub(crate) fn entity_response(
     status: StatusCode,
     call: &Call,
+    options: WriteOptions,
     view: View,
-    entity: &Entity,
+    stored: &StoredEntity,
     projection: &str,
 ) -> Result<Response, ApiError> {
     let context =
         format!("{}/$metadata#{}{projection}/$entity", call.service_root, view.collection_path());
-    let document = EntityDocument { context: &context, view, entity, options: call.write_options };
-    json_response(status, &document, call.write_options)
+    let document = EntityDocument {
+        context: &context,
+        service_root: &call.service_root,
+        view,
+        entity: stored,
+        options,
+    };
+    let mut response = json_response(status, &document, options.format)?;
+    insert_etag(&mut response, stored.version);
+    Ok(response)
+}
+
+/// Sets the `ETag` header of a single-entity response.
+pub(crate) fn insert_etag(response: &mut Response, version: i64) {
+    if let Ok(value) = HeaderValue::from_str(&etag::format(version)) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
 }
 
 /// `GET` on a collection: one page of the query's result, with a next link when more remain.
@@ -215,7 +197,7 @@ async fn list(
     view: View,
 ) -> Result<Response, ApiError> {
     require_read(&call.principal)?;
-    let options = query::parse(parts.uri.query(), Target::Collection)?;
+    let options = &call.options;
     let mut bound = options.bind(view, bind::now_ticks())?;
 
     // A $apply that only filters is a filter, and pages by key like any listing.
@@ -229,14 +211,14 @@ async fn list(
             }
             Ok(None) => {}
             Err(plan) => {
-                return list_applied(state, call, parts, view, &options, bound, plan).await;
+                return list_applied(state, call, parts, view, options, bound, plan).await;
             }
         }
     }
     let partner = &call.principal.partner;
 
     // A skiptoken resumes where the previous page ended; only the first page applies $skip.
-    let scope = query_scope(partner.as_str(), view, &options);
+    let scope = query_scope(partner.as_str(), view, options);
     let mut position = match options.skiptoken.as_deref() {
         Some(token) => Some(state.skiptoken_key.decode(token, &scope, bound.order.len())?),
         None => None,
@@ -286,7 +268,7 @@ async fn list(
         _ => None,
     };
 
-    let entities: Vec<Entity> = rows.into_iter().map(|row| row.stored.entity).collect();
+    let entities: Vec<StoredEntity> = rows.into_iter().map(|row| row.stored).collect();
     let response = entity_page(call, view, &bound, &entities, count, next_link.as_deref())?;
     Ok(page.confirm(response))
 }
@@ -303,7 +285,7 @@ fn entity_page(
     call: &Call,
     view: View,
     bound: &query::BoundQuery,
-    entities: &[Entity],
+    entities: &[StoredEntity],
     count: Option<u64>,
     next_link: Option<&str>,
 ) -> Result<Response, ApiError> {
@@ -314,9 +296,16 @@ fn entity_page(
         projection(&bound.selected_names)
     );
     let options = WriteOptions { selection: bound.selection, ..call.write_options };
-    let document =
-        CollectionDocument { context: &context, view, entities, count, next_link, options };
-    json_response(StatusCode::OK, &document, options)
+    let document = CollectionDocument {
+        context: &context,
+        service_root: &call.service_root,
+        view,
+        entities,
+        count,
+        next_link,
+        options,
+    };
+    json_response(StatusCode::OK, &document, options.format)
 }
 
 /// Reads the order-key values of the row `id`, for a skiptoken that was too long to carry
@@ -413,19 +402,20 @@ async fn list_applied(
                 names.join(",")
             );
             let document = GroupedDocument {
-                context: &context,
+                context: (call.write_options.format.metadata != Metadata::None)
+                    .then_some(context.as_str()),
                 count,
                 columns: &columns,
                 selected: &selected,
                 rows: &rows,
                 next_link: next_link.as_deref(),
-                int64_as_string: call.write_options.int64_as_string,
+                int64_as_string: call.write_options.format.int64_as_string,
             };
-            json_response(StatusCode::OK, &document, call.write_options)?
+            json_response(StatusCode::OK, &document, call.write_options.format)?
         }
         (rows, _) => {
-            let mut entities: Vec<Entity> = match rows {
-                ApplyRows::Entities(rows) => rows.into_iter().map(|s| s.entity).collect(),
+            let mut entities: Vec<StoredEntity> = match rows {
+                ApplyRows::Entities(rows) => rows,
                 ApplyRows::Rows(_) => Vec::new(),
             };
             entities.truncate(limit);
@@ -467,38 +457,16 @@ impl PageSize {
     }
 }
 
-/// `GET` on the service root: the OData service document, which lists the seed view's entity
-/// set. The Graph view's collection is contained in `tenantRelationships`, which has no
-/// other content here, so `$metadata` is where a client learns its path.
-fn service_document(call: &Call, parts: &Parts) -> Result<Response, ApiError> {
-    require_read(&call.principal)?;
-    query::parse(parts.uri.query(), Target::Entity)?;
-    let document = serde_json::json!({
-        "@odata.context": format!("{}/$metadata", call.service_root),
-        "value": [
-            {"name": "aggregatedPolicyCompliances", "kind": "EntitySet",
-             "url": "aggregatedPolicyCompliances"},
-        ],
-    });
-    json_response(StatusCode::OK, &document, call.write_options)
-}
-
 /// `GET` on a collection's `/$count`: the number of entities that pass `$filter`, as text.
-async fn count(
-    state: &AppState,
-    call: &Call,
-    parts: &Parts,
-    view: View,
-) -> Result<Response, ApiError> {
+async fn count(state: &AppState, call: &Call, view: View) -> Result<Response, ApiError> {
     require_read(&call.principal)?;
-    let options = query::parse(parts.uri.query(), Target::Count)?;
-    let bound = options.bind(view, bind::now_ticks())?;
+    let bound = call.options.bind(view, bind::now_ticks())?;
     let count = state.store.count(&call.principal.partner, bound.filter).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain;charset=utf-8")], count.to_string()).into_response())
 }
 
 /// Writes the part of `@odata.context` that names the selected properties, such as `(id,tenantId)`.
-fn projection(names: &Option<Vec<&'static str>>) -> String {
+pub(crate) fn projection(names: &Option<Vec<&'static str>>) -> String {
     match names {
         Some(names) => {
             let mut all = vec!["id"];
@@ -550,7 +518,7 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiE
     Ok(state.verifier.verify(token)?)
 }
 
-fn require_read(principal: &Principal) -> Result<(), ApiError> {
+pub(crate) fn require_read(principal: &Principal) -> Result<(), ApiError> {
     if principal.can_read {
         return Ok(());
     }
@@ -560,7 +528,7 @@ fn require_read(principal: &Principal) -> Result<(), ApiError> {
     )))
 }
 
-fn require_write(principal: &Principal) -> Result<(), ApiError> {
+pub(crate) fn require_write(principal: &Principal) -> Result<(), ApiError> {
     if principal.can_write {
         return Ok(());
     }
@@ -571,7 +539,7 @@ fn require_write(principal: &Principal) -> Result<(), ApiError> {
 }
 
 /// Returns a header's value as text, `None` when absent, or an error when not visible ASCII.
-fn header_text(headers: &HeaderMap, name: HeaderName) -> Result<Option<&str>, ApiError> {
+pub(crate) fn header_text(headers: &HeaderMap, name: HeaderName) -> Result<Option<&str>, ApiError> {
     match headers.get(&name) {
         None => Ok(None),
         Some(value) => value.to_str().map(Some).map_err(|_| {
@@ -600,23 +568,8 @@ fn public_base(state: &AppState, parts: &Parts) -> Result<String, ApiError> {
     Ok(format!("http://{host}"))
 }
 
-/// Writes the absolute URL of an entity, with the key as its own path segment as Graph writes
-/// it. Keys that would mean something else as a segment (`.`, `..` or a `$` name such as
-/// `$count`) go in parentheses instead, which is OData's canonical form.
-fn entity_url(service_root: &str, view: View, id: &str) -> String {
-    let collection = view.collection_path();
-    if id == "." || id == ".." || id.starts_with('$') {
-        let quoted = id.replace('\'', "''");
-        return format!(
-            "{service_root}/{collection}('{}')",
-            utf8_percent_encode(&quoted, KEY_SEGMENT)
-        );
-    }
-    format!("{service_root}/{collection}/{}", utf8_percent_encode(id, KEY_SEGMENT))
-}
-
 /// Reads the whole body, rejecting one over [`MAX_BODY_BYTES`] before and while reading it.
-async fn read_body(
+pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     timeout: std::time::Duration,
@@ -638,17 +591,15 @@ async fn read_body(
     }
 }
 
-fn json_response(
+/// Writes a JSON response in the form the client asked for.
+pub(crate) fn json_response(
     status: StatusCode,
     document: &impl serde::Serialize,
-    options: WriteOptions,
+    format: JsonFormat,
 ) -> Result<Response, ApiError> {
     let body = serde_json::to_vec(document)
         .map_err(|error| ApiError::Internal(std::sync::Arc::new(error)))?;
-    let content_type = if options.int64_as_string {
-        HeaderValue::from_static("application/json;odata.metadata=minimal;IEEE754Compatible=true")
-    } else {
-        HeaderValue::from_static(JSON_CONTENT_TYPE)
-    };
+    let content_type = HeaderValue::from_str(&format.content_type())
+        .unwrap_or_else(|_| HeaderValue::from_static(JSON_CONTENT_TYPE));
     Ok((status, [(header::CONTENT_TYPE, content_type)], body).into_response())
 }

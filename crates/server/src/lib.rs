@@ -7,17 +7,21 @@
 //!
 //! - [`auth`]: the signing key, development tokens and token verification.
 //! - `context`: the middleware that adds request ids, the request span and Graph error bodies.
+//! - `documents`: the service document and the `$metadata` document.
 //! - `error`: the error type every handler returns and its status mapping.
 //! - `grouped`: the JSON of grouped `$apply` results.
 //! - `handlers`: resolves the OData path and runs the operation.
 //! - `paging`: server-driven paging with `$skiptoken` and `@odata.nextLink`.
+//! - `writes`: create, update and delete, with preconditions and `Prefer: return`.
 
 pub mod auth;
 mod context;
+mod documents;
 mod error;
 mod grouped;
 mod handlers;
 pub mod paging;
+mod writes;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -19,7 +19,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use beacon_odata::bind::Typed;
 use beacon_odata::bind::apply::Plan;
-use beacon_odata::entity::Entity;
+use beacon_odata::body::Patch;
+use beacon_odata::entity::{Entity, Fields};
+use beacon_odata::etag::Precondition;
+
+pub use beacon_odata::entity::StoredEntity;
 
 pub use sql::apply::ApplyQuery;
 pub use sql::compile::{OrderKey, Param};
@@ -49,13 +53,13 @@ impl fmt::Display for PartnerTenantId {
     }
 }
 
-/// An entity as stored, with its version.
+/// How an update changes a stored entity.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredEntity {
-    /// The entity's values.
-    pub entity: Entity,
-    /// A counter that starts at 1 and grows with every write of the entity.
-    pub version: i64,
+pub enum Change {
+    /// `PATCH`: set the fields given, keep the others.
+    Merge(Patch),
+    /// `PUT`: set every field.
+    Replace(Fields),
 }
 
 /// A query over one partner's collection: which rows, in which order, from where, how many.
@@ -119,6 +123,12 @@ pub enum StoreError {
     /// An entity with the given key already exists for this partner; becomes `409`.
     #[error("an entity with this id already exists")]
     Conflict,
+    /// No entity with the given key exists for this partner; becomes `404`.
+    #[error("no entity with this id exists")]
+    NotFound,
+    /// The entity's version does not satisfy the request's precondition; becomes `412`.
+    #[error("the entity's version does not satisfy the precondition")]
+    PreconditionFailed,
     /// The database stayed locked by another writer past the wait bound; becomes `503`.
     #[error("the database is busy")]
     Busy,
@@ -137,15 +147,50 @@ pub enum StoreError {
     Internal(#[source] Arc<dyn StdError + Send + Sync>),
 }
 
+/// Returns the version of a newly created entity: a random number from 1 to 2^62, far from
+/// overflowing however often the entity changes.
+pub fn initial_version() -> i64 {
+    let (random, _) = uuid::Uuid::new_v4().as_u64_pair();
+    (random >> 2) as i64 + 1
+}
+
+/// Returns the version that follows `version`.
+pub fn next_version(version: i64) -> i64 {
+    version.checked_add(1).unwrap_or_else(initial_version)
+}
+
 /// The operations Beacon needs from a database.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
-    /// Inserts a new entity with version 1; fails with [`StoreError::Conflict`] when the key
+    /// Inserts a new entity at a random version, so that a key deleted and created again
+    /// does not repeat an earlier version; fails with [`StoreError::Conflict`] when the key
     /// exists. Returns only once the entity is durable.
     async fn create(
         &self,
         partner: &PartnerTenantId,
         entity: Entity,
+    ) -> Result<StoredEntity, StoreError>;
+
+    /// Changes an existing entity and gives it a new version, if its current version satisfies
+    /// `precondition`; fails with [`StoreError::NotFound`] or
+    /// [`StoreError::PreconditionFailed`] otherwise. The check and the change are one atomic
+    /// step, so of two updates that expect the same version, only one succeeds. Returns only
+    /// once the change is durable.
+    async fn update(
+        &self,
+        partner: &PartnerTenantId,
+        id: &str,
+        change: Change,
+        precondition: Precondition,
+    ) -> Result<StoredEntity, StoreError>;
+
+    /// Deletes an existing entity under the same conditions as [`Store::update`], and returns
+    /// what was deleted. Returns only once the delete is durable.
+    async fn delete(
+        &self,
+        partner: &PartnerTenantId,
+        id: &str,
+        precondition: Precondition,
     ) -> Result<StoredEntity, StoreError>;
 
     /// Reads one entity by key.

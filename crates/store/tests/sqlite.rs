@@ -2,9 +2,10 @@
 
 use beacon_odata::datetime::DateTimeOffset;
 use beacon_odata::entity::{Entity, Fields, Value};
+use beacon_odata::etag::{Precondition, TagSet};
 use beacon_odata::model::Property;
 use beacon_store::sqlite::{OpenError, SqliteOptions, SqliteStore};
-use beacon_store::{ListQuery, PartnerTenantId, Store, StoreError};
+use beacon_store::{Change, ListQuery, PartnerTenantId, Store, StoreError};
 
 fn partner(name: &str) -> PartnerTenantId {
     PartnerTenantId::new(name)
@@ -37,8 +38,68 @@ async fn created_entity_reads_back_equal() {
     let created = store.create(&partner("p"), entity("a")).await.unwrap();
     let read = store.get(&partner("p"), "a").await.unwrap();
 
-    assert_eq!(created.version, 1);
+    assert!(created.version >= 1);
     assert_eq!(read, Some(created));
+}
+
+/// A precondition that holds only at `version`.
+fn at(version: i64) -> Precondition {
+    Precondition { if_match: Some(TagSet::Versions(vec![version])), if_none_match: None }
+}
+
+#[tokio::test]
+async fn merge_changes_the_given_fields_and_the_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let created = store.create(&partner("p"), entity("a")).await.unwrap();
+
+    let mut patch: beacon_odata::body::Patch = Default::default();
+    patch[Property::TenantId.field_index().unwrap()] = Some(None);
+    patch[Property::NumberOfErrorDevices.field_index().unwrap()] = Some(Some(Value::Int64(4)));
+    let updated =
+        store.update(&partner("p"), "a", Change::Merge(patch), at(created.version)).await.unwrap();
+
+    assert_eq!(updated.version, created.version + 1);
+    assert_eq!(updated.entity.get(Property::TenantId), None);
+    assert_eq!(updated.entity.get(Property::NumberOfErrorDevices), Some(&Value::Int64(4)));
+    assert_eq!(
+        updated.entity.get(Property::NumberOfCompliantDevices),
+        created.entity.get(Property::NumberOfCompliantDevices)
+    );
+    assert_eq!(store.get(&partner("p"), "a").await.unwrap(), Some(updated));
+}
+
+#[tokio::test]
+async fn a_stale_version_fails_and_leaves_the_row_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let created = store.create(&partner("p"), entity("a")).await.unwrap();
+    let replacement = Change::Replace(Default::default());
+
+    let stale = at(created.version - 1);
+    let result = store.update(&partner("p"), "a", replacement.clone(), stale.clone()).await;
+    assert!(matches!(result, Err(StoreError::PreconditionFailed)));
+    let result = store.delete(&partner("p"), "a", stale).await;
+    assert!(matches!(result, Err(StoreError::PreconditionFailed)));
+    assert_eq!(store.get(&partner("p"), "a").await.unwrap(), Some(created.clone()));
+
+    // Another partner's key does not exist for this partner, whatever the precondition.
+    let result = store.update(&partner("q"), "a", replacement, Precondition::default()).await;
+    assert!(matches!(result, Err(StoreError::NotFound)));
+    assert_eq!(store.get(&partner("p"), "a").await.unwrap(), Some(created));
+}
+
+#[tokio::test]
+async fn delete_removes_the_row_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let created = store.create(&partner("p"), entity("a")).await.unwrap();
+
+    let deleted = store.delete(&partner("p"), "a", Precondition::default()).await.unwrap();
+    assert_eq!(deleted, created);
+    assert_eq!(store.get(&partner("p"), "a").await.unwrap(), None);
+    let again = store.delete(&partner("p"), "a", Precondition::default()).await;
+    assert!(matches!(again, Err(StoreError::NotFound)));
 }
 
 #[tokio::test]

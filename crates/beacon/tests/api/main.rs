@@ -23,3 +23,5 @@ mod lifecycle;
 mod paging;
 /// The OData query options, one behaviour per test.
 mod query;
+/// Updates, deletes, entity tags, preconditions and metadata levels.
+mod update_and_delete;

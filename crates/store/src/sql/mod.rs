@@ -196,6 +196,11 @@ pub struct Statements {
     pub insert: String,
     /// Selects one row; binds the partner and the key.
     pub select_one: String,
+    /// Overwrites every column but the key of one row; binds what [`Statements::insert`]
+    /// binds, so the partner and the key select the row.
+    pub update: String,
+    /// Deletes one row; binds the partner and the key.
+    pub delete: String,
 }
 
 impl Statements {
@@ -212,6 +217,24 @@ impl Statements {
             ),
             select_one: format!(
                 "SELECT {list} FROM {TABLE} WHERE partner_tenant_id = {} AND id = {}",
+                p(1),
+                p(2)
+            ),
+            // The insert's placeholders follow the column order after the partner.
+            update: format!(
+                "UPDATE {TABLE} SET {} WHERE partner_tenant_id = {} AND id = {}",
+                columns
+                    .iter()
+                    .enumerate()
+                    .skip(1)
+                    .map(|(i, column)| format!("{column} = {}", p(i + 2)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                p(1),
+                p(2)
+            ),
+            delete: format!(
+                "DELETE FROM {TABLE} WHERE partner_tenant_id = {} AND id = {}",
                 p(1),
                 p(2)
             ),
@@ -304,6 +327,10 @@ mod tests {
         assert_eq!(statements.insert.matches('?').count(), entity_columns().len() + 1);
         let postgres = Statements::new(&Postgres);
         assert!(postgres.select_one.ends_with("partner_tenant_id = $1 AND id = $2"));
+        assert!(
+            postgres.update.ends_with("version = $16 WHERE partner_tenant_id = $1 AND id = $2")
+        );
+        assert!(postgres.delete.ends_with("partner_tenant_id = $1 AND id = $2"));
     }
 
     #[test]

@@ -25,17 +25,18 @@ use async_trait::async_trait;
 use beacon_odata::bind::Typed;
 use beacon_odata::bind::apply::Plan;
 use beacon_odata::entity::Entity;
+use beacon_odata::etag::Precondition;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::sql::{self, Sqlite, Statements, TABLE};
 use crate::{
-    ApplyQuery, ApplyRows, ListQuery, ListedEntity, PartnerTenantId, Store, StoreError,
+    ApplyQuery, ApplyRows, Change, ListQuery, ListedEntity, PartnerTenantId, Store, StoreError,
     StoredEntity,
 };
 
 pub use migrate::MIGRATIONS;
-use writer::WriteCommand;
+use writer::{Write, WriteCommand};
 
 /// How long a statement waits for a lock held by another connection before failing as busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -174,11 +175,13 @@ impl SqliteStore {
     /// Queues a write and waits for the writer thread to reply.
     async fn write(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<StoredEntity, StoreError>>) -> WriteCommand,
+        partner: &PartnerTenantId,
+        write: Write,
     ) -> Result<StoredEntity, StoreError> {
         let sender = lock(&self.writes).clone().ok_or(StoreError::ShuttingDown)?;
         let (reply, answer) = oneshot::channel();
-        sender.send(make(reply)).await.map_err(|_| StoreError::ShuttingDown)?;
+        let command = WriteCommand { partner: partner.clone(), write, reply };
+        sender.send(command).await.map_err(|_| StoreError::ShuttingDown)?;
         answer.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
@@ -221,8 +224,27 @@ impl Store for SqliteStore {
         partner: &PartnerTenantId,
         entity: Entity,
     ) -> Result<StoredEntity, StoreError> {
-        let partner = partner.clone();
-        self.write(|reply| WriteCommand::Create { partner, entity, reply }).await
+        self.write(partner, Write::Create(entity)).await
+    }
+
+    async fn update(
+        &self,
+        partner: &PartnerTenantId,
+        id: &str,
+        change: Change,
+        precondition: Precondition,
+    ) -> Result<StoredEntity, StoreError> {
+        let write = Write::Update { id: id.to_owned(), change, precondition };
+        self.write(partner, write).await
+    }
+
+    async fn delete(
+        &self,
+        partner: &PartnerTenantId,
+        id: &str,
+        precondition: Precondition,
+    ) -> Result<StoredEntity, StoreError> {
+        self.write(partner, Write::Delete { id: id.to_owned(), precondition }).await
     }
 
     async fn get(

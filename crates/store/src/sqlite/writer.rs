@@ -6,25 +6,40 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 
 use beacon_odata::entity::Entity;
+use beacon_odata::etag::Precondition;
 use rusqlite::{Connection, TransactionBehavior, params_from_iter};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{classify, rows};
 use crate::sql::Statements;
-use crate::{PartnerTenantId, StoreError, StoredEntity};
+use crate::{Change, PartnerTenantId, StoreError, StoredEntity, initial_version, next_version};
 
 /// The maximum number of writes in one transaction, which bounds the latency a group adds.
 const MAX_GROUP: usize = 512;
 
+/// Where the writer thread sends the outcome of a write.
+pub(super) type Reply = oneshot::Sender<Result<StoredEntity, StoreError>>;
+
 /// A write waiting for the writer thread.
 #[derive(Debug)]
-pub(super) enum WriteCommand {
+pub(super) struct WriteCommand {
+    /// The partner whose entity the write changes.
+    pub partner: PartnerTenantId,
+    /// What to write.
+    pub write: Write,
+    /// Where the outcome goes.
+    pub reply: Reply,
+}
+
+/// The kinds of write.
+#[derive(Debug)]
+pub(super) enum Write {
     /// Insert a new entity.
-    Create {
-        partner: PartnerTenantId,
-        entity: Entity,
-        reply: oneshot::Sender<Result<StoredEntity, StoreError>>,
-    },
+    Create(Entity),
+    /// Change an existing entity if its version satisfies the precondition.
+    Update { id: String, change: Change, precondition: Precondition },
+    /// Delete an existing entity if its version satisfies the precondition.
+    Delete { id: String, precondition: Precondition },
 }
 
 /// How many committed groups pass between two checks of the write-ahead log's size.
@@ -65,9 +80,8 @@ fn run(
 
         let outcomes = apply_group(&mut connection, statements, &group);
         for (command, outcome) in group.into_iter().zip(outcomes) {
-            let WriteCommand::Create { reply, .. } = command;
             // The requester may have gone away, but its write is committed all the same.
-            let _ = reply.send(outcome);
+            let _ = command.reply.send(outcome);
         }
 
         // Keep the write-ahead log bounded, and check the planner's statistics as the table
@@ -111,12 +125,12 @@ fn apply_group(
                 }
                 match savepoint.commit() {
                     Ok(()) => result,
-                    Err(error) => Err(error),
+                    Err(error) => Err(classify(error)),
                 }
             }
-            Err(error) => Err(error),
+            Err(error) => Err(classify(error)),
         };
-        outcomes.push(outcome.map_err(classify));
+        outcomes.push(outcome);
     }
 
     if let Err(error) = transaction.commit() {
@@ -125,19 +139,66 @@ fn apply_group(
     outcomes
 }
 
+/// Applies one write. An update or delete reads the current row first, inside the group's
+/// transaction, so its precondition and its change see the same version.
 fn apply(
     connection: &Connection,
     statements: &Statements,
     command: &WriteCommand,
-) -> Result<StoredEntity, rusqlite::Error> {
-    match command {
-        WriteCommand::Create { partner, entity, .. } => {
-            let version = 1;
-            let values = rows::insert_values(partner.as_str(), entity, version);
-            connection.prepare_cached(&statements.insert)?.execute(params_from_iter(values))?;
-            Ok(StoredEntity { entity: entity.clone(), version })
+) -> Result<StoredEntity, StoreError> {
+    let partner = command.partner.as_str();
+    let current = |id: &str, precondition: &Precondition| {
+        let stored = rows::select_one(connection, statements, partner, id)
+            .map_err(classify)?
+            .ok_or(StoreError::NotFound)?;
+        match precondition.allows(stored.version) {
+            true => Ok(stored),
+            false => Err(StoreError::PreconditionFailed),
+        }
+    };
+
+    match &command.write {
+        Write::Create(entity) => {
+            let stored = StoredEntity { entity: entity.clone(), version: initial_version() };
+            execute(connection, &statements.insert, partner, &stored)?;
+            Ok(stored)
+        }
+        Write::Update { id, change, precondition } => {
+            let mut stored = current(id, precondition)?;
+            match change {
+                Change::Replace(fields) => stored.entity.fields = fields.clone(),
+                Change::Merge(patch) => {
+                    for (field, given) in stored.entity.fields.iter_mut().zip(patch) {
+                        if let Some(value) = given {
+                            *field = value.clone();
+                        }
+                    }
+                }
+            }
+            stored.version = next_version(stored.version);
+            execute(connection, &statements.update, partner, &stored)?;
+            Ok(stored)
+        }
+        Write::Delete { id, precondition } => {
+            let stored = current(id, precondition)?;
+            let mut delete = connection.prepare_cached(&statements.delete).map_err(classify)?;
+            delete.execute((partner, id)).map_err(classify)?;
+            Ok(stored)
         }
     }
+}
+
+/// Runs a statement that binds the partner and every entity column, as an insert does.
+fn execute(
+    connection: &Connection,
+    text: &str,
+    partner: &str,
+    stored: &StoredEntity,
+) -> Result<(), StoreError> {
+    let values = rows::insert_values(partner, &stored.entity, stored.version);
+    let mut statement = connection.prepare_cached(text).map_err(classify)?;
+    statement.execute(params_from_iter(values)).map_err(classify)?;
+    Ok(())
 }
 
 /// Gives every write of a group the error that failed the group's transaction.

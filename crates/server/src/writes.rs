@@ -1,0 +1,287 @@
+//! The operations that change entities: create (`POST`), update (`PATCH` merges, `PUT`
+//! replaces) and delete, with their preconditions and the `Prefer: return` preference.
+//!
+//! Every change is checked in full before it reaches the store, and the store applies a
+//! precondition and its change as one step, so a rejected request changes nothing and two
+//! requests racing with the same `If-Match` cannot both succeed.
+
+use axum::body::{Body, Bytes};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use beacon_odata::body::{self, EntityInput, ReadOptions};
+use beacon_odata::entity::{Entity, StoredEntity};
+use beacon_odata::etag::{self, Precondition};
+use beacon_odata::media;
+use beacon_odata::model::View;
+use beacon_odata::path;
+use beacon_store::{Change, StoreError};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::handlers::{Call, entity_response, header_text, insert_etag, read_body, require_write};
+
+/// The response body that `Prefer: return=…` requests for a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Return {
+    /// `return=minimal`: no body.
+    Minimal,
+    /// `return=representation`: the entity as stored.
+    Representation,
+}
+
+impl Return {
+    fn name(self) -> &'static str {
+        match self {
+            Return::Minimal => "return=minimal",
+            Return::Representation => "return=representation",
+        }
+    }
+}
+
+/// Reads the `return` preference of the `Prefer` headers; the first valid one counts.
+fn preferred_return(headers: &HeaderMap) -> Option<Return> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|preference| {
+            // A preference may carry parameters after `;`, which `return` does not use.
+            let preference = preference.split(';').next()?.trim();
+            let (name, value) = preference.split_once('=')?;
+            if !name.trim().eq_ignore_ascii_case("return") {
+                return None;
+            }
+            match value.trim().trim_matches('"') {
+                v if v.eq_ignore_ascii_case("minimal") => Some(Return::Minimal),
+                v if v.eq_ignore_ascii_case("representation") => Some(Return::Representation),
+                _ => None,
+            }
+        })
+        .next()
+}
+
+/// Adds `Preference-Applied` for a `return` preference.
+fn confirm(mut response: Response, applied: Option<Return>) -> Response {
+    if let Some(applied) = applied {
+        response
+            .headers_mut()
+            .insert("preference-applied", HeaderValue::from_static(applied.name()));
+    }
+    response
+}
+
+/// Returns the error for an entity that does not exist.
+pub(crate) fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("No aggregatedPolicyCompliance with the id '{id}' exists."))
+}
+
+/// Returns the error for a precondition that the entity's current version fails.
+pub(crate) fn precondition_failed() -> ApiError {
+    ApiError::PreconditionFailed(
+        "The entity has changed since the given entity tag was read, or the tag does not match \
+         it; read the entity again for its current ETag."
+            .to_owned(),
+    )
+}
+
+/// Reads the `If-Match` and `If-None-Match` headers.
+pub(crate) fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
+    let tags = |name: HeaderName, label: &'static str| {
+        let values: Vec<&str> = headers
+            .get_all(&name)
+            .iter()
+            .map(|value| {
+                value.to_str().map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "The {label} header contains characters that are not allowed."
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        match values.is_empty() {
+            true => Ok(None),
+            false => etag::parse(label, &values)
+                .map(Some)
+                .map_err(|error| ApiError::BadRequest(error.to_string())),
+        }
+    };
+    Ok(Precondition {
+        if_match: tags(header::IF_MATCH, "If-Match")?,
+        if_none_match: tags(header::IF_NONE_MATCH, "If-None-Match")?,
+    })
+}
+
+/// Checks that a request body is uncompressed JSON within the size limit, reads it and
+/// decodes it for `view`.
+async fn read_input(
+    state: &AppState,
+    parts: &Parts,
+    body: Body,
+    view: View,
+) -> Result<EntityInput, ApiError> {
+    if let Some(encoding) = header_text(&parts.headers, header::CONTENT_ENCODING)?
+        && !encoding.trim().eq_ignore_ascii_case("identity")
+    {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "The Content-Encoding '{encoding}' is not supported; send the body uncompressed."
+        )));
+    }
+    if parts.headers.get_all(header::CONTENT_TYPE).iter().count() > 1 {
+        return Err(ApiError::BadRequest(
+            "The request has more than one Content-Type header.".to_owned(),
+        ));
+    }
+    let content_type = match parts.headers.get(header::CONTENT_TYPE).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(text)) => Some(text),
+        Some(Err(_)) => {
+            return Err(ApiError::UnsupportedMediaType(
+                "The Content-Type is not supported; send the body as 'application/json'."
+                    .to_owned(),
+            ));
+        }
+    };
+    let int64_as_string = media::check_json_content_type(content_type)?;
+    let bytes: Bytes = read_body(&parts.headers, body, state.body_read_timeout).await?;
+    Ok(body::decode(view, &bytes, ReadOptions { int64_as_string })?)
+}
+
+/// `POST` on a collection: validates the body, stores the entity, returns `201` with the
+/// entity, or `204` with `Prefer: return=minimal`.
+pub(crate) async fn create(
+    state: &AppState,
+    call: &Call,
+    parts: &Parts,
+    body: Body,
+    view: View,
+) -> Result<Response, ApiError> {
+    require_write(&call.principal)?;
+    let preference = preferred_return(&parts.headers);
+
+    // Apply the view's rules, then store.
+    let input = read_input(state, parts, body, view).await?;
+    let (id, fields) = input.into_create(view)?;
+    let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let stored = match state.store.create(&call.principal.partner, Entity { id, fields }).await {
+        Ok(stored) => stored,
+        Err(StoreError::Conflict) => {
+            return Err(ApiError::Conflict(
+                "An aggregatedPolicyCompliance with this id already exists.".to_owned(),
+            ));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    tracing::debug!(entity.id = %stored.entity.id, view = %view, "created entity");
+
+    let entity_url = path::entity_url(&call.service_root, view, &stored.entity.id);
+    let mut response = match preference {
+        Some(Return::Minimal) => {
+            let mut response = no_content(&stored);
+            if let Ok(id) = HeaderValue::from_str(&entity_url) {
+                response.headers_mut().insert("odata-entityid", id);
+            }
+            response
+        }
+        _ => entity_response(StatusCode::CREATED, call, call.write_options, view, &stored, "")?,
+    };
+    if let Ok(location) = HeaderValue::from_str(&entity_url) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(confirm(response, preference))
+}
+
+/// `PATCH` (merge) or `PUT` (replace) on one entity: `204`, or `200` with the entity when
+/// `Prefer: return=representation` requests it.
+pub(crate) async fn update(
+    state: &AppState,
+    call: &Call,
+    parts: &Parts,
+    body: Body,
+    view: View,
+    id: &str,
+) -> Result<Response, ApiError> {
+    require_write(&call.principal)?;
+    let precondition = precondition(&parts.headers)?;
+    let preference = preferred_return(&parts.headers);
+
+    // The whole body is checked before the change reaches the store.
+    let input = read_input(state, parts, body, view).await?;
+    let change = match parts.method.as_str() {
+        "PUT" => Change::Replace(input.into_replacement(view)?),
+        _ => Change::Merge(input.into_patch(view)?),
+    };
+    let partner = &call.principal.partner;
+    let stored =
+        state.store.update(partner, id, change, precondition).await.map_err(
+            |error| match error {
+                StoreError::NotFound => not_found(id),
+                StoreError::PreconditionFailed => precondition_failed(),
+                other => other.into(),
+            },
+        )?;
+    tracing::debug!(entity.id = %id, view = %view, method = %parts.method, "updated entity");
+
+    let response = match preference {
+        Some(Return::Representation) => {
+            entity_response(StatusCode::OK, call, call.write_options, view, &stored, "")?
+        }
+        _ => no_content(&stored),
+    };
+    Ok(confirm(response, preference))
+}
+
+/// `DELETE` on one entity: `204` with an empty body.
+pub(crate) async fn delete(
+    state: &AppState,
+    call: &Call,
+    parts: &Parts,
+    view: View,
+    id: &str,
+) -> Result<Response, ApiError> {
+    require_write(&call.principal)?;
+    let precondition = precondition(&parts.headers)?;
+    let partner = &call.principal.partner;
+    state.store.delete(partner, id, precondition).await.map_err(|error| match error {
+        StoreError::NotFound => not_found(id),
+        StoreError::PreconditionFailed => precondition_failed(),
+        other => other.into(),
+    })?;
+    tracing::debug!(entity.id = %id, view = %view, "deleted entity");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Builds the `204` response to a write, with the entity's new `ETag`.
+fn no_content(stored: &StoredEntity) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    insert_etag(&mut response, stored.version);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&'static str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for value in values {
+            map.append("prefer", HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn return_preference_is_found_among_others() {
+        assert_eq!(preferred_return(&headers(&[])), None);
+        assert_eq!(
+            preferred_return(&headers(&["odata.maxpagesize=5, return=minimal"])),
+            Some(Return::Minimal)
+        );
+        assert_eq!(
+            preferred_return(&headers(&["respond-async", "Return=\"Representation\""])),
+            Some(Return::Representation)
+        );
+        assert_eq!(preferred_return(&headers(&["return=everything"])), None);
+    }
+}
