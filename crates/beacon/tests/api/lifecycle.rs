@@ -49,6 +49,37 @@ async fn concurrent_creates_all_survive_kill_nine() {
 }
 
 #[tokio::test]
+async fn acknowledged_updates_and_deletes_survive_kill_nine() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut server = TestServer::start_in(&data_dir).await;
+    for id in ["kept", "gone"] {
+        let response = server.create(GRAPH, &json!({"id": id})).await;
+        assert_eq!(response.status(), 201);
+    }
+
+    let response = server
+        .request(Method::PATCH, &format!("{GRAPH}/kept"))
+        .json(&json!({"tenantDisplayName": "after"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+    let response = server.request(Method::DELETE, &format!("{GRAPH}/gone")).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    server.kill();
+
+    let restarted = TestServer::start_in(&data_dir).await;
+    let (status, kept) = restarted.get_json(&format!("{GRAPH}/kept")).await;
+    assert_eq!(status, 200);
+    assert_eq!(kept["tenantDisplayName"], "after");
+    assert_eq!(kept["@odata.etag"], etag.as_str());
+    let (status, _) = restarted.get_json(&format!("{GRAPH}/gone")).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
 async fn token_minted_before_a_restart_still_works() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
