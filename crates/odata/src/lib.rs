@@ -21,10 +21,12 @@
 //! - [`orderby`]: the `$orderby` option, a list of expressions each sorted up or down.
 //! - [`select`]: the `$select` option, the property paths a response includes.
 //! - [`apply`]: the `$apply` option of Data Aggregation, a sequence of transformations.
+//! - [`csdl`]: the `$metadata` document in CSDL XML and CSDL JSON, written from [`model`].
 
 pub mod apply;
 pub mod bind;
 pub mod body;
+pub mod csdl;
 pub mod datetime;
 pub mod entity;
 pub mod error;
