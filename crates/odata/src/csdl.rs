@@ -371,9 +371,8 @@ fn collection_annotations(view: View) -> Vec<Annotation> {
             ]),
         ),
         annotation("Capabilities.DeleteRestrictions", Record(vec![("Deletable", Bool(true))])),
-        // An empty collection: modifications require ETags, and the document does not name the
-        // properties that the ETag is computed from.
-        annotation("Core.OptimisticConcurrency", Collection(Vec::new())),
+        // `Core.OptimisticConcurrency` is left out on purpose: the term says that changes
+        // require ETags, and Beacon takes `If-Match` without requiring it.
         annotation(
             "Aggregation.ApplySupported",
             Record(vec![

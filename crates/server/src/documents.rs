@@ -2,17 +2,23 @@
 //! lists the entity sets, and the metadata document at `$metadata`, which declares the model
 //! in CSDL XML or CSDL JSON.
 
-use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::response::Response;
-use beacon_odata::media::Metadata;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use beacon_odata::csdl;
+use beacon_odata::media::{self, DocumentFormat, FormatOption, Metadata};
 use beacon_odata::query::QueryOptions;
 
 use crate::error::ApiError;
-use crate::handlers::{Call, json_response, require_read};
+use crate::handlers::{Call, header_text, json_response, require_read};
 
 /// `GET` on the service root: the OData service document, which lists the seed view's entity
-/// set and the singleton that leads to the Graph view's collection.
+/// set.
+///
+/// NOTE: the `tenantRelationships` singleton of `$metadata`, which contains the Graph view's
+/// collection, is left out because the singleton itself cannot be read yet; listing it would
+/// lead clients to a URL that answers `400`. Serving `GET /beta/tenantRelationships` would fix
+/// both.
 pub(crate) fn service(call: &Call) -> Result<Response, ApiError> {
     require_read(&call.principal)?;
     let mut document = serde_json::Map::new();
@@ -25,7 +31,6 @@ pub(crate) fn service(call: &Call) -> Result<Response, ApiError> {
         serde_json::json!([
             {"name": "aggregatedPolicyCompliances", "kind": "EntitySet",
              "url": "aggregatedPolicyCompliances"},
-            {"name": "tenantRelationships", "kind": "Singleton", "url": "tenantRelationships"},
         ]),
     );
     json_response(StatusCode::OK, &document, call.write_options.format)
@@ -33,6 +38,15 @@ pub(crate) fn service(call: &Call) -> Result<Response, ApiError> {
 
 /// `GET $metadata`: the model as CSDL XML, or as CSDL JSON when `$format` or `Accept` requests
 /// JSON.
-pub(crate) fn metadata(_parts: &Parts, _options: &QueryOptions) -> Result<Response, ApiError> {
-    Err(ApiError::NotFound("The metadata document is not available yet.".to_owned()))
+pub(crate) fn metadata(parts: &Parts, options: &QueryOptions) -> Result<Response, ApiError> {
+    let format = match options.format {
+        Some(FormatOption::Xml) => DocumentFormat::Xml,
+        Some(FormatOption::Json(_)) => DocumentFormat::Json,
+        None => media::negotiate_document(header_text(&parts.headers, header::ACCEPT)?)?,
+    };
+    let (content_type, body) = match format {
+        DocumentFormat::Xml => ("application/xml", csdl::xml()),
+        DocumentFormat::Json => ("application/json", csdl::json().to_string()),
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }

@@ -475,3 +475,50 @@ async fn every_listed_entity_carries_its_etag() {
         assert_eq!(row["@odata.etag"], single["@odata.etag"]);
     }
 }
+
+#[tokio::test]
+async fn metadata_document_is_served_without_a_token() {
+    let server = TestServer::start().await;
+    let get = |query: &'static str, accept: &'static str| {
+        let request = server
+            .client
+            .get(format!("{}{query}", server.url("$metadata")))
+            .header("accept", accept);
+        async move { request.send().await.unwrap() }
+    };
+
+    let response = get("", "*/*").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/xml");
+    let xml = response.text().await.unwrap();
+    assert!(xml.contains(r#"<EntityType Name="aggregatedPolicyCompliance""#), "{xml}");
+    assert!(xml.contains(r#"Name="numberOfErrorDevices" Type="Edm.Int64""#), "{xml}");
+
+    for (query, accept) in [("", "application/json"), ("?$format=json", "application/xml")] {
+        let response = get(query, accept).await;
+        assert_eq!(response.status(), 200, "{query} {accept}");
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let document: Value = response.json().await.unwrap();
+        assert_eq!(document["$Version"], "4.0");
+    }
+
+    let response = get("?$top=1", "*/*").await;
+    assert_graph_error(response, 400, "BadRequest").await;
+    let response = get("", "text/html").await;
+    assert_graph_error(response, 406, "NotAcceptable").await;
+}
+
+#[tokio::test]
+async fn service_document_lists_the_entity_sets() {
+    let server = TestServer::start().await;
+    let (status, document) = server.get_json("").await;
+    assert_eq!(status, 200);
+    assert!(document["@odata.context"].as_str().unwrap().ends_with("/beta/$metadata"));
+    let names: Vec<&str> = document["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|set| set["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["aggregatedPolicyCompliances"]);
+}

@@ -185,7 +185,7 @@ fn collections_share_capability_terms() {
         terms
     };
     assert_eq!(annotations(seed), annotations(graph));
-    assert_eq!(annotations(seed).len(), 14);
+    assert_eq!(annotations(seed).len(), 13);
 
     for term in annotations(seed) {
         if term != "@Capabilities.InsertRestrictions" {
