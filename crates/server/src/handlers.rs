@@ -70,7 +70,9 @@ struct Call {
     write_options: WriteOptions,
 }
 
-async fn route(state: &AppState, request: Request) -> Result<Response, ApiError> {
+/// Runs one request: resolves its path, checks its method and token, and runs the operation.
+/// `$batch` runs each request inside a batch through here as well.
+pub(crate) async fn route(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
 
     // Resolve the path and check the method before anything else is read.
@@ -79,9 +81,9 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
     let allow = match resource {
         Resource::Collection(_) => "GET, HEAD, POST",
         Resource::Entity(..) | Resource::Count(_) | Resource::ServiceRoot => "GET, HEAD",
+        Resource::Batch => "POST",
     };
-    let is_create = parts.method == Method::POST && matches!(resource, Resource::Collection(_));
-    if !is_read && !is_create {
+    if !allow.split(", ").any(|method| method == parts.method.as_str()) {
         return Err(ApiError::MethodNotAllowed { method: parts.method.to_string(), allow });
     }
 
@@ -104,6 +106,7 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
         Resource::Entity(view, id) => get(state, &call, &parts, view, &id).await,
         Resource::Count(view) => count(state, &call, &parts, view).await,
         Resource::ServiceRoot => service_document(&call, &parts),
+        Resource::Batch => crate::batch::run(state, &parts, body).await,
     }
 }
 
@@ -119,29 +122,7 @@ async fn create(
     query::parse(parts.uri.query(), Target::Create)?;
 
     // The body must be uncompressed JSON within the size limit.
-    if let Some(encoding) = header_text(&parts.headers, header::CONTENT_ENCODING)?
-        && !encoding.trim().eq_ignore_ascii_case("identity")
-    {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "The Content-Encoding '{encoding}' is not supported; send the body uncompressed."
-        )));
-    }
-    if parts.headers.get_all(header::CONTENT_TYPE).iter().count() > 1 {
-        return Err(ApiError::BadRequest(
-            "The request has more than one Content-Type header.".to_owned(),
-        ));
-    }
-    let content_type = match parts.headers.get(header::CONTENT_TYPE).map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(text)) => Some(text),
-        Some(Err(_)) => {
-            return Err(ApiError::UnsupportedMediaType(
-                "The Content-Type is not supported; send the body as 'application/json'."
-                    .to_owned(),
-            ));
-        }
-    };
-    let int64_as_string = media::check_json_content_type(content_type)?;
+    let int64_as_string = check_json_body_headers(&parts.headers)?;
     let bytes = read_body(&parts.headers, body, state.body_read_timeout).await?;
 
     // Apply the view's rules, then store.
@@ -165,6 +146,34 @@ async fn create(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// Checks that a request body is declared as uncompressed JSON, and returns whether its
+/// `Content-Type` carries `IEEE754Compatible=true`.
+pub(crate) fn check_json_body_headers(headers: &HeaderMap) -> Result<bool, ApiError> {
+    if let Some(encoding) = header_text(headers, header::CONTENT_ENCODING)?
+        && !encoding.trim().eq_ignore_ascii_case("identity")
+    {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "The Content-Encoding '{encoding}' is not supported; send the body uncompressed."
+        )));
+    }
+    if headers.get_all(header::CONTENT_TYPE).iter().count() > 1 {
+        return Err(ApiError::BadRequest(
+            "The request has more than one Content-Type header.".to_owned(),
+        ));
+    }
+    let content_type = match headers.get(header::CONTENT_TYPE).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(text)) => Some(text),
+        Some(Err(_)) => {
+            return Err(ApiError::UnsupportedMediaType(
+                "The Content-Type is not supported; send the body as 'application/json'."
+                    .to_owned(),
+            ));
+        }
+    };
+    Ok(media::check_json_content_type(content_type)?)
 }
 
 /// `GET` on one entity.
@@ -616,7 +625,7 @@ fn entity_url(service_root: &str, view: View, id: &str) -> String {
 }
 
 /// Reads the whole body, rejecting one over [`MAX_BODY_BYTES`] before and while reading it.
-async fn read_body(
+pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     timeout: std::time::Duration,

@@ -6,6 +6,7 @@
 //! # Layout
 //!
 //! - [`auth`]: the signing key, development tokens and token verification.
+//! - `batch`: `POST /beta/$batch`, which runs several requests given in one JSON body.
 //! - `context`: the middleware that adds request ids, the request span and Graph error bodies.
 //! - `error`: the error type every handler returns and its status mapping.
 //! - `grouped`: the JSON of grouped `$apply` results.
@@ -13,6 +14,7 @@
 //! - `paging`: server-driven paging with `$skiptoken` and `@odata.nextLink`.
 
 pub mod auth;
+mod batch;
 mod context;
 mod error;
 mod grouped;
