@@ -28,6 +28,8 @@ pub enum Resource {
     Entity(View, String),
     /// The `$count` segment after a collection.
     Count(View),
+    /// `$batch` right under the service root, which takes a JSON batch of requests.
+    Batch,
 }
 
 /// Reasons a path addresses no resource.
@@ -96,6 +98,10 @@ pub fn parse(raw: &str) -> Result<Resource, PathError> {
         [] => return Ok(Resource::ServiceRoot),
         [only] if only.eq_ignore_ascii_case("$metadata") => return Ok(Resource::Metadata),
         [first, next, ..] if first.eq_ignore_ascii_case("$metadata") => {
+            return Err(PathError::NotFound(next.to_string()));
+        }
+        [first] if first.eq_ignore_ascii_case("$batch") => return Ok(Resource::Batch),
+        [first, next, ..] if first.eq_ignore_ascii_case("$batch") => {
             return Err(PathError::NotFound(next.to_string()));
         }
         [first, ..] if first.eq_ignore_ascii_case("tenantRelationships") => {
@@ -279,6 +285,17 @@ mod tests {
         assert_eq!(
             parse("/beta/aggregatedPolicyCompliances/$count"),
             Ok(Resource::Count(View::Seed))
+        );
+    }
+
+    #[test]
+    fn batch_segment_is_recognized() {
+        assert_eq!(parse("/beta/$batch"), Ok(Resource::Batch));
+        assert_eq!(parse("/beta/$BATCH/"), Ok(Resource::Batch));
+        assert_eq!(parse("/beta/$batch/x"), Err(PathError::NotFound("x".into())));
+        assert_eq!(
+            parse("/beta/aggregatedPolicyCompliances/$batch"),
+            Err(PathError::NotFound("$batch".into()))
         );
     }
 

@@ -9,6 +9,9 @@
 //! - logs internal causes once and every request's outcome,
 //! - closes an HTTP/1 connection after an error to a request with a body, which the handler
 //!   may not have read to the end.
+//!
+//! [`complete_response`] writes the error body and the id headers. `$batch` calls it too, on
+//! the response to each request inside a batch, so those carry the same error shape.
 
 use std::time::Instant;
 
@@ -30,16 +33,14 @@ pub(crate) const JSON_CONTENT_TYPE: &str = "application/json;odata.metadata=mini
 const MAX_CLIENT_REQUEST_ID: usize = 256;
 
 /// Runs the rest of the stack with request ids, a span and Graph-shaped errors.
-pub(crate) async fn request_context(request: Request, next: Next) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let client_request_id =
-        usable_client_request_id(request.headers()).unwrap_or_else(|| request_id.clone());
+pub(crate) async fn request_context(mut request: Request, next: Next) -> Response {
+    let ids = RequestIds::new(request.headers());
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
-        request_id = %request_id,
-        client_request_id = %client_request_id,
+        request_id = %ids.request_id,
+        client_request_id = %ids.client_request_id,
     );
 
     // An error may leave part of the body unread, so such a connection cannot carry another
@@ -51,40 +52,18 @@ pub(crate) async fn request_context(request: Request, next: Next) -> Response {
                 .get(header::CONTENT_LENGTH)
                 .is_some_and(|length| length.as_bytes() != b"0"));
 
+    // `$batch` reads these ids to give the requests inside a batch the batch's request id.
+    request.extensions_mut().insert(ids.clone());
+
     async move {
         let started = Instant::now();
         let mut response = next.run(request).await;
 
-        // Write the error body from the handler's report, or from the bare status.
         let status = response.status();
-        if status.is_client_error() || status.is_server_error() {
-            let report = response
-                .extensions_mut()
-                .remove::<ErrorReport>()
-                .unwrap_or_else(|| ApiError::report_for_status(status));
-            if let Some(cause) = &report.cause {
-                tracing::error!(error.message = %cause, error.cause_chain = ?cause, "request failed");
-            } else {
-                tracing::debug!(code = report.code, message = %report.message, "request rejected");
-            }
-            let body = error_body(&report, &request_id, &client_request_id);
-            *response.body_mut() = Body::from(body);
-            let headers = response.headers_mut();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
-            headers.remove(header::CONTENT_LENGTH);
-            if may_leave_body_unread {
-                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
+        let is_error = complete_response(&mut response, &ids);
+        if is_error && may_leave_body_unread {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-
-        let headers = response.headers_mut();
-        if let Ok(value) = HeaderValue::from_str(&request_id) {
-            headers.insert("request-id", value);
-        }
-        if let Ok(value) = HeaderValue::from_str(&client_request_id) {
-            headers.insert("client-request-id", value);
-        }
-        headers.insert("odata-version", HeaderValue::from_static("4.0"));
 
         tracing::info!(
             status = status.as_u16(),
@@ -95,6 +74,71 @@ pub(crate) async fn request_context(request: Request, next: Next) -> Response {
     }
     .instrument(span)
     .await
+}
+
+/// The ids that a response and its error body carry.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestIds {
+    /// The id the service gave the request, sent as the `request-id` header.
+    pub request_id: String,
+    /// The caller's `client-request-id`, or the request id when the caller sent none or an
+    /// unusable one.
+    pub client_request_id: String,
+}
+
+impl RequestIds {
+    /// Gives a new request a new `request-id` and takes its `client-request-id` from `headers`.
+    pub(crate) fn new(headers: &HeaderMap) -> RequestIds {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let client_request_id =
+            usable_client_request_id(headers).unwrap_or_else(|| request_id.clone());
+        RequestIds { request_id, client_request_id }
+    }
+
+    /// Returns the ids of a request inside a batch: the batch's request id, and the inner
+    /// request's own `client-request-id` when it sends a usable one, else the batch's.
+    pub(crate) fn for_inner_request(&self, headers: &HeaderMap) -> RequestIds {
+        RequestIds {
+            request_id: self.request_id.clone(),
+            client_request_id: usable_client_request_id(headers)
+                .unwrap_or_else(|| self.client_request_id.clone()),
+        }
+    }
+}
+
+/// Completes a handler's response: writes the Graph error body for every status of 400 or
+/// above, from the handler's [`ErrorReport`] or else from the status alone, logs it, and adds
+/// the `request-id`, `client-request-id` and `OData-Version` headers. Returns whether the
+/// response is an error.
+pub(crate) fn complete_response(response: &mut Response, ids: &RequestIds) -> bool {
+    let status = response.status();
+    let is_error = status.is_client_error() || status.is_server_error();
+    if is_error {
+        let report = response
+            .extensions_mut()
+            .remove::<ErrorReport>()
+            .unwrap_or_else(|| ApiError::report_for_status(status));
+        if let Some(cause) = &report.cause {
+            tracing::error!(error.message = %cause, error.cause_chain = ?cause, "request failed");
+        } else {
+            tracing::debug!(code = report.code, message = %report.message, "request rejected");
+        }
+        let body = error_body(&report, &ids.request_id, &ids.client_request_id);
+        *response.body_mut() = Body::from(body);
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
+        headers.remove(header::CONTENT_LENGTH);
+    }
+
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&ids.request_id) {
+        headers.insert("request-id", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&ids.client_request_id) {
+        headers.insert("client-request-id", value);
+    }
+    headers.insert("odata-version", HeaderValue::from_static("4.0"));
+    is_error
 }
 
 /// Returns the caller's `client-request-id` if it is printable ASCII of at most

@@ -66,6 +66,10 @@ pub enum ApiError {
     /// The body is not JSON, or is compressed. `415`, `UnsupportedMediaType`.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A request in a batch did not run because a request it depends on failed. `424`,
+    /// `FailedDependency`.
+    #[error("{0}")]
+    FailedDependency(String),
     /// The store cannot serve for now. `503`, `ServiceUnavailable`, with `Retry-After`.
     #[error("The service is temporarily unavailable; retry the request shortly.")]
     Unavailable,
@@ -101,6 +105,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
             }
+            ApiError::FailedDependency(_) => (StatusCode::FAILED_DEPENDENCY, "FailedDependency"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             ApiError::InsufficientStorage => {
                 (StatusCode::INSUFFICIENT_STORAGE, "InsufficientStorage")

@@ -72,9 +72,12 @@ fn allowed_methods(resource: &Resource) -> &'static str {
         Resource::Collection(_) => "GET, HEAD, POST",
         Resource::Entity(..) => "GET, HEAD, PATCH, PUT, DELETE",
         Resource::Count(_) | Resource::ServiceRoot | Resource::Metadata => "GET, HEAD",
+        Resource::Batch => "POST",
     }
 }
 
+/// Runs one request: resolves its path, checks its method and token, and runs the operation.
+/// `$batch` runs each request inside a batch through here as well.
 pub(crate) async fn route(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
 
@@ -99,7 +102,7 @@ pub(crate) async fn route(state: &AppState, request: Request) -> Result<Response
         Resource::Entity(..) if is_read => Target::Entity,
         Resource::Collection(_) | Resource::Entity(..) => Target::Change,
         Resource::Count(_) => Target::Count,
-        Resource::ServiceRoot | Resource::Metadata => Target::Document,
+        Resource::ServiceRoot | Resource::Metadata | Resource::Batch => Target::Document,
     };
     let options = query::parse(parts.uri.query(), target)?;
     let format = match (&resource, options.format) {
@@ -124,8 +127,39 @@ pub(crate) async fn route(state: &AppState, request: Request) -> Result<Response
         }
         Resource::Entity(view, id) => writes::update(state, &call, &parts, body, view, &id).await,
         Resource::Count(view) => count(state, &call, view).await,
-        Resource::ServiceRoot | Resource::Metadata => documents::service(&call),
+        Resource::ServiceRoot => documents::service(&call),
+        Resource::Metadata => documents::metadata(&parts, &call.options),
+        // Each request of a batch gets its own checks when it runs.
+        Resource::Batch => crate::batch::run(state, &parts, body).await,
     }
+}
+
+/// Checks that a request body is declared as uncompressed JSON, and returns whether its
+/// `Content-Type` carries `IEEE754Compatible=true`.
+pub(crate) fn check_json_body_headers(headers: &HeaderMap) -> Result<bool, ApiError> {
+    if let Some(encoding) = header_text(headers, header::CONTENT_ENCODING)?
+        && !encoding.trim().eq_ignore_ascii_case("identity")
+    {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "The Content-Encoding '{encoding}' is not supported; send the body uncompressed."
+        )));
+    }
+    if headers.get_all(header::CONTENT_TYPE).iter().count() > 1 {
+        return Err(ApiError::BadRequest(
+            "The request has more than one Content-Type header.".to_owned(),
+        ));
+    }
+    let content_type = match headers.get(header::CONTENT_TYPE).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(text)) => Some(text),
+        Some(Err(_)) => {
+            return Err(ApiError::UnsupportedMediaType(
+                "The Content-Type is not supported; send the body as 'application/json'."
+                    .to_owned(),
+            ));
+        }
+    };
+    Ok(media::check_json_content_type(content_type)?)
 }
 
 /// `GET` on one entity, with the conditions of `If-Match` and `If-None-Match`.

@@ -6,6 +6,7 @@
 //! # Layout
 //!
 //! - [`auth`]: the signing key, development tokens and token verification.
+//! - `batch`: `POST /beta/$batch`, which runs several requests given in one JSON body.
 //! - `context`: the middleware that adds request ids, the request span and Graph error bodies.
 //! - `documents`: the service document and the `$metadata` document.
 //! - `error`: the error type every handler returns and its status mapping.
@@ -15,6 +16,7 @@
 //! - `writes`: create, update and delete, with preconditions and `Prefer: return`.
 
 pub mod auth;
+mod batch;
 mod context;
 mod documents;
 mod error;

@@ -12,14 +12,15 @@ use axum::response::{IntoResponse, Response};
 use beacon_odata::body::{self, EntityInput, ReadOptions};
 use beacon_odata::entity::{Entity, StoredEntity};
 use beacon_odata::etag::{self, Precondition};
-use beacon_odata::media;
 use beacon_odata::model::View;
 use beacon_odata::path;
 use beacon_store::{Change, StoreError};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::handlers::{Call, entity_response, header_text, insert_etag, read_body, require_write};
+use crate::handlers::{
+    Call, check_json_body_headers, entity_response, insert_etag, read_body, require_write,
+};
 
 /// The response body that `Prefer: return=…` requests for a write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,29 +122,7 @@ async fn read_input(
     body: Body,
     view: View,
 ) -> Result<EntityInput, ApiError> {
-    if let Some(encoding) = header_text(&parts.headers, header::CONTENT_ENCODING)?
-        && !encoding.trim().eq_ignore_ascii_case("identity")
-    {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "The Content-Encoding '{encoding}' is not supported; send the body uncompressed."
-        )));
-    }
-    if parts.headers.get_all(header::CONTENT_TYPE).iter().count() > 1 {
-        return Err(ApiError::BadRequest(
-            "The request has more than one Content-Type header.".to_owned(),
-        ));
-    }
-    let content_type = match parts.headers.get(header::CONTENT_TYPE).map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(text)) => Some(text),
-        Some(Err(_)) => {
-            return Err(ApiError::UnsupportedMediaType(
-                "The Content-Type is not supported; send the body as 'application/json'."
-                    .to_owned(),
-            ));
-        }
-    };
-    let int64_as_string = media::check_json_content_type(content_type)?;
+    let int64_as_string = check_json_body_headers(&parts.headers)?;
     let bytes: Bytes = read_body(&parts.headers, body, state.body_read_timeout).await?;
     Ok(body::decode(view, &bytes, ReadOptions { int64_as_string })?)
 }

@@ -12,6 +12,8 @@ mod apply;
 mod auth;
 /// Every kind of bad input: its status, its Graph error body, and an unchanged collection.
 mod bad_input;
+/// `$batch`: several requests in one JSON body.
+mod batch;
 /// Creating entities through both views and reading them back.
 mod create_and_read;
 /// `$filter`, `$orderby`, `$select`, `$top`, `$skip`, `$count` and `$apply` against a reference
