@@ -1,8 +1,9 @@
 //! The rules that turn a request body into validated property values.
 //!
 //! A body is a JSON object whose members are the view's property names. Instance annotations
-//! (any member name containing `@`) are ignored, except `@odata.type`, which must name this
-//! entity type. Each value must have the JSON form of the property's EDM type:
+//! (any member name containing `@`) are ignored, except `@odata.type`, which must name the
+//! view's own entity type, and `property@odata.type`, which must name the property's declared
+//! type. Each value must have the JSON form of the property's EDM type:
 //!
 //! - `Edm.String`: a JSON string.
 //! - `Edm.Int64`: a JSON integer from 0 to 9223372036854775807, or, when the request's
@@ -131,7 +132,10 @@ pub fn decode(view: View, text: &[u8], options: ReadOptions) -> Result<EntityInp
             check_entity_type(view, &value)?;
             continue;
         }
-        if name.contains('@') {
+        if let Some((property_name, annotation)) = name.split_once('@') {
+            if annotation == "odata.type" {
+                check_property_type(view, property_name, &value)?;
+            }
             continue;
         }
         let Some(property) = view.property(&name) else {
@@ -203,11 +207,35 @@ fn check_entity_type(view: View, value: &JsonValue) -> Result<(), BodyError> {
             });
         }
     };
-    let name = given.strip_prefix('#').unwrap_or(given);
-    if View::ALL.iter().any(|v| v.type_name() == name) {
-        Ok(())
-    } else {
-        Err(BodyError::WrongEntityType { given: given.to_owned(), expected: view.type_name() })
+    // The two views' types are unrelated in `$metadata`, so each set takes only its own.
+    match given.strip_prefix('#').unwrap_or(given) == view.type_name() {
+        true => Ok(()),
+        false => {
+            Err(BodyError::WrongEntityType { given: given.to_owned(), expected: view.type_name() })
+        }
+    }
+}
+
+/// Checks a `property@odata.type` annotation: the property must exist in the view, and the
+/// type must be its declared type, written as `#Int64`, `Int64`, `#Edm.Int64` or `Edm.Int64`.
+fn check_property_type(view: View, name: &str, value: &JsonValue) -> Result<(), BodyError> {
+    let Some(property) = view.property(name) else {
+        return Err(BodyError::UnknownProperty { name: name.to_owned(), view });
+    };
+    let declared = property.edm_type().name();
+    let matches = match value {
+        JsonValue::String(text) => {
+            let bare = text.strip_prefix('#').unwrap_or(text);
+            bare == declared || Some(bare) == declared.strip_prefix("Edm.")
+        }
+        _ => false,
+    };
+    match matches {
+        true => Ok(()),
+        false => Err(BodyError::InvalidValue {
+            property: property.name(view),
+            reason: format!("its @odata.type annotation must be '#{declared}' or be left out"),
+        }),
     }
 }
 
@@ -462,15 +490,29 @@ mod tests {
         assert!(message(View::Graph, other).contains("'#microsoft.graph.user'"));
         let seed_name =
             r##"{"@odata.type":"#microsoft.management.services.api.aggregatedPolicyCompliance"}"##;
-        assert!(create(View::Graph, seed_name, ReadOptions::default()).is_ok());
+        assert!(create(View::Graph, seed_name, ReadOptions::default()).is_err());
+        let graph_name =
+            r##"{"@odata.type":"#microsoft.graph.managedTenants.aggregatedPolicyCompliance"}"##;
+        assert!(create(View::Graph, graph_name, ReadOptions::default()).is_ok());
         assert!(create(View::Graph, r#"{"@odata.type":5}"#, ReadOptions::default()).is_err());
     }
 
     #[test]
     fn other_annotations_are_ignored() {
-        let body =
-            r##"{"@odata.context":"x","tenantId@odata.type":"#String","@custom.thing":[1]}"##;
+        let body = r##"{"@odata.context":"x","tenantId@odata.type":"#String","@custom.thing":[1],"tenantId@custom.note":"n"}"##;
         assert!(create(View::Graph, body, ReadOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn property_type_annotations_must_match_the_declared_type() {
+        for good in ["#Int64", "Int64", "#Edm.Int64", "Edm.Int64"] {
+            let body = format!(r#"{{"numberOfErrorDevices@odata.type":"{good}"}}"#);
+            assert!(create(View::Graph, &body, ReadOptions::default()).is_ok(), "{good}");
+        }
+        let wrong = message(View::Graph, r##"{"numberOfErrorDevices@odata.type":"#String"}"##);
+        assert!(wrong.contains("'#Edm.Int64'"), "{wrong}");
+        let unknown = message(View::Graph, r##"{"x@odata.type":"#String"}"##);
+        assert!(unknown.contains("'x' does not exist"), "{unknown}");
     }
 
     #[test]

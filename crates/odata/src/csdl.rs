@@ -28,10 +28,10 @@ pub const GRAPH_NAMESPACE: &str = "microsoft.graph";
 pub const CONTAINER_NAME: &str = "GraphService";
 
 /// The entity type of the singleton that starts the Graph view's path.
-const TENANT_RELATIONSHIP_TYPE: &str = "microsoft.graph.tenantRelationship";
+pub const TENANT_RELATIONSHIP_TYPE: &str = "microsoft.graph.tenantRelationship";
 
 /// The entity type that contains the Graph view's collection.
-const MANAGED_TENANT_TYPE: &str = "microsoft.graph.managedTenants.managedTenant";
+pub const MANAGED_TENANT_TYPE: &str = "microsoft.graph.managedTenants.managedTenant";
 
 /// The transformations of `$apply` that the binder accepts (see `bind::apply`), in the order
 /// the Data Aggregation specification lists them.

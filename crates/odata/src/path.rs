@@ -22,6 +22,9 @@ pub enum Resource {
     ServiceRoot,
     /// `/beta/$metadata`, the metadata document.
     Metadata,
+    /// The `tenantRelationships` singleton, or the `managedTenants` entity it contains: the
+    /// containers on the Graph view's path.
+    Container(Container),
     /// The entity set of a view.
     Collection(View),
     /// One entity of a view, by key.
@@ -30,6 +33,15 @@ pub enum Resource {
     Count(View),
     /// `$batch` right under the service root, which takes a JSON batch of requests.
     Batch,
+}
+
+/// The containers on the path to the Graph view's collection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Container {
+    /// `/beta/tenantRelationships`.
+    TenantRelationships,
+    /// `/beta/tenantRelationships/managedTenants`.
+    ManagedTenants,
 }
 
 /// Reasons a path addresses no resource.
@@ -103,6 +115,15 @@ pub fn parse(raw: &str) -> Result<Resource, PathError> {
         [first] if first.eq_ignore_ascii_case("$batch") => return Ok(Resource::Batch),
         [first, next, ..] if first.eq_ignore_ascii_case("$batch") => {
             return Err(PathError::NotFound(next.to_string()));
+        }
+        [first] if first.eq_ignore_ascii_case("tenantRelationships") => {
+            return Ok(Resource::Container(Container::TenantRelationships));
+        }
+        [first, second]
+            if first.eq_ignore_ascii_case("tenantRelationships")
+                && second.eq_ignore_ascii_case("managedTenants") =>
+        {
+            return Ok(Resource::Container(Container::ManagedTenants));
         }
         [first, ..] if first.eq_ignore_ascii_case("tenantRelationships") => {
             return Err(not_found_after(&segments, &["tenantRelationships", "managedTenants"]));
@@ -276,6 +297,14 @@ mod tests {
         assert_eq!(parse("/beta"), Ok(Resource::ServiceRoot));
         assert_eq!(parse("/beta/"), Ok(Resource::ServiceRoot));
         assert_eq!(parse("/beta/$METADATA"), Ok(Resource::Metadata));
+        assert_eq!(
+            parse("/beta/tenantRelationships/"),
+            Ok(Resource::Container(Container::TenantRelationships))
+        );
+        assert_eq!(
+            parse("/beta/TenantRelationships/ManagedTenants"),
+            Ok(Resource::Container(Container::ManagedTenants))
+        );
         assert_eq!(parse("/beta/$metadata/x"), Err(PathError::NotFound("x".into())));
         assert_eq!(parse("/"), Err(PathError::NotFound(String::new())));
     }

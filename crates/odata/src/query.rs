@@ -56,7 +56,8 @@ pub enum Target {
     Entity,
     /// The `/$count` of a collection: only `$filter` and `$format`.
     Count,
-    /// A create, update or delete: only `$format`.
+    /// A create, update or delete: only `$select`, which shapes the entity a create or an
+    /// update returns, and `$format`.
     Change,
     /// The service or metadata document: only `$format`, which may also choose XML for the
     /// metadata document.
@@ -312,7 +313,8 @@ pub fn parse(raw: Option<&str>, target: Target) -> Result<QueryOptions, QueryErr
             Target::Collection => true,
             Target::Entity => matches!(option, "select" | "format"),
             Target::Count => matches!(option, "filter" | "format"),
-            Target::Change | Target::Document => option == "format",
+            Target::Change => matches!(option, "select" | "format"),
+            Target::Document => option == "format",
         };
         if NEVER_SUPPORTED.contains(&option) {
             return Err(QueryError::NotSupportedOnResource(option.to_owned()));

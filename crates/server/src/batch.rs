@@ -18,8 +18,9 @@
 //! names no earlier request, or a body that does not match its `Content-Type`.
 //!
 //! Requests start as soon as every request they depend on has finished, so independent
-//! requests run concurrently. A request whose dependency did not succeed is not run and gets
-//! `424 Failed Dependency`, and so, in turn, do the requests that depend on it.
+//! requests run concurrently. A request whose dependency failed (answered with a status of 400
+//! or more) is not run and gets `424 Failed Dependency`, and so, in turn, do the requests that
+//! depend on it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -479,7 +480,8 @@ async fn execute(
             // OData JSON Format 4.01 section 19.1 runs a dependent request only after its
             // dependencies succeeded with a 2xx status.
             let failed = request.depends_on.iter().copied().find(|&dependency| {
-                outcomes[dependency].as_ref().is_some_and(|outcome| !outcome.status.is_success())
+                // An error status fails a dependency; a 304 says the resource is unchanged.
+                outcomes[dependency].as_ref().is_some_and(|outcome| outcome.status.as_u16() >= 400)
             });
             if let Some(failed) = failed {
                 let error = ApiError::FailedDependency(format!(

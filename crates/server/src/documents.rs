@@ -7,18 +7,14 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use beacon_odata::csdl;
 use beacon_odata::media::{self, DocumentFormat, FormatOption, Metadata};
+use beacon_odata::path::Container;
 use beacon_odata::query::QueryOptions;
 
 use crate::error::ApiError;
 use crate::handlers::{Call, header_text, json_response, require_read};
 
 /// `GET` on the service root: the OData service document, which lists the seed view's entity
-/// set.
-///
-/// NOTE: the `tenantRelationships` singleton of `$metadata`, which contains the Graph view's
-/// collection, is left out because the singleton itself cannot be read yet; listing it would
-/// lead clients to a URL that answers `400`. Serving `GET /beta/tenantRelationships` would fix
-/// both.
+/// set and the `tenantRelationships` singleton that contains the Graph view's collection.
 pub(crate) fn service(call: &Call) -> Result<Response, ApiError> {
     require_read(&call.principal)?;
     let mut document = serde_json::Map::new();
@@ -31,8 +27,32 @@ pub(crate) fn service(call: &Call) -> Result<Response, ApiError> {
         serde_json::json!([
             {"name": "aggregatedPolicyCompliances", "kind": "EntitySet",
              "url": "aggregatedPolicyCompliances"},
+            {"name": "tenantRelationships", "kind": "Singleton", "url": "tenantRelationships"},
         ]),
     );
+    json_response(StatusCode::OK, &document, call.write_options.format)
+}
+
+/// `GET` on `tenantRelationships` or `tenantRelationships/managedTenants`: the containers
+/// on the Graph view's path. Each has only its key, which is the caller's partner tenant, and
+/// its navigation property leads on to the collection.
+pub(crate) fn container(call: &Call, container: Container) -> Result<Response, ApiError> {
+    require_read(&call.principal)?;
+    let (context, type_name) = match container {
+        Container::TenantRelationships => ("tenantRelationships", csdl::TENANT_RELATIONSHIP_TYPE),
+        Container::ManagedTenants => {
+            ("tenantRelationships/managedTenants/$entity", csdl::MANAGED_TENANT_TYPE)
+        }
+    };
+    let mut document = serde_json::Map::new();
+    if call.write_options.format.metadata != Metadata::None {
+        document.insert(
+            "@odata.context".to_owned(),
+            format!("{}/$metadata#{context}", call.service_root).into(),
+        );
+        document.insert("@odata.type".to_owned(), format!("#{type_name}").into());
+    }
+    document.insert("id".to_owned(), call.principal.partner.as_str().into());
     json_response(StatusCode::OK, &document, call.write_options.format)
 }
 

@@ -9,6 +9,7 @@
 use beacon_odata::bind::Type;
 use beacon_odata::bind::apply::ResultColumn;
 use beacon_odata::datetime::{DateTimeOffset, format_date, format_time_of_day};
+use beacon_odata::media::{JsonFormat, Metadata};
 use beacon_store::Cell;
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
@@ -16,9 +17,8 @@ use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 /// A page of a grouped result.
 #[derive(Debug)]
 pub(crate) struct GroupedDocument<'a> {
-    /// The absolute `@odata.context` URL, unless `odata.metadata=none` leaves out all control
-    /// information.
-    pub context: Option<&'a str>,
+    /// The absolute `@odata.context` URL.
+    pub context: &'a str,
     /// `@odata.count`, when `$count=true` asked for it.
     pub count: Option<u64>,
     /// The result's columns.
@@ -29,18 +29,18 @@ pub(crate) struct GroupedDocument<'a> {
     pub rows: &'a [Vec<Cell>],
     /// The absolute URL of the next page.
     pub next_link: Option<&'a str>,
-    /// Whether Int64 values are written as strings.
-    pub int64_as_string: bool,
+    /// The JSON form the client asked for.
+    pub format: JsonFormat,
 }
 
 impl Serialize for GroupedDocument<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
-        if let Some(context) = self.context {
-            map.serialize_entry("@odata.context", context)?;
+        if self.format.metadata != Metadata::None {
+            map.serialize_entry("@odata.context", self.context)?;
         }
         match self.count {
-            Some(count) if self.int64_as_string => {
+            Some(count) if self.format.int64_as_string => {
                 map.serialize_entry("@odata.count", &count.to_string())?;
             }
             Some(count) => map.serialize_entry("@odata.count", &count)?,
@@ -75,16 +75,44 @@ struct Row<'a, 'b> {
 impl Serialize for Row<'_, '_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
-        // Without control information, the row has no `@odata.id` either.
-        if self.document.context.is_some() {
+        let metadata = self.document.format.metadata;
+        if metadata != Metadata::None {
             map.serialize_entry("@odata.id", &())?;
         }
         for &index in self.document.selected {
-            let column = &self.document.columns[index].column;
+            let result = &self.document.columns[index];
+            let column = &result.column;
             let cell = self.row.get(index).unwrap_or(&Cell::Null);
+            if let Some(name) = type_annotation(result, metadata) {
+                map.serialize_entry(&format!("{}@odata.type", column.name), name)?;
+            }
             map.serialize_entry(&column.name, &Value { cell, ty: column.ty, doc: self.document })?;
         }
         map.end()
+    }
+}
+
+/// Returns the `@odata.type` to write before a column's value, if any.
+///
+/// JSON tells a string, a Boolean and a Double apart by itself, and no other type. An
+/// aggregate is a dynamic property, so its type goes with it unless metadata is `none`; a
+/// grouping property is declared in `$metadata`, so its type goes with it only in `full`.
+fn type_annotation(result: &ResultColumn, metadata: Metadata) -> Option<&'static str> {
+    let needed = match metadata {
+        Metadata::None => false,
+        Metadata::Minimal => result.property.is_none(),
+        Metadata::Full => true,
+    };
+    if !needed {
+        return None;
+    }
+    match result.column.ty {
+        Type::Number { scale: 0 } => Some("#Int64"),
+        Type::Number { .. } => Some("#Decimal"),
+        Type::DateTimeOffset => Some("#DateTimeOffset"),
+        Type::Date => Some("#Date"),
+        Type::TimeOfDay => Some("#TimeOfDay"),
+        Type::Boolean | Type::String | Type::Double | Type::Ratio | Type::Null => None,
     }
 }
 
@@ -112,7 +140,9 @@ impl Serialize for Value<'_, '_> {
                 serializer.serialize_str(&format_time_of_day(*ticks))
             }
             (Cell::Integer(value), Type::Boolean) => serializer.serialize_bool(*value != 0),
-            (Cell::Integer(value), _) if self.doc.int64_as_string => serializer.collect_str(value),
+            (Cell::Integer(value), _) if self.doc.format.int64_as_string => {
+                serializer.collect_str(value)
+            }
             (Cell::Integer(value), _) => serializer.serialize_i64(*value),
         }
     }

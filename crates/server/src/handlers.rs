@@ -16,7 +16,7 @@ use beacon_odata::bind::apply::Plan;
 use beacon_odata::bind::{Comparison, Node, Type, Typed};
 use beacon_odata::entity::{CollectionDocument, EntityDocument, StoredEntity, WriteOptions};
 use beacon_odata::etag;
-use beacon_odata::media::{self, FormatOption, JsonFormat, Metadata};
+use beacon_odata::media::{self, FormatOption, JsonFormat};
 use beacon_odata::model::Property;
 use beacon_odata::model::View;
 use beacon_odata::path::{self, Resource, SERVICE_VERSION};
@@ -71,7 +71,10 @@ fn allowed_methods(resource: &Resource) -> &'static str {
     match resource {
         Resource::Collection(_) => "GET, HEAD, POST",
         Resource::Entity(..) => "GET, HEAD, PATCH, PUT, DELETE",
-        Resource::Count(_) | Resource::ServiceRoot | Resource::Metadata => "GET, HEAD",
+        Resource::Count(_)
+        | Resource::ServiceRoot
+        | Resource::Metadata
+        | Resource::Container(_) => "GET, HEAD",
         Resource::Batch => "POST",
     }
 }
@@ -103,8 +106,21 @@ pub(crate) async fn route(state: &AppState, request: Request) -> Result<Response
         Resource::Collection(_) | Resource::Entity(..) => Target::Change,
         Resource::Count(_) => Target::Count,
         Resource::ServiceRoot | Resource::Metadata | Resource::Batch => Target::Document,
+        Resource::Container(_) => Target::Document,
     };
     let options = query::parse(parts.uri.query(), target)?;
+
+    // A resource other than an entity has no entity tag, so only `*` matches it; entities
+    // evaluate their conditions against their version.
+    if !matches!(resource, Resource::Entity(..)) {
+        let precondition = writes::precondition(&parts.headers)?;
+        if !precondition.allows_untagged() {
+            if is_read && precondition.if_match.is_none() {
+                return Ok(StatusCode::NOT_MODIFIED.into_response());
+            }
+            return Err(writes::precondition_failed(&precondition));
+        }
+    }
     let format = match (&resource, options.format) {
         // The bare number of /$count is text, so only JSON responses negotiate JSON.
         (Resource::Count(_), _) => JsonFormat::default(),
@@ -128,6 +144,7 @@ pub(crate) async fn route(state: &AppState, request: Request) -> Result<Response
         Resource::Entity(view, id) => writes::update(state, &call, &parts, body, view, &id).await,
         Resource::Count(view) => count(state, &call, view).await,
         Resource::ServiceRoot => documents::service(&call),
+        Resource::Container(container) => documents::container(&call, container),
         Resource::Metadata => documents::metadata(&parts, &call.options),
         // Each request of a batch gets its own checks when it runs.
         Resource::Batch => crate::batch::run(state, &parts, body).await,
@@ -180,7 +197,7 @@ async fn get(
 
     // A failed If-Match wins over If-None-Match, as RFC 9110 orders them.
     if precondition.if_match.as_ref().is_some_and(|tags| !tags.contains(stored.version)) {
-        return Err(writes::precondition_failed());
+        return Err(writes::precondition_failed(&precondition));
     }
     if precondition.if_none_match.as_ref().is_some_and(|tags| tags.contains(stored.version)) {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
@@ -436,14 +453,13 @@ async fn list_applied(
                 names.join(",")
             );
             let document = GroupedDocument {
-                context: (call.write_options.format.metadata != Metadata::None)
-                    .then_some(context.as_str()),
+                context: &context,
                 count,
                 columns: &columns,
                 selected: &selected,
                 rows: &rows,
                 next_link: next_link.as_deref(),
-                int64_as_string: call.write_options.format.int64_as_string,
+                format: call.write_options.format,
             };
             json_response(StatusCode::OK, &document, call.write_options.format)?
         }

@@ -9,9 +9,10 @@ use axum::body::{Body, Bytes};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use beacon_odata::bind;
 use beacon_odata::body::{self, EntityInput, ReadOptions};
-use beacon_odata::entity::{Entity, StoredEntity};
-use beacon_odata::etag::{self, Precondition};
+use beacon_odata::entity::{Entity, StoredEntity, WriteOptions};
+use beacon_odata::etag::{self, Precondition, TagSet};
 use beacon_odata::model::View;
 use beacon_odata::path;
 use beacon_store::{Change, StoreError};
@@ -19,7 +20,8 @@ use beacon_store::{Change, StoreError};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::handlers::{
-    Call, check_json_body_headers, entity_response, insert_etag, read_body, require_write,
+    Call, check_json_body_headers, entity_response, insert_etag, projection, read_body,
+    require_write,
 };
 
 /// The response body that `Prefer: return=…` requests for a write.
@@ -78,29 +80,30 @@ pub(crate) fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("No aggregatedPolicyCompliance with the id '{id}' exists."))
 }
 
-/// Returns the error for a precondition that the entity's current version fails.
-pub(crate) fn precondition_failed() -> ApiError {
-    ApiError::PreconditionFailed(
-        "The entity has changed since the given entity tag was read, or the tag does not match \
-         it; read the entity again for its current ETag."
-            .to_owned(),
-    )
+/// Returns the error for a precondition that the resource's current state fails, naming
+/// the header that failed where only one was sent.
+pub(crate) fn precondition_failed(precondition: &Precondition) -> ApiError {
+    let message = match (&precondition.if_match, &precondition.if_none_match) {
+        (Some(_), None) => {
+            "The entity has changed since the given entity tag was read, or the tag does not \
+             match it; read the entity again for its current ETag."
+        }
+        (None, Some(TagSet::Any)) => {
+            "The resource exists, and If-None-Match: * allows the request only where it does not."
+        }
+        (None, Some(_)) => {
+            "The resource's current ETag is one that If-None-Match lists, so the request was not \
+             applied."
+        }
+        _ => "The resource's current state does not satisfy If-Match and If-None-Match together.",
+    };
+    ApiError::PreconditionFailed(message.to_owned())
 }
 
 /// Reads the `If-Match` and `If-None-Match` headers.
 pub(crate) fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
     let tags = |name: HeaderName, label: &'static str| {
-        let values: Vec<&str> = headers
-            .get_all(&name)
-            .iter()
-            .map(|value| {
-                value.to_str().map_err(|_| {
-                    ApiError::BadRequest(format!(
-                        "The {label} header contains characters that are not allowed."
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let values: Vec<&[u8]> = headers.get_all(&name).iter().map(HeaderValue::as_bytes).collect();
         match values.is_empty() {
             true => Ok(None),
             false => etag::parse(label, &values)
@@ -163,7 +166,7 @@ pub(crate) async fn create(
             }
             response
         }
-        _ => entity_response(StatusCode::CREATED, call, call.write_options, view, &stored, "")?,
+        _ => representation(StatusCode::CREATED, call, view, &stored)?,
     };
     if let Ok(location) = HeaderValue::from_str(&entity_url) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -192,20 +195,16 @@ pub(crate) async fn update(
         _ => Change::Merge(input.into_patch(view)?),
     };
     let partner = &call.principal.partner;
-    let stored =
-        state.store.update(partner, id, change, precondition).await.map_err(
-            |error| match error {
-                StoreError::NotFound => not_found(id),
-                StoreError::PreconditionFailed => precondition_failed(),
-                other => other.into(),
-            },
-        )?;
+    let stored = match state.store.update(partner, id, change, precondition.clone()).await {
+        Ok(stored) => stored,
+        Err(StoreError::NotFound) => return Err(not_found(id)),
+        Err(StoreError::PreconditionFailed) => return Err(precondition_failed(&precondition)),
+        Err(other) => return Err(other.into()),
+    };
     tracing::debug!(entity.id = %id, view = %view, method = %parts.method, "updated entity");
 
     let response = match preference {
-        Some(Return::Representation) => {
-            entity_response(StatusCode::OK, call, call.write_options, view, &stored, "")?
-        }
+        Some(Return::Representation) => representation(StatusCode::OK, call, view, &stored)?,
         _ => no_content(&stored),
     };
     Ok(confirm(response, preference))
@@ -222,13 +221,28 @@ pub(crate) async fn delete(
     require_write(&call.principal)?;
     let precondition = precondition(&parts.headers)?;
     let partner = &call.principal.partner;
-    state.store.delete(partner, id, precondition).await.map_err(|error| match error {
-        StoreError::NotFound => not_found(id),
-        StoreError::PreconditionFailed => precondition_failed(),
-        other => other.into(),
-    })?;
+    match state.store.delete(partner, id, precondition.clone()).await {
+        Ok(_) => {}
+        Err(StoreError::NotFound) => return Err(not_found(id)),
+        Err(StoreError::PreconditionFailed) => return Err(precondition_failed(&precondition)),
+        Err(other) => return Err(other.into()),
+    }
     tracing::debug!(entity.id = %id, view = %view, "deleted entity");
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Builds the response to a write that returns the entity, with the properties `$select`
+/// chose.
+fn representation(
+    status: StatusCode,
+    call: &Call,
+    view: View,
+    stored: &StoredEntity,
+) -> Result<Response, ApiError> {
+    let bound = call.options.bind(view, bind::now_ticks())?;
+    let options = WriteOptions { selection: bound.selection, ..call.write_options };
+    let projection = projection(&bound.selected_names);
+    entity_response(status, call, options, view, stored, &projection)
 }
 
 /// Builds the `204` response to a write, with the entity's new `ETag`.

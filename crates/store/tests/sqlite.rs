@@ -44,7 +44,10 @@ async fn created_entity_reads_back_equal() {
 
 /// A precondition that holds only at `version`.
 fn at(version: i64) -> Precondition {
-    Precondition { if_match: Some(TagSet::Versions(vec![version])), if_none_match: None }
+    Precondition {
+        if_match: Some(TagSet::Tags(vec![version.to_string().into_bytes()])),
+        if_none_match: None,
+    }
 }
 
 #[tokio::test]

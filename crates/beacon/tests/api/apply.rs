@@ -46,10 +46,13 @@ async fn groupby_sums_are_exact_integers_past_two_to_the_53() {
     assert_eq!(
         body["value"],
         json!([
-            {"@odata.id": null, "compliancePolicyPlatform": null, "total": 1, "rows": 1},
-            {"@odata.id": null, "compliancePolicyPlatform": "iOS", "total": 9, "rows": 2},
+            {"@odata.id": null, "compliancePolicyPlatform": null,
+             "total@odata.type": "#Int64", "total": 1, "rows@odata.type": "#Int64", "rows": 1},
+            {"@odata.id": null, "compliancePolicyPlatform": "iOS",
+             "total@odata.type": "#Int64", "total": 9, "rows@odata.type": "#Int64", "rows": 2},
             {"@odata.id": null, "compliancePolicyPlatform": "windows10AndLater",
-             "total": 9_007_199_254_740_995_i64, "rows": 3},
+             "total@odata.type": "#Int64", "total": 9_007_199_254_740_995_i64,
+             "rows@odata.type": "#Int64", "rows": 3},
         ])
     );
 }
@@ -85,7 +88,11 @@ async fn aggregates_over_no_rows_are_null_and_count_zero() {
     let server = server().await;
     let apply = "filter(tenantId eq 'nobody')/aggregate(numberOfNonCompliantDevices with sum as total,numberOfNonCompliantDevices with average as mean,$count as rows)";
     let body = get(&server, GRAPH, &[("$apply", apply)]).await;
-    assert_eq!(body["value"], json!([{"@odata.id": null, "total": null, "mean": null, "rows": 0}]));
+    assert_eq!(
+        body["value"],
+        json!([{"@odata.id": null, "total@odata.type": "#Int64", "total": null, "mean": null,
+                "rows@odata.type": "#Int64", "rows": 0}])
+    );
 }
 
 #[tokio::test]
@@ -97,6 +104,32 @@ async fn average_min_max_and_countdistinct_have_their_types() {
     assert_eq!(body["value"][0]["low"], 4);
     assert_eq!(body["value"][0]["high"], 5);
     assert_eq!(body["value"][0]["tenants"], 2);
+}
+
+#[tokio::test]
+async fn aggregate_types_follow_the_metadata_level() {
+    let server = server().await;
+    let apply = "groupby((tenantId),aggregate(numberOfNonCompliantDevices with max as high))";
+    let level = |metadata: &'static str| {
+        let request = server
+            .request(Method::GET, &format!("{GRAPH}?$apply={}", encode_query_value(apply)))
+            .header("accept", format!("application/json;odata.metadata={metadata}"));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap()["value"][0].clone() }
+    };
+
+    let none = level("none").await;
+    assert_eq!(none, json!({"tenantId": "t1", "high": big_high()}));
+    let minimal = level("minimal").await;
+    assert_eq!(minimal["high@odata.type"], "#Int64");
+    assert!(minimal.get("tenantId@odata.type").is_none());
+    let full = level("full").await;
+    assert_eq!(full["high@odata.type"], "#Int64");
+    assert_eq!(full["@odata.id"], Value::Null);
+}
+
+/// The largest non-compliant count of tenant `t1`.
+fn big_high() -> i64 {
+    9_007_199_254_740_993
 }
 
 #[tokio::test]
@@ -118,8 +151,8 @@ async fn options_after_apply_work_on_the_groups() {
     assert_eq!(
         body["value"],
         json!([
-            {"@odata.id": null, "total": 9_007_199_254_740_995_i64},
-            {"@odata.id": null, "total": 9},
+            {"@odata.id": null, "total@odata.type": "#Int64", "total": 9_007_199_254_740_995_i64},
+            {"@odata.id": null, "total@odata.type": "#Int64", "total": 9},
         ])
     );
 }
@@ -169,7 +202,10 @@ async fn seed_view_groups_by_its_own_names() {
     let body =
         get(&server, SEED, &[("$apply", "groupby((organizationId),aggregate($count as rows))")])
             .await;
-    assert_eq!(body["value"][0], json!({"@odata.id": null, "organizationId": "t1", "rows": 2}));
+    assert_eq!(
+        body["value"][0],
+        json!({"@odata.id": null, "organizationId": "t1", "rows@odata.type": "#Int64", "rows": 2})
+    );
     let response = server
         .request(
             Method::GET,

@@ -581,15 +581,19 @@ async fn odata_type_must_name_this_entity_type() {
         }
     }
 
-    // Either name of the entity type is accepted in either view.
-    for odata_type in [
-        "#microsoft.management.services.api.aggregatedPolicyCompliance",
-        "#microsoft.graph.managedTenants.aggregatedPolicyCompliance",
-    ] {
-        for collection in VIEWS {
-            let body = example_with(collection, "@odata.type", json!(odata_type));
+    // Each view takes only its own entity type: the two are unrelated in `$metadata`.
+    let types = [
+        (SEED, "#microsoft.management.services.api.aggregatedPolicyCompliance"),
+        (GRAPH, "#microsoft.graph.managedTenants.aggregatedPolicyCompliance"),
+    ];
+    for (collection, own) in types {
+        let body = example_with(collection, "@odata.type", json!(own));
+        let response = fixture.server.create(collection, &body).await;
+        assert_eq!(response.status(), 201, "{own} in {collection}");
+        for (_, other) in types.iter().filter(|(_, name)| *name != own) {
+            let body = example_with(collection, "@odata.type", json!(other));
             let response = fixture.server.create(collection, &body).await;
-            assert_eq!(response.status(), 201, "{odata_type} in {collection}");
+            expect_error(response, 400, "BadRequest", &format!("{other} in {collection}")).await;
         }
     }
 }

@@ -595,3 +595,22 @@ async fn batch_runs_updates_deletes_and_preconditions() {
     assert_eq!(u2["organizationId"], "replaced");
     assert_eq!(stored_count(&server).await, 2);
 }
+
+#[tokio::test]
+async fn not_modified_does_not_fail_a_dependency() {
+    let server = TestServer::start().await;
+    assert_eq!(server.create(SEED, &seed_body("nm")).await.status(), 201);
+    let (_, row) = server.get_json(&format!("{SEED}/nm")).await;
+    let tag = row["@odata.etag"].as_str().unwrap();
+
+    let requests = json!({"requests": [
+        {"id": "check", "method": "GET", "url": format!("{SEED}/nm"),
+         "headers": {"If-None-Match": tag}},
+        {"id": "change", "method": "PATCH", "url": format!("{SEED}/nm"), "dependsOn": ["check"],
+         "headers": {"Content-Type": "application/json"},
+         "body": {"organizationDisplayName": "Changed"}},
+    ]});
+    let responses = run_batch(&server, &requests).await;
+    assert_eq!(entry(&responses, "check")["status"], 304);
+    assert_eq!(entry(&responses, "change")["status"], 204);
+}

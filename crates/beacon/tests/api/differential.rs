@@ -2660,6 +2660,20 @@ impl From<Kind> for ColumnKind {
 struct ResultColumn {
     name: String,
     kind: ColumnKind,
+    /// Whether the column is an aggregate, which `$metadata` does not declare: the response
+    /// then carries the type of an Int64 or DateTimeOffset value, which JSON cannot show.
+    dynamic: bool,
+}
+
+impl ResultColumn {
+    /// Returns the `@odata.type` a row carries for this column in minimal metadata, if any.
+    fn type_annotation(&self) -> Option<&'static str> {
+        match (self.dynamic, self.kind) {
+            (true, ColumnKind::Int64) => Some("#Int64"),
+            (true, ColumnKind::DateTimeOffset) => Some("#DateTimeOffset"),
+            _ => None,
+        }
+    }
 }
 
 /// An aggregation method of `aggregate(...)`, besides `$count`.
@@ -2726,7 +2740,7 @@ impl AggregateItem {
                 AggregationMethod::Min | AggregationMethod::Max => (alias, *kind),
             },
         };
-        ResultColumn { name: alias.clone(), kind }
+        ResultColumn { name: alias.clone(), kind, dynamic: true }
     }
 
     /// Computes the aggregate over the rows of one group by the contract: nulls are ignored,
@@ -2973,7 +2987,7 @@ impl Table {
         }
         let mut columns: Vec<ResultColumn> = keys
             .iter()
-            .map(|key| ResultColumn { name: key.expr.render(), kind: key.kind })
+            .map(|key| ResultColumn { name: key.expr.render(), kind: key.kind, dynamic: false })
             .collect();
         columns.extend(items.iter().map(AggregateItem::column));
         Ok(Table { columns: Some(columns), rows, grouping: keys.len() })
@@ -3185,7 +3199,13 @@ fn check_groups(
 
     // serde_json sorts object keys, so the written key order is read from the text.
     let mut expected_keys = vec!["@odata.id".to_owned()];
-    expected_keys.extend(names.iter().map(|name| (*name).to_owned()));
+    for index in &expected.selected {
+        let column = &columns[*index];
+        if column.type_annotation().is_some() {
+            expected_keys.push(format!("{}@odata.type", column.name));
+        }
+        expected_keys.push(column.name.clone());
+    }
     let key_orders: Vec<Vec<String>> =
         pages.texts.iter().flat_map(|text| row_key_orders(text)).collect();
     if let Some(keys) = key_orders.iter().find(|keys| **keys != expected_keys) {
@@ -3230,7 +3250,11 @@ fn expected_group(row: &Row, columns: &[ResultColumn], selected: &[usize]) -> Va
             Val::DateTime(ticks) => json!(format_instant(*ticks, 0, needed_digits(*ticks), true)),
             other => panic!("a grouped result contains {other:?}"),
         };
-        object.insert(columns[*index].name.clone(), value);
+        let column = &columns[*index];
+        if let Some(annotation) = column.type_annotation() {
+            object.insert(format!("{}@odata.type", column.name), json!(annotation));
+        }
+        object.insert(column.name.clone(), value);
     }
     Value::Object(object)
 }
@@ -3244,6 +3268,10 @@ fn group_matches(want: &Value, got: &Value, columns: &[ResultColumn], selected: 
     }
     selected.iter().all(|index| {
         let column = &columns[*index];
+        let annotation = format!("{}@odata.type", column.name);
+        if want.get(&annotation) != got.get(&annotation) {
+            return false;
+        }
         let (Some(want), Some(got)) = (want.get(&column.name), got.get(&column.name)) else {
             return false;
         };

@@ -520,5 +520,15 @@ async fn service_document_lists_the_entity_sets() {
         .iter()
         .map(|set| set["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["aggregatedPolicyCompliances"]);
+    assert_eq!(names, ["aggregatedPolicyCompliances", "tenantRelationships"]);
+
+    // The singleton and the entity it contains lead to the Graph view's collection.
+    let (status, relationships) = server.get_json("tenantRelationships").await;
+    assert_eq!(status, 200);
+    assert!(relationships["@odata.context"].as_str().unwrap().ends_with("#tenantRelationships"));
+    assert_eq!(relationships["@odata.type"], "#microsoft.graph.tenantRelationship");
+    let (status, managed) = server.get_json("tenantRelationships/managedTenants").await;
+    assert_eq!(status, 200);
+    assert_eq!(managed["@odata.type"], "#microsoft.graph.managedTenants.managedTenant");
+    assert_eq!(managed["id"], relationships["id"]);
 }
