@@ -10,6 +10,11 @@
 use crate::filter::cursor::Cursor;
 use crate::filter::{Expr, Span, SyntaxError};
 
+/// The maximum number of sort keys in one list. Each key becomes a column of the SQL result
+/// and a term of its `ORDER BY`, and SQLite rejects a statement with more than 2,000 of
+/// either, so a longer list would fail in the database instead of here.
+pub const MAX_ITEMS: usize = 100;
+
 /// One sort key.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OrderItem {
@@ -41,6 +46,9 @@ pub(crate) fn parse_items(
     };
     let mut items = Vec::new();
     loop {
+        if items.len() == MAX_ITEMS {
+            return Err(cursor.error(format!("the list has more than {MAX_ITEMS} sort keys")));
+        }
         items.push(parse_item(cursor, after_item)?);
 
         // Expect a comma before the next item, or the end of the list.
@@ -138,6 +146,16 @@ mod tests {
     #[test]
     fn whitespace_around_commas_is_accepted() {
         assert_eq!(show(" a , b desc "), ["a asc [a]", "b desc [b desc]"]);
+    }
+
+    #[test]
+    fn sort_keys_are_bounded() {
+        let at_limit = vec!["a"; MAX_ITEMS].join(",");
+        assert_eq!(parse(&at_limit).unwrap().len(), MAX_ITEMS);
+        let too_many = format!("{at_limit},b");
+        let error = parse(&too_many).unwrap_err();
+        assert_eq!(error.position, at_limit.len() + 2, "{error}");
+        assert!(error.message.contains(&format!("more than {MAX_ITEMS} sort keys")), "{error}");
     }
 
     #[test]

@@ -19,6 +19,8 @@ mod create_and_read;
 /// `$filter`, `$orderby`, `$select`, `$top`, `$skip`, `$count` and `$apply` against a reference
 /// evaluator.
 mod differential;
+/// Partner isolation in every operation, and hostile input that must change and reveal nothing.
+mod isolation;
 /// Durability across `kill -9`, and graceful shutdown.
 mod lifecycle;
 /// Server-driven paging and `$top`.

@@ -116,11 +116,23 @@ impl Plan {
     }
 }
 
+/// The maximum number of stages in a plan. The store nests a subquery for every stage but
+/// `orderby`, and SQLite rejects SQL nested deeper than its parser's stack allows. With the
+/// SQLite 3.54 that rusqlite bundles, that is about 415 subqueries, so a much longer plan would
+/// fail in the database instead of here.
+pub const MAX_STAGES: usize = 100;
+
 /// Binds a parsed `$apply` against `view`.
 pub fn plan(sequence: &[Transformation], view: View, now: i64) -> Result<Plan, BindError> {
     let mut plan = Plan::default();
     for transformation in sequence {
         bind_stage(&mut plan, transformation, view, now)?;
+        if plan.stages.len() > MAX_STAGES {
+            return Err(error(
+                transformation.span(),
+                format!("$apply may have at most {MAX_STAGES} transformations"),
+            ));
+        }
     }
     Ok(plan)
 }
@@ -339,4 +351,27 @@ fn method_of(
         }
     };
     Ok((Aggregate { function, operand: Some(operand) }, ty))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bind_text(text: &str) -> Result<Plan, BindError> {
+        plan(&crate::apply::parse(text).unwrap(), View::Graph, 0)
+    }
+
+    #[test]
+    fn stage_count_is_bounded() {
+        let at_limit = vec!["top(1)"; MAX_STAGES].join("/");
+        assert_eq!(bind_text(&at_limit).unwrap().stages.len(), MAX_STAGES);
+
+        let error = bind_text(&format!("{at_limit}/skip(1)")).unwrap_err();
+        assert_eq!(error.position, at_limit.len() + 2, "{error:?}");
+        assert!(error.message.contains(&format!("at most {MAX_STAGES}")), "{error:?}");
+
+        // identity adds no stage, so it does not count.
+        let with_identity = format!("identity/{at_limit}/identity");
+        assert_eq!(bind_text(&with_identity).unwrap().stages.len(), MAX_STAGES);
+    }
 }
