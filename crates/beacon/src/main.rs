@@ -1,9 +1,11 @@
 //! The `beacon` command: serve the Graph-compatible API, or mint a development token.
 //!
 //! `beacon serve` opens (or creates) the data folder, with its SQLite database and signing key,
-//! and serves HTTP until SIGTERM or Ctrl-C, letting requests in flight finish.
-//! `beacon token` prints a bearer token that a server using the same data folder (or the same
-//! `--signing-key-file`) accepts.
+//! and serves HTTP until SIGTERM or Ctrl-C, letting requests in flight finish. It accepts the
+//! development tokens of `beacon token` (`--auth dev`, the default) or an identity provider's
+//! tokens (`--auth jwks`).
+//! `beacon token` prints a bearer token that a dev mode server using the same data folder (or
+//! the same `--signing-key-file`) accepts.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,14 +15,15 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use beacon_server::auth::{
-    DEV_PARTNER_TENANT, READ_PERMISSION, READ_WRITE_PERMISSION, SigningKey, TokenRequest,
+    Authenticator, DEFAULT_MIN_REFETCH, DEV_PARTNER_TENANT, JwksSettings, KeySource,
+    MAX_CLOCK_SKEW, READ_PERMISSION, READ_WRITE_PERMISSION, SigningKey, TokenRequest,
     create_private_dir, normalize_guid,
 };
 use beacon_server::paging::SkiptokenKey;
 use beacon_server::{AppState, ServeLimits, app, serve};
 use beacon_store::Store;
 use beacon_store::sqlite::{SqliteOptions, SqliteStore};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 /// The database file's name inside the data folder.
 const DATABASE_FILE: &str = "beacon.sqlite3";
@@ -30,6 +33,11 @@ const SIGNING_KEY_FILE: &str = "signing-key.pem";
 
 /// The maximum lifetime of a token from `beacon token`.
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// The bounds of `--jwks-min-refetch`: at least a second, so that tokens with made-up key ids
+/// cannot make the server fetch on every request, and at most a day.
+const MIN_REFETCH_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(24 * 3600));
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +51,8 @@ struct Cli {
     command: Command,
 }
 
+// The arguments are parsed once per process, so the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the API until SIGTERM or Ctrl-C.
@@ -82,6 +92,9 @@ struct ServeArgs {
 
     #[command(flatten)]
     storage: StorageArgs,
+
+    #[command(flatten)]
+    auth: AuthArgs,
 
     /// Scheme and host that absolute URLs in responses start with, such as
     /// https://beacon.example.com, for a server behind a proxy. [default: http:// and the
@@ -144,6 +157,133 @@ struct ServeArgs {
     log_format: LogFormat,
 }
 
+/// The token options of `serve`.
+#[derive(Debug, Args)]
+struct AuthArgs {
+    /// Tokens to accept. dev accepts tokens from `beacon token`, signed with the data folder's
+    /// key. jwks accepts tokens from an identity provider such as Microsoft Entra ID, and needs
+    /// --jwks-url or --jwks-file, --issuer and --audience.
+    #[arg(
+        long,
+        env = "BEACON_AUTH",
+        value_enum,
+        default_value = "dev",
+        value_name = "MODE",
+        requires_ifs = [("jwks", "jwks_source"), ("jwks", "issuers"), ("jwks", "audiences")]
+    )]
+    auth: AuthMode,
+
+    /// URL of the identity provider's JSON Web Key Set, such as
+    /// https://login.microsoftonline.com/TENANT/discovery/v2.0/keys. It must be https, except
+    /// for loopback hosts. Fetched at start, again for a token whose key id is unknown, and
+    /// every hour. [jwks mode]
+    #[arg(
+        long,
+        env = "BEACON_JWKS_URL",
+        value_name = "URL",
+        group = "jwks_source",
+        value_parser = parse_jwks_url
+    )]
+    jwks_url: Option<KeySource>,
+
+    /// JSON Web Key Set file to use instead of --jwks-url. It must be readable at start, and
+    /// is read again for a token whose key id is unknown and every hour. [jwks mode]
+    #[arg(long, env = "BEACON_JWKS_FILE", value_name = "PATH", group = "jwks_source")]
+    jwks_file: Option<PathBuf>,
+
+    /// Accepted token issuer (iss), repeatable or comma-separated, such as
+    /// https://login.microsoftonline.com/TENANT/v2.0. {tenantid} in a value stands for the
+    /// token's tid. [jwks mode]
+    #[arg(
+        long = "issuer",
+        env = "BEACON_ISSUER",
+        value_name = "ISS",
+        value_delimiter = ',',
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
+    )]
+    issuers: Vec<String>,
+
+    /// Accepted token audience (aud), repeatable or comma-separated: the Application ID URI or
+    /// the client id of Beacon's app registration. [jwks mode]
+    #[arg(
+        long = "audience",
+        env = "BEACON_AUDIENCE",
+        value_name = "AUD",
+        value_delimiter = ',',
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
+    )]
+    audiences: Vec<String>,
+
+    /// How far a token's exp and nbf may be off from this server's clock, from 0s to 10m.
+    #[arg(
+        long,
+        env = "BEACON_CLOCK_SKEW",
+        default_value = "60s",
+        value_name = "DURATION",
+        value_parser = parse_clock_skew
+    )]
+    clock_skew: Duration,
+
+    /// Shortest time between two fetches of the key set for tokens with unknown key ids, from
+    /// 1s to 1day. Requests that need a key in between get 401, or 503 if the last fetch
+    /// failed. [default: 30s] [jwks mode]
+    #[arg(
+        long,
+        env = "BEACON_JWKS_MIN_REFETCH",
+        value_name = "DURATION",
+        value_parser = parse_min_refetch
+    )]
+    jwks_min_refetch: Option<Duration>,
+}
+
+impl AuthArgs {
+    /// Returns the jwks mode options given in dev mode, which clap cannot reject by itself.
+    fn jwks_options_in_dev_mode(&self) -> Vec<&'static str> {
+        let options = [
+            ("--jwks-url", self.jwks_url.is_some()),
+            ("--jwks-file", self.jwks_file.is_some()),
+            ("--issuer", !self.issuers.is_empty()),
+            ("--audience", !self.audiences.is_empty()),
+            ("--jwks-min-refetch", self.jwks_min_refetch.is_some()),
+        ];
+        match self.auth {
+            AuthMode::Dev => {
+                options.iter().filter(|(_, present)| *present).map(|(name, _)| *name).collect()
+            }
+            AuthMode::Jwks => Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum AuthMode {
+    /// Tokens from `beacon token`, signed with the data folder's key.
+    Dev,
+    /// Tokens from an identity provider, verified with its JSON Web Key Set.
+    Jwks,
+}
+
+fn parse_jwks_url(text: &str) -> Result<KeySource, String> {
+    KeySource::url(text).map_err(|error| error.to_string())
+}
+
+fn parse_clock_skew(text: &str) -> Result<Duration, String> {
+    let skew = humantime::parse_duration(text).map_err(|error| error.to_string())?;
+    if skew > MAX_CLOCK_SKEW {
+        return Err("the clock skew must be at most 10m".to_owned());
+    }
+    Ok(skew)
+}
+
+fn parse_min_refetch(text: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|error| error.to_string())?;
+    let (min, max) = MIN_REFETCH_RANGE;
+    if interval < min || interval > max {
+        return Err("the interval must be from 1s to 1day".to_owned());
+    }
+    Ok(interval)
+}
+
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum LogFormat {
     /// Human-readable lines.
@@ -174,6 +314,22 @@ struct TokenArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Serve(args) = &cli.command {
+        let misplaced = args.auth.jwks_options_in_dev_mode();
+        if !misplaced.is_empty() {
+            let verb = if misplaced.len() == 1 { "applies" } else { "apply" };
+            let message = format!(
+                "{} {verb} only with --auth jwks (or BEACON_AUTH=jwks), and the mode is dev; \
+                 add --auth jwks or remove {}",
+                misplaced.join(", "),
+                if misplaced.len() == 1 { "it" } else { "them" }
+            );
+            let mut command = Cli::command();
+            command.build();
+            let serve = command.find_subcommand_mut("serve").expect("serve is a subcommand");
+            serve.error(clap::error::ErrorKind::ArgumentConflict, message).exit();
+        }
+    }
     let outcome = match cli.command {
         Command::Serve(args) => run_serve(args),
         Command::Token(args) => run_token(&args),
@@ -202,6 +358,10 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
         bail!("--header-read-timeout and --body-read-timeout must be more than 0");
     }
 
+    // Load the identity provider's keys first, so that a broken key set file stops the start
+    // before the data folder is touched.
+    let jwks_authenticator = jwks_authenticator(&args.auth).await?;
+
     // Check an existing key, then open the database, and create a missing key only once the
     // database is open, so a refused start-up leaves the data folder as it was.
     let data_dir = &args.storage.data_dir;
@@ -222,10 +382,18 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
         None => SigningKey::load_or_create(&key_path)?,
     };
     tracing::info!(database = %database.display(), key_id = key.key_id(), "store opened");
+    let authenticator = match jwks_authenticator {
+        Some(authenticator) => authenticator,
+        None => {
+            let skew = args.auth.clock_skew;
+            tracing::info!(clock_skew_s = skew.as_secs(), "accepting development tokens");
+            Authenticator::dev(&key, skew)
+        }
+    };
 
     let state = AppState {
         store: Arc::clone(&store),
-        verifier: Arc::new(key.verifier()),
+        verifier: Arc::new(authenticator),
         skiptoken_key: SkiptokenKey::new(key.paging_secret()),
         public_url: public_url.map(Arc::from),
         body_read_timeout: args.body_read_timeout,
@@ -247,6 +415,33 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Builds the jwks mode token checks and loads the key set, or returns `None` in dev mode.
+async fn jwks_authenticator(args: &AuthArgs) -> anyhow::Result<Option<Authenticator>> {
+    let source = match (args.auth, &args.jwks_url, &args.jwks_file) {
+        (AuthMode::Dev, ..) => return Ok(None),
+        (AuthMode::Jwks, Some(url), _) => url.clone(),
+        (AuthMode::Jwks, None, Some(path)) => KeySource::File(path.clone()),
+        (AuthMode::Jwks, None, None) => bail!("--auth jwks needs --jwks-url or --jwks-file"),
+    };
+    tracing::info!(
+        source = %source,
+        issuers = ?args.issuers,
+        audiences = ?args.audiences,
+        clock_skew_s = args.clock_skew.as_secs(),
+        "accepting tokens signed with the identity provider's keys"
+    );
+    let settings = JwksSettings {
+        source,
+        issuers: args.issuers.clone(),
+        audiences: args.audiences.clone(),
+        clock_skew: args.clock_skew,
+        min_refetch: args.jwks_min_refetch.unwrap_or(DEFAULT_MIN_REFETCH),
+    };
+    let authenticator =
+        Authenticator::jwks(settings).await.context("cannot load the token signing keys")?;
+    Ok(Some(authenticator))
 }
 
 fn run_token(args: &TokenArgs) -> anyhow::Result<()> {

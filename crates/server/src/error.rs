@@ -17,7 +17,7 @@ use beacon_odata::path::PathError;
 use beacon_odata::query::QueryError;
 use beacon_store::StoreError;
 
-use crate::auth::TokenError;
+use crate::auth::{AuthError, whole_seconds};
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +73,15 @@ pub enum ApiError {
     /// The store cannot serve for now. `503`, `ServiceUnavailable`, with `Retry-After`.
     #[error("The service is temporarily unavailable; retry the request shortly.")]
     Unavailable,
+    /// A service that the request needs cannot be reached, such as the source of the keys
+    /// that verify tokens. `503`, `ServiceUnavailable`, with `Retry-After`.
+    #[error("{message}")]
+    DependencyUnavailable {
+        /// The message for the client: the missing service and when to retry.
+        message: String,
+        /// When to retry, sent in whole seconds.
+        retry_after: std::time::Duration,
+    },
     /// The store is out of space. `507`, `InsufficientStorage`.
     #[error("The service has no storage space left for this change; retry after space is freed.")]
     InsufficientStorage,
@@ -106,7 +115,9 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
             }
             ApiError::FailedDependency(_) => (StatusCode::FAILED_DEPENDENCY, "FailedDependency"),
-            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            ApiError::Unavailable | ApiError::DependencyUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
+            }
             ApiError::InsufficientStorage => {
                 (StatusCode::INSUFFICIENT_STORAGE, "InsufficientStorage")
             }
@@ -162,6 +173,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::DependencyUnavailable { retry_after, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(whole_seconds(*retry_after)));
             }
             _ => {}
         }
@@ -239,8 +253,13 @@ impl From<MediaError> for ApiError {
     }
 }
 
-impl From<TokenError> for ApiError {
-    fn from(error: TokenError) -> Self {
-        ApiError::InvalidToken(error.0)
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::KeysUnavailable { retry_after } => {
+                ApiError::DependencyUnavailable { message: error.to_string(), retry_after }
+            }
+            _ => ApiError::InvalidToken(error.to_string()),
+        }
     }
 }

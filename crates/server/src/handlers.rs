@@ -99,7 +99,7 @@ pub(crate) async fn route(state: &AppState, request: Request) -> Result<Response
     }
 
     // Then the caller, the query options, and what the caller accepts.
-    let principal = authenticate(state, &parts.headers)?;
+    let principal = authenticate(state, &parts.headers).await?;
     let target = match resource {
         Resource::Collection(_) if is_read => Target::Collection,
         Resource::Entity(..) if is_read => Target::Entity,
@@ -537,7 +537,7 @@ fn query_scope(partner: &str, view: View, options: &query::QueryOptions) -> Stri
 }
 
 /// Verifies the bearer token of a request.
-fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         let message = if headers.contains_key(header::AUTHORIZATION) {
@@ -565,7 +565,7 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiE
     if token.is_empty() {
         return Err(ApiError::InvalidToken("The access token is empty.".to_owned()));
     }
-    Ok(state.verifier.verify(token)?)
+    Ok(state.verifier.authenticate(token).await?)
 }
 
 pub(crate) fn require_read(principal: &Principal) -> Result<(), ApiError> {

@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //!
-//! - [`auth`]: the signing key, development tokens and token verification.
+//! - [`auth`]: the signing key, development tokens, the identity provider's key set and token
+//!   verification.
 //! - `batch`: `POST /beta/$batch`, which runs several requests given in one JSON body.
 //! - `context`: the middleware that adds request ids, the request span and Graph error bodies.
 //! - `documents`: the service document and the `$metadata` document.
@@ -39,7 +40,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::auth::TokenVerifier;
+use crate::auth::Authenticator;
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -49,8 +50,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     /// The entity store.
     pub store: Arc<dyn Store>,
-    /// Checks bearer tokens.
-    pub verifier: Arc<TokenVerifier>,
+    /// Checks bearer tokens, in dev or jwks mode.
+    pub verifier: Arc<Authenticator>,
     /// The scheme and authority that absolute URLs in responses start with, such as
     /// `https://beacon.example.com`; when `None`, `http://` and the request's `Host`.
     pub public_url: Option<Arc<str>>,

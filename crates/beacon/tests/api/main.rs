@@ -27,5 +27,7 @@ mod lifecycle;
 mod paging;
 /// The OData query options, one behaviour per test.
 mod query;
+/// Identity provider tokens: forgeries, claim checks, permissions and the key set's fetches.
+mod security;
 /// Updates, deletes, entity tags, preconditions and metadata levels.
 mod update_and_delete;

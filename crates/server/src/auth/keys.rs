@@ -1,13 +1,9 @@
-//! Bearer tokens: the signing key, minting development tokens, and verifying every request's
-//! token into a [`Principal`].
+//! The signing key file: development tokens, the public key that verifies them in dev mode, and
+//! the secret that signs skiptokens in both modes.
 //!
-//! Tokens are JWTs signed with an asymmetric key (ES256 for keys Beacon creates, RS256 for an
-//! RSA key given with `--signing-key-file`), so the same verifier can later also accept tokens
-//! from an identity provider. The key is a PKCS#8 PEM file created on first use with
-//! owner-only permissions. Several servers that share the file accept each other's tokens.
-//!
-//! A token carries the partner tenant in `tid` and Graph's permission names in `scp`
-//! (delegated, space-separated) or `roles` (application).
+//! The key is a PKCS#8 PEM file created on first use with owner-only permissions: P-256
+//! (ES256) when Beacon creates it, or RSA (RS256) when given with `--signing-key-file`. Several
+//! servers that share the file accept each other's development tokens and next links.
 
 use std::fs;
 use std::io::Write;
@@ -19,28 +15,11 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RsaKeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use beacon_store::PartnerTenantId;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use serde::Serialize;
 
-/// The permission that allows reading compliance data.
-pub const READ_PERMISSION: &str = "DeviceManagementConfiguration.Read.All";
-
-/// The permission that allows reading and changing compliance data.
-pub const READ_WRITE_PERMISSION: &str = "DeviceManagementConfiguration.ReadWrite.All";
-
-/// The partner tenant of `beacon token` when `--tenant` is not given.
-pub const DEV_PARTNER_TENANT: &str = "8d4c7a2e-5b1f-4e0a-9c3d-6f2b1a0e7d95";
-
-/// The `iss` claim of development tokens.
-pub const DEV_ISSUER: &str = "https://beacon.invalid/dev";
-
-/// The `aud` claim of development tokens.
-pub const DEV_AUDIENCE: &str = "beacon";
-
-/// How far the clocks of the token's minter and of the server may disagree.
-const CLOCK_SKEW: Duration = Duration::from_secs(60);
+use super::verify::VerificationKey;
+use super::{DEV_AUDIENCE, DEV_ISSUER};
 
 /// Failures to load, create or use the signing key.
 #[derive(Debug, thiserror::Error)]
@@ -175,19 +154,13 @@ impl SigningKey {
             .map_err(|e| KeyError::Crypto(e.to_string()))
     }
 
-    /// Builds a verifier that accepts the tokens this key signs.
-    pub fn verifier(&self) -> TokenVerifier {
-        let mut validation = Validation::new(self.algorithm);
-        validation.set_issuer(&[DEV_ISSUER]);
-        validation.set_audience(&[DEV_AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud"]);
-        validation.validate_nbf = true;
-        validation.leeway = CLOCK_SKEW.as_secs();
-        TokenVerifier {
+    /// Returns the public half, which verifies the tokens this key signs.
+    pub(crate) fn verification_key(&self) -> VerificationKey {
+        VerificationKey {
+            key_id: Some(self.key_id.clone()),
             algorithm: self.algorithm,
-            key_id: self.key_id.clone(),
             decoding: self.decoding.clone(),
-            validation,
+            issuer: None,
         }
     }
 }
@@ -203,8 +176,8 @@ pub struct TokenRequest {
     pub lifetime: Duration,
 }
 
-/// The claims Beacon reads from a token.
-#[derive(Debug, Serialize, Deserialize)]
+/// The claims of a development token.
+#[derive(Debug, Serialize)]
 struct Claims {
     iss: String,
     aud: String,
@@ -217,104 +190,6 @@ struct Claims {
     iat: u64,
     nbf: u64,
     exp: u64,
-}
-
-/// The caller, as established by a valid token.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Principal {
-    /// The partner tenant whose data the caller works on.
-    pub partner: PartnerTenantId,
-    /// Whether the token grants reading.
-    pub can_read: bool,
-    /// Whether the token grants changing.
-    pub can_write: bool,
-}
-
-/// A token rejection. It becomes `401`, and its message is sent to the caller.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct TokenError(pub String);
-
-/// Verifies bearer tokens against one public key.
-#[derive(Clone)]
-pub struct TokenVerifier {
-    algorithm: Algorithm,
-    key_id: String,
-    decoding: DecodingKey,
-    validation: Validation,
-}
-
-impl std::fmt::Debug for TokenVerifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenVerifier")
-            .field("algorithm", &self.algorithm)
-            .field("key_id", &self.key_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl TokenVerifier {
-    /// Checks a token's header, signature and claims, and returns who it speaks for.
-    pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
-        let rejected =
-            |reason: &str| TokenError(format!("Access token validation failure: {reason}."));
-
-        // The header decides which key and algorithm apply, before any signature check.
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| rejected("the token is not a well-formed JWT"))?;
-        if header.alg != self.algorithm {
-            return Err(rejected(&format!(
-                "the token is signed with {:?}, but this service accepts only {:?}",
-                header.alg, self.algorithm
-            )));
-        }
-        if header.kid.as_deref().is_some_and(|kid| kid != self.key_id) {
-            return Err(rejected("the token is signed by a key this service does not know"));
-        }
-
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|error| {
-                rejected(match error.kind() {
-                    ErrorKind::InvalidSignature => "the signature is invalid",
-                    ErrorKind::ExpiredSignature => "the token has expired",
-                    ErrorKind::ImmatureSignature => "the token is not valid yet (nbf is in the future)",
-                    ErrorKind::InvalidIssuer => "the issuer (iss) is not accepted",
-                    ErrorKind::InvalidAudience => "the audience (aud) is not this service",
-                    ErrorKind::MissingRequiredClaim(_) => "a required claim (exp, nbf, iss or aud) is missing",
-                    ErrorKind::InvalidAlgorithm => "the algorithm does not match the key",
-                    ErrorKind::Json(_) | ErrorKind::InvalidClaimFormat(_) => {
-                        "the claims are missing or have the wrong type (tid, exp, nbf, iss and aud are required)"
-                    }
-                    _ => "the token is not a well-formed JWT",
-                })
-            })?;
-        let claims = data.claims;
-
-        let partner = normalize_guid(&claims.tid)
-            .ok_or_else(|| rejected("the tenant id (tid) is not a GUID"))?;
-        let permissions: Vec<&str> = claims
-            .scp
-            .as_deref()
-            .unwrap_or("")
-            .split(' ')
-            .chain(claims.roles.iter().flatten().map(String::as_str))
-            .collect();
-        let can_write = permissions.contains(&READ_WRITE_PERMISSION);
-        let can_read = can_write || permissions.contains(&READ_PERMISSION);
-        Ok(Principal { partner: PartnerTenantId::new(partner), can_read, can_write })
-    }
-}
-
-/// Returns the lowercase hyphenated form of a GUID, or `None` if `text` is not one.
-pub fn normalize_guid(text: &str) -> Option<String> {
-    let text = text.strip_prefix('{').and_then(|t| t.strip_suffix('}')).unwrap_or(text);
-    let bytes = text.as_bytes();
-    let well_formed = bytes.len() == 36
-        && bytes.iter().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => *b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        });
-    well_formed.then(|| text.to_ascii_lowercase())
 }
 
 /// Derives a 32-byte secret for one purpose from the private key: HMAC-SHA256 keyed with the
@@ -384,6 +259,10 @@ fn private_file_options() -> fs::OpenOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::{
+        AuthError, Authenticator, DEFAULT_CLOCK_SKEW, DEV_PARTNER_TENANT, READ_PERMISSION,
+        READ_WRITE_PERMISSION,
+    };
 
     fn request() -> TokenRequest {
         TokenRequest {
@@ -393,11 +272,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn minted_token_verifies_with_its_permissions() {
+    fn dev_authenticator(key: &SigningKey) -> Authenticator {
+        Authenticator::dev(key, DEFAULT_CLOCK_SKEW)
+    }
+
+    #[tokio::test]
+    async fn minted_token_verifies_with_its_permissions() {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::load_or_create(&dir.path().join("key.pem")).unwrap();
-        let principal = key.verifier().verify(&key.mint(&request()).unwrap()).unwrap();
+        let token = key.mint(&request()).unwrap();
+
+        let principal = dev_authenticator(&key).authenticate(&token).await.unwrap();
+
         assert_eq!(principal.partner.as_str(), DEV_PARTNER_TENANT);
         assert!(principal.can_read);
         assert!(principal.can_write);
@@ -417,17 +303,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn token_from_another_key_is_rejected() {
+    #[tokio::test]
+    async fn token_from_another_key_is_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let ours = SigningKey::load_or_create(&dir.path().join("a.pem")).unwrap();
         let theirs = SigningKey::load_or_create(&dir.path().join("b.pem")).unwrap();
-        let error = ours.verifier().verify(&theirs.mint(&request()).unwrap()).unwrap_err();
-        assert!(error.0.contains("key this service does not know"), "{error}");
+        let token = theirs.mint(&request()).unwrap();
+
+        let error = dev_authenticator(&ours).authenticate(&token).await.unwrap_err();
+
+        assert_eq!(error, AuthError::UnknownKey);
     }
 
-    #[test]
-    fn expired_token_is_rejected() {
+    #[tokio::test]
+    async fn expired_token_without_kid_is_rejected_as_expired() {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::load_or_create(&dir.path().join("key.pem")).unwrap();
         let now = unix_seconds(SystemTime::now());
@@ -444,31 +333,39 @@ mod tests {
         };
         let token =
             jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &key.encoding).unwrap();
-        assert!(key.verifier().verify(&token).unwrap_err().0.contains("expired"));
+
+        let error = dev_authenticator(&key).authenticate(&token).await.unwrap_err();
+
+        assert_eq!(error, AuthError::Expired);
     }
 
-    #[test]
-    fn read_scope_alone_does_not_grant_writing() {
+    #[tokio::test]
+    async fn read_scope_alone_does_not_grant_writing() {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::load_or_create(&dir.path().join("key.pem")).unwrap();
         let mut request = request();
         request.scopes = vec![READ_PERMISSION.to_owned()];
-        let principal = key.verifier().verify(&key.mint(&request).unwrap()).unwrap();
+        let token = key.mint(&request).unwrap();
+
+        let principal = dev_authenticator(&key).authenticate(&token).await.unwrap();
+
         assert!(principal.can_read);
         assert!(!principal.can_write);
     }
 
-    #[test]
-    fn unsigned_and_garbage_tokens_are_rejected() {
+    #[tokio::test]
+    async fn unsigned_and_garbage_tokens_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::load_or_create(&dir.path().join("key.pem")).unwrap();
-        let verifier = key.verifier();
+        let authenticator = dev_authenticator(&key);
         let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
         let body = URL_SAFE_NO_PAD.encode(br#"{"tid":"8d4c7a2e-5b1f-4e0a-9c3d-6f2b1a0e7d95"}"#);
-        for token in
-            [format!("{none_header}.{body}."), "abc".to_owned(), String::new(), "a.b.c".to_owned()]
-        {
-            assert!(verifier.verify(&token).is_err(), "{token}");
+
+        let unsigned = authenticator.authenticate(&format!("{none_header}.{body}.")).await;
+        assert_eq!(unsigned, Err(AuthError::UnsupportedAlgorithm(Some("none".to_owned()))));
+        for garbage in ["abc", "", "a.b.c", "a.b.c.d"] {
+            let error = authenticator.authenticate(garbage).await.unwrap_err();
+            assert!(matches!(error, AuthError::Malformed(_)), "{garbage}: {error:?}");
         }
         let hs256 = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -476,16 +373,7 @@ mod tests {
             &EncodingKey::from_secret(b"secret").unwrap(),
         )
         .unwrap();
-        assert!(verifier.verify(&hs256).unwrap_err().0.contains("HS256"));
-    }
-
-    #[test]
-    fn guids_are_normalized_to_lowercase() {
-        assert_eq!(
-            normalize_guid("{8D4C7A2E-5B1F-4E0A-9C3D-6F2B1A0E7D95}").as_deref(),
-            Some(DEV_PARTNER_TENANT)
-        );
-        assert_eq!(normalize_guid("8d4c7a2e5b1f4e0a9c3d6f2b1a0e7d95"), None);
-        assert_eq!(normalize_guid("zd4c7a2e-5b1f-4e0a-9c3d-6f2b1a0e7d95"), None);
+        let error = authenticator.authenticate(&hs256).await.unwrap_err();
+        assert_eq!(error, AuthError::UnsupportedAlgorithm(Some("HS256".to_owned())));
     }
 }
