@@ -5,10 +5,15 @@
 //! literals belong to the expression. Spaces and tabs around the commas and at both ends are
 //! accepted, although the OData 4.01 ABNF allows none there.
 //!
-//! Spans and error positions count characters over the whole `$orderby` value.
+//! Spans and error positions count characters over the whole `$orderby` value. A list has at
+//! most [`MAX_ITEMS`] items, which also bounds the `orderby` transformation of `$apply`.
 
 use crate::filter::cursor::Cursor;
 use crate::filter::{Expr, Span, SyntaxError};
+
+/// The most items of one `$orderby` list. Every item becomes a sort key in SQL, and the keyset
+/// condition of the next page grows with the square of their number.
+pub const MAX_ITEMS: usize = 32;
 
 /// One sort key.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,6 +46,9 @@ pub(crate) fn parse_items(
     };
     let mut items = Vec::new();
     loop {
+        if items.len() == MAX_ITEMS {
+            return Err(cursor.error(format!("more than {MAX_ITEMS} sort keys are given")));
+        }
         items.push(parse_item(cursor, after_item)?);
 
         // Expect a comma before the next item, or the end of the list.
@@ -138,6 +146,17 @@ mod tests {
     #[test]
     fn whitespace_around_commas_is_accepted() {
         assert_eq!(show(" a , b desc "), ["a asc [a]", "b desc [b desc]"]);
+    }
+
+    #[test]
+    fn item_count_is_bounded() {
+        let most = vec!["id"; MAX_ITEMS].join(",");
+        let too_many = format!("{most},id");
+
+        assert_eq!(parse(&most).unwrap().len(), MAX_ITEMS);
+        let error = parse(&too_many).unwrap_err();
+        assert_eq!(error.position, most.len() + 2, "{error}");
+        assert!(error.message.contains("more than 32 sort keys"), "{error}");
     }
 
     #[test]
