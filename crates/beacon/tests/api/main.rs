@@ -21,6 +21,8 @@ mod create_and_read;
 mod differential;
 /// Durability across `kill -9`, and graceful shutdown.
 mod lifecycle;
+/// Rate limits, URL and header bounds, and the connection limit.
+mod limits;
 /// Server-driven paging and `$top`.
 mod paging;
 /// The OData query options, one behaviour per test.
