@@ -19,7 +19,9 @@ use beacon_server::auth::{
     MAX_CLOCK_SKEW, READ_PERMISSION, READ_WRITE_PERMISSION, SigningKey, TokenRequest,
     create_private_dir, normalize_guid,
 };
+use beacon_server::limits::RequestLimits;
 use beacon_server::paging::SkiptokenKey;
+use beacon_server::rate_limit::{RateLimit, RateLimiter, RateLimits};
 use beacon_server::{AppState, ServeLimits, app, serve};
 use beacon_store::Store;
 use beacon_store::sqlite::{SqliteOptions, SqliteStore};
@@ -133,6 +135,103 @@ struct ServeArgs {
         value_parser = humantime::parse_duration
     )]
     body_read_timeout: Duration,
+
+    /// How long handling a request may take once its body has been read, such as 30s. The
+    /// request gets 503 after that.
+    #[arg(
+        long,
+        env = "BEACON_REQUEST_TIMEOUT",
+        default_value = "30s",
+        value_name = "DURATION",
+        value_parser = humantime::parse_duration
+    )]
+    request_timeout: Duration,
+
+    /// Requests a second that each partner tenant may send, such as 50 or 0.5; 0 turns the
+    /// partner limit off.
+    #[arg(
+        long,
+        env = "BEACON_RATE_LIMIT",
+        default_value_t = 50.0,
+        value_name = "PER_SECOND",
+        value_parser = parse_rate
+    )]
+    rate_limit: f64,
+
+    /// Requests that each partner tenant may send at once before --rate-limit applies.
+    #[arg(
+        long,
+        env = "BEACON_RATE_BURST",
+        default_value_t = 100,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    rate_burst: u32,
+
+    /// Requests a second that each client may send: each client application, or each IP
+    /// address for tokens that name none, within a partner tenant, and each IP address for
+    /// requests without a valid token. 0 turns the client limits off.
+    #[arg(
+        long,
+        env = "BEACON_CLIENT_RATE_LIMIT",
+        default_value_t = 50.0,
+        value_name = "PER_SECOND",
+        value_parser = parse_rate
+    )]
+    client_rate_limit: f64,
+
+    /// Requests that each client may send at once before --client-rate-limit applies.
+    #[arg(
+        long,
+        env = "BEACON_CLIENT_RATE_BURST",
+        default_value_t = 100,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    client_rate_burst: u32,
+
+    /// Maximum length of the request URL (path and query) in bytes, from 1024 to 65534; a
+    /// longer one gets 414.
+    #[arg(
+        long,
+        env = "BEACON_MAX_URL_BYTES",
+        default_value_t = 16384,
+        value_name = "BYTES",
+        value_parser = clap::value_parser!(u32).range(1024..=65534)
+    )]
+    max_url_bytes: u32,
+
+    /// Maximum total size of a request's headers in bytes, from 4096 to 1048576; larger
+    /// headers get 431.
+    #[arg(
+        long,
+        env = "BEACON_MAX_HEADER_BYTES",
+        default_value_t = 32768,
+        value_name = "BYTES",
+        value_parser = clap::value_parser!(u32).range(4096..=1_048_576)
+    )]
+    max_header_bytes: u32,
+
+    /// Maximum number of header fields in a request, from 16 to 1000; more get 431.
+    #[arg(
+        long,
+        env = "BEACON_MAX_HEADERS",
+        default_value_t = 100,
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(16..=1000)
+    )]
+    max_headers: u16,
+
+    /// Maximum number of client connections served at once, from 1 to 1000000; each connection past it gets
+    /// 503 and is closed. Keep it below the open-file limit (ulimit -n).
+    #[arg(
+        long,
+        env = "BEACON_MAX_CONNECTIONS",
+        default_value_t = 1024,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000)
+    )]
+    max_connections: u32,
 
     /// How long requests in flight may take to finish after SIGTERM or Ctrl-C, such as 30s.
     /// Connections still open after that are closed.
@@ -354,8 +453,13 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
     let public_url = args.public_url.as_deref().map(check_public_url).transpose()?;
-    if args.header_read_timeout.is_zero() || args.body_read_timeout.is_zero() {
-        bail!("--header-read-timeout and --body-read-timeout must be more than 0");
+    if args.header_read_timeout.is_zero()
+        || args.body_read_timeout.is_zero()
+        || args.request_timeout.is_zero()
+    {
+        bail!(
+            "--header-read-timeout, --body-read-timeout and --request-timeout must be more than 0"
+        );
     }
 
     // Load the identity provider's keys first, so that a broken key set file stops the start
@@ -391,12 +495,23 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
 
+    let request_limits = RequestLimits {
+        max_url_bytes: args.max_url_bytes as usize,
+        max_header_bytes: args.max_header_bytes as usize,
+        max_headers: usize::from(args.max_headers),
+        request_timeout: args.request_timeout,
+    };
     let state = AppState {
         store: Arc::clone(&store),
         verifier: Arc::new(authenticator),
         skiptoken_key: SkiptokenKey::new(key.paging_secret()),
         public_url: public_url.map(Arc::from),
         body_read_timeout: args.body_read_timeout,
+        limits: request_limits,
+        rate_limiter: Arc::new(RateLimiter::new(RateLimits {
+            partner: RateLimit { per_second: args.rate_limit, burst: args.rate_burst },
+            client: RateLimit { per_second: args.client_rate_limit, burst: args.client_rate_burst },
+        })),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -409,6 +524,8 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
     let limits = ServeLimits {
         header_read_timeout: args.header_read_timeout,
         shutdown_grace: args.shutdown_timeout,
+        max_connections: args.max_connections as usize,
+        parser: request_limits.parser_limits(),
     };
     serve(listener, app(state), shutdown, limits).await;
     tracing::info!("closing the store");
@@ -491,6 +608,14 @@ fn run_token(args: &TokenArgs) -> anyhow::Result<()> {
     let token = key.mint(&TokenRequest { partner_tenant, scopes, lifetime: args.expires_in })?;
     println!("{token}");
     Ok(())
+}
+
+/// Parses a rate in requests a second: a finite number of at least 0.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+        _ => Err(format!("'{text}' is not a rate; give requests a second, such as 50 or 0.5")),
+    }
 }
 
 /// Creates the data folder if absent and checks that it is a folder.

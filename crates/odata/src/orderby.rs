@@ -5,15 +5,16 @@
 //! literals belong to the expression. Spaces and tabs around the commas and at both ends are
 //! accepted, although the OData 4.01 ABNF allows none there.
 //!
-//! Spans and error positions count characters over the whole `$orderby` value.
+//! Spans and error positions count characters over the whole `$orderby` value. A list has at
+//! most [`MAX_ITEMS`] items, which also bounds the `orderby` transformation of `$apply`.
 
 use crate::filter::cursor::Cursor;
 use crate::filter::{Expr, Span, SyntaxError};
 
-/// The maximum number of sort keys in one list. Each key becomes a column of the SQL result
-/// and a term of its `ORDER BY`, and SQLite rejects a statement with more than 2,000 of
-/// either, so a longer list would fail in the database instead of here.
-pub const MAX_ITEMS: usize = 100;
+/// The maximum number of sort keys in one list. Every key becomes a sort key in SQL, and the
+/// keyset condition of the next page grows with the square of their number; SQLite also
+/// rejects a statement with more than 2,000 result columns or sort terms.
+pub const MAX_ITEMS: usize = 32;
 
 /// One sort key.
 #[derive(Clone, Debug, PartialEq)]

@@ -17,6 +17,10 @@
 //! a duplicate id, an unknown method, an absolute url, a nested `$batch`, a `dependsOn` that
 //! names no earlier request, or a body that does not match its `Content-Type`.
 //!
+//! The batch counts once against the rate limits, and each request inside it counts again when
+//! it runs, as if sent alone: one that finds a bucket empty gets its own `429`. Each request
+//! also has the URL and header limits of a request sent alone.
+//!
 //! Requests start as soon as every request they depend on has finished, so independent
 //! requests run concurrently. A request whose dependency failed (answered with a status of 400
 //! or more) is not run and gets `424 Failed Dependency`, and so, in turn, do the requests that
@@ -24,10 +28,11 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 
 use axum::body::{Body, Bytes};
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::request::Parts;
 use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
@@ -44,7 +49,7 @@ use tracing::Instrument;
 use crate::AppState;
 use crate::context::{self, RequestIds};
 use crate::error::ApiError;
-use crate::handlers;
+use crate::{handlers, limits};
 
 /// The maximum number of requests in one batch, the limit Graph documents.
 pub(crate) const MAX_REQUESTS: usize = 20;
@@ -132,7 +137,8 @@ pub(crate) async fn run(state: &AppState, parts: &Parts, body: Body) -> Result<R
         None => RequestIds::new(&parts.headers),
     };
     let ids: Vec<String> = requests.iter().map(|request| request.id.clone()).collect();
-    let outcomes = execute(state, requests, &batch_ids).await;
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied();
+    let outcomes = execute(state, requests, &batch_ids, peer).await;
 
     let mut body = br#"{"responses":["#.to_vec();
     for (position, (id, outcome)) in ids.iter().zip(&outcomes).enumerate() {
@@ -457,6 +463,7 @@ async fn execute(
     state: &AppState,
     requests: Vec<BatchRequest>,
     batch_ids: &RequestIds,
+    peer: Option<ConnectInfo<SocketAddr>>,
 ) -> Vec<Outcome> {
     let count = requests.len();
     let ids: Vec<String> = requests.iter().map(|request| request.id.clone()).collect();
@@ -499,7 +506,7 @@ async fn execute(
                 method = %request.method,
                 uri = %request.uri,
             );
-            let future = run_request(state.clone(), request, batch_ids.clone());
+            let future = run_request(state.clone(), request, batch_ids.clone(), peer);
             let task = running.spawn(future.instrument(span));
             positions.insert(task.id(), position);
         }
@@ -537,6 +544,7 @@ fn run_request(
     state: AppState,
     request: BatchRequest,
     batch_ids: RequestIds,
+    peer: Option<ConnectInfo<SocketAddr>>,
 ) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
     Box::pin(async move {
         let ids = batch_ids.for_inner_request(&request.headers);
@@ -544,8 +552,17 @@ fn run_request(
         *http_request.method_mut() = request.method;
         *http_request.uri_mut() = request.uri;
         *http_request.headers_mut() = request.headers;
+        if let Some(peer) = peer {
+            http_request.extensions_mut().insert(peer);
+        }
 
-        let response = match handlers::route(&state, http_request).await {
+        // A request inside a batch has the same URL and header limits as one sent alone.
+        let checked = limits::check_head(http_request.uri(), http_request.headers(), &state.limits);
+        let routed = match checked {
+            Ok(()) => handlers::route(&state, http_request).await,
+            Err(error) => Err(error),
+        };
+        let response = match routed {
             Ok(response) => response,
             Err(error) => error.into_response(),
         };

@@ -50,6 +50,28 @@ pub enum ApiError {
     /// The client took too long to send the body. `408`, `RequestTimeout`.
     #[error("The request body was not received within {}.", duration_text(*.0))]
     RequestTimeout(std::time::Duration),
+    /// The request URL is longer than the limit. `414`, `RequestUriTooLong`.
+    #[error(
+        "The request URL is {length} bytes long, more than the limit of {limit} bytes; shorten \
+         the query."
+    )]
+    UriTooLong {
+        /// The length of the request target in bytes.
+        length: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The request headers are too many or too large. `431`, `RequestHeaderFieldsTooLarge`.
+    #[error("{0}")]
+    HeaderFieldsTooLarge(String),
+    /// The caller has used up its rate limit. `429`, `TooManyRequests`, with `Retry-After`.
+    #[error("{message}")]
+    TooManyRequests {
+        /// The message: the limit that was reached, and when to retry.
+        message: String,
+        /// The whole seconds until the request would be accepted, at least 1.
+        retry_after_seconds: u64,
+    },
     /// The entity already exists. `409`, `Conflict`.
     #[error("{0}")]
     Conflict(String),
@@ -82,6 +104,18 @@ pub enum ApiError {
         /// When to retry, sent in whole seconds.
         retry_after: std::time::Duration,
     },
+    /// Handling the request took longer than the request timeout. `503`,
+    /// `ServiceUnavailable`, with `Retry-After`.
+    #[error(
+        "The request timed out: it did not complete within {}. Retry it later, or narrow the \
+         query.",
+        duration_text(*.0)
+    )]
+    TimedOut(std::time::Duration),
+    /// The server already has as many open connections as it accepts. `503`,
+    /// `ServiceUnavailable`, with `Retry-After`.
+    #[error("The server has reached its limit of {0} open connections; retry the request shortly.")]
+    TooManyConnections(usize),
     /// The store is out of space. `507`, `InsufficientStorage`.
     #[error("The service has no storage space left for this change; retry after space is freed.")]
     InsufficientStorage,
@@ -104,6 +138,11 @@ impl ApiError {
             }
             ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "NotAcceptable"),
             ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "RequestTimeout"),
+            ApiError::UriTooLong { .. } => (StatusCode::URI_TOO_LONG, "RequestUriTooLong"),
+            ApiError::HeaderFieldsTooLarge(_) => {
+                (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "RequestHeaderFieldsTooLarge")
+            }
+            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
             ApiError::PreconditionFailed(_) => {
                 (StatusCode::PRECONDITION_FAILED, "PreconditionFailed")
@@ -115,7 +154,10 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
             }
             ApiError::FailedDependency(_) => (StatusCode::FAILED_DEPENDENCY, "FailedDependency"),
-            ApiError::Unavailable | ApiError::DependencyUnavailable { .. } => {
+            ApiError::Unavailable
+            | ApiError::DependencyUnavailable { .. }
+            | ApiError::TimedOut(_)
+            | ApiError::TooManyConnections(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
             }
             ApiError::InsufficientStorage => {
@@ -133,8 +175,21 @@ impl ApiError {
             StatusCode::METHOD_NOT_ALLOWED => {
                 ("MethodNotAllowed", "The method is not allowed for this resource.")
             }
+            StatusCode::REQUEST_TIMEOUT => {
+                ("RequestTimeout", "The request was not received in time.")
+            }
             StatusCode::PAYLOAD_TOO_LARGE => {
                 ("RequestEntityTooLarge", "The request body is too large.")
+            }
+            StatusCode::URI_TOO_LONG => ("RequestUriTooLong", "The request URL is too long."),
+            StatusCode::TOO_MANY_REQUESTS => {
+                ("TooManyRequests", "Too many requests; retry after the Retry-After delay.")
+            }
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+                ("RequestHeaderFieldsTooLarge", "The request headers are too large.")
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                ("ServiceUnavailable", "The service is temporarily unavailable; retry shortly.")
             }
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                 ("UnsupportedMediaType", "The request body's media type is not supported.")
@@ -171,11 +226,14 @@ impl IntoResponse for ApiError {
             ApiError::MethodNotAllowed { allow, .. } => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));
             }
-            ApiError::Unavailable => {
+            ApiError::Unavailable | ApiError::TimedOut(_) | ApiError::TooManyConnections(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::DependencyUnavailable { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(whole_seconds(*retry_after)));
+            }
+            ApiError::TooManyRequests { retry_after_seconds, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
             }
             _ => {}
         }

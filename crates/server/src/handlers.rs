@@ -29,7 +29,7 @@ use crate::context::JSON_CONTENT_TYPE;
 use crate::error::ApiError;
 use crate::grouped::GroupedDocument;
 use crate::paging::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Position};
-use crate::{AppState, MAX_BODY_BYTES, documents, writes};
+use crate::{AppState, MAX_BODY_BYTES, documents, rate_limit, writes};
 
 /// `GET /healthz`: whether the process is up. Needs no token.
 pub(crate) async fn healthz() -> Response {
@@ -84,22 +84,36 @@ fn allowed_methods(resource: &Resource) -> &'static str {
 pub(crate) async fn route(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
 
+    // Until its token is verified, a request counts against its client address, whose bucket
+    // is checked first so that an address sending bad tokens is throttled.
+    let limiter = &state.rate_limiter;
+    let address = rate_limit::peer_address(&parts.extensions);
+    limiter.check_address(address)?;
+    let unverified = |error: ApiError| {
+        limiter.charge_address(address);
+        error
+    };
+
     // Resolve the path and check the method before anything else is read.
-    let resource = path::parse(parts.uri.path())?;
+    let resource = path::parse(parts.uri.path()).map_err(|error| unverified(error.into()))?;
     let allow = allowed_methods(&resource);
     if !allow.split(", ").any(|method| method == parts.method.as_str()) {
-        return Err(ApiError::MethodNotAllowed { method: parts.method.to_string(), allow });
+        let method = parts.method.to_string();
+        return Err(unverified(ApiError::MethodNotAllowed { method, allow }));
     }
     let is_read = parts.method == Method::GET || parts.method == Method::HEAD;
 
     // The metadata document describes the service to anyone, as Graph's does.
     if resource == Resource::Metadata {
+        limiter.charge_address(address);
         let options = query::parse(parts.uri.query(), Target::Document)?;
         return documents::metadata(&parts, &options);
     }
 
     // Then the caller, the query options, and what the caller accepts.
-    let principal = authenticate(state, &parts.headers).await?;
+    let principal = authenticate(state, &parts.headers).await.map_err(unverified)?;
+    let application = rate_limit::client_application(&parts.headers);
+    limiter.charge_caller(&principal.partner, application, address)?;
     let target = match resource {
         Resource::Collection(_) if is_read => Target::Collection,
         Resource::Entity(..) if is_read => Target::Entity,

@@ -8,22 +8,28 @@
 //! - [`auth`]: the signing key, development tokens, the identity provider's key set and token
 //!   verification.
 //! - `batch`: `POST /beta/$batch`, which runs several requests given in one JSON body.
+//! - `connections`: accepting connections up to a limit, and rejecting those past it.
 //! - `context`: the middleware that adds request ids, the request span and Graph error bodies.
 //! - `documents`: the service document and the `$metadata` document.
 //! - `error`: the error type every handler returns and its status mapping.
 //! - `grouped`: the JSON of grouped `$apply` results.
 //! - `handlers`: resolves the OData path and runs the operation.
+//! - [`limits`]: bounds on each request's URL, headers and handling time.
 //! - `paging`: server-driven paging with `$skiptoken` and `@odata.nextLink`.
+//! - [`rate_limit`]: token buckets per partner tenant, client and client address.
 //! - `writes`: create, update and delete, with preconditions and `Prefer: return`.
 
 pub mod auth;
 mod batch;
+mod connections;
 mod context;
 mod documents;
 mod error;
 mod grouped;
 mod handlers;
+pub mod limits;
 pub mod paging;
+pub mod rate_limit;
 mod writes;
 
 use std::future::Future;
@@ -31,6 +37,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
 use axum::routing::get;
 use beacon_store::Store;
 use hyper::server::conn::http1;
@@ -38,9 +46,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth::Authenticator;
+use crate::connections::Overflow;
+use crate::limits::{EnforcedLimits, ParserLimits, RequestLimits};
+use crate::rate_limit::RateLimiter;
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -59,26 +71,40 @@ pub struct AppState {
     pub body_read_timeout: Duration,
     /// Signs and checks `$skiptoken` values.
     pub skiptoken_key: paging::SkiptokenKey,
+    /// The bounds on each request's URL, headers and handling time.
+    pub limits: RequestLimits,
+    /// The request rate limits of this process.
+    pub rate_limiter: Arc<RateLimiter>,
 }
 
-/// Builds the application: every route, with the request-context and panic layers.
+/// Builds the application: every route, with the request-context, request-limit and panic
+/// layers.
 pub fn app(state: AppState) -> Router {
+    let enforced =
+        EnforcedLimits { request: state.limits, body_read_timeout: state.body_read_timeout };
     Router::new()
         .route("/healthz", get(handlers::healthz))
         .fallback(handlers::dispatch)
         .with_state(state)
         .layer(CatchPanicLayer::custom(handlers::panic_response))
+        .layer(axum::middleware::from_fn_with_state(enforced, limits::enforce))
         .layer(axum::middleware::from_fn(context::request_context))
 }
 
-/// Time limits of the connection handling.
+/// Limits of the connection handling.
 #[derive(Clone, Copy, Debug)]
 pub struct ServeLimits {
-    /// How long a client may take to send a request's headers once it has started.
+    /// How long a client may take to send a request's headers once it has started. This also
+    /// closes a connection that has been idle for that long.
     pub header_read_timeout: Duration,
     /// How long requests in flight may take to finish after shutdown begins; connections still
     /// open after that are closed.
     pub shutdown_grace: Duration,
+    /// The maximum number of connections served at once. Each one past it gets `503` and is
+    /// closed.
+    pub max_connections: usize,
+    /// The limits of hyper's HTTP/1 parser, from [`RequestLimits::parser_limits`].
+    pub parser: ParserLimits,
 }
 
 impl Default for ServeLimits {
@@ -86,6 +112,8 @@ impl Default for ServeLimits {
         Self {
             header_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            max_connections: 1024,
+            parser: RequestLimits::default().parser_limits(),
         }
     }
 }
@@ -101,9 +129,16 @@ pub async fn serve(
     // HTTP/1.1 only: hyper enforces the header read timeout there from the first byte, and a
     // proxy in front can offer HTTP/2 to clients.
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.parser.max_headers)
+        .max_header_size(limits.parser.max_head_bytes)
+        .max_buf_size(limits.parser.max_buffer_bytes);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut overflow = Overflow::new(limits);
 
     // Accept connections until the shutdown signal.
     loop {
@@ -119,13 +154,27 @@ pub async fn serve(
             },
             () = shutdown.as_mut() => break,
         };
-        let service = TowerToHyperService::new(app.clone());
+
+        // A connection past the limit gets a 503 and is closed, without waiting for a slot.
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            overflow.reject(stream, peer, &graceful);
+            continue;
+        };
+
+        // Handlers read the peer address, for rate limits, from the request extensions.
+        let with_peer =
+            tower::ServiceExt::map_request(app.clone(), move |mut request: Request<_>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            });
+        let service = TowerToHyperService::new(with_peer);
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%peer, error.message = %error, "connection ended with an error");
             }
+            drop(permit);
         });
     }
 

@@ -152,12 +152,17 @@ impl Drop for TestServer {
 }
 
 /// Runs `beacon serve` and waits for its "listening on" line.
+///
+/// The rate limits are off unless `args` turn them on, because most tests send requests
+/// faster than the default limits allow.
 pub fn spawn_serve(data_dir: &Path, args: &[String]) -> (Child, String) {
     let mut child = Command::new(beacon_binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(args)
         .env("RUST_LOG", "info")
+        .env("BEACON_RATE_LIMIT", "0")
+        .env("BEACON_CLIENT_RATE_LIMIT", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

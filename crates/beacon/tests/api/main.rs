@@ -23,6 +23,8 @@ mod differential;
 mod isolation;
 /// Durability across `kill -9`, and graceful shutdown.
 mod lifecycle;
+/// Rate limits, URL and header bounds, and the connection limit.
+mod limits;
 /// Server-driven paging and `$top`.
 mod paging;
 /// The OData query options, one behaviour per test.
