@@ -112,8 +112,7 @@ pub(crate) async fn route(state: &AppState, request: Request) -> Result<Response
 
     // Then the caller, the query options, and what the caller accepts.
     let principal = authenticate(state, &parts.headers).await.map_err(unverified)?;
-    let application = rate_limit::client_application(&parts.headers);
-    limiter.charge_caller(&principal.partner, application, address)?;
+    limiter.charge_caller(&principal.partner, principal.client.clone(), address)?;
     let target = match resource {
         Resource::Collection(_) if is_read => Target::Collection,
         Resource::Entity(..) if is_read => Target::Entity,

@@ -28,9 +28,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
-use axum::http::{Extensions, HeaderMap, header};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use axum::http::Extensions;
 use beacon_store::PartnerTenantId;
 
 use crate::error::ApiError;
@@ -44,10 +42,6 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The shortest time between two sweeps that a full map starts.
 const MIN_SWEEP_GAP: Duration = Duration::from_secs(1);
-
-/// The maximum length of a client application id used as a key, in bytes. A token with a longer
-/// one counts by the peer address.
-const MAX_CLIENT_ID_BYTES: usize = 256;
 
 /// The rate and burst of one kind of bucket.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -233,33 +227,6 @@ fn address_key(address: IpAddr) -> IpAddr {
 /// an application served some other way, where only the partner and application buckets apply.
 pub(crate) fn peer_address(extensions: &Extensions) -> Option<IpAddr> {
     extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip())
-}
-
-/// Returns the client application of a bearer token that has been verified: its `azp` claim,
-/// else its `appid` claim, if either is a non-empty string of at most
-/// [`MAX_CLIENT_ID_BYTES`] bytes.
-///
-/// NOTE: this decodes the token's payload a second time because [`crate::auth::Principal`]
-/// does not carry the client application; read it from there once it does. Call it only after
-/// the token has been verified, since the claims of an unverified token are the caller's choice.
-pub(crate) fn client_application(headers: &HeaderMap) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct ClientClaims {
-        azp: Option<serde_json::Value>,
-        appid: Option<serde_json::Value>,
-    }
-
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (_scheme, token) = value.split_once(' ')?;
-    let payload = token.trim().split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    let claims: ClientClaims = serde_json::from_slice(&bytes).ok()?;
-    [claims.azp, claims.appid].into_iter().flatten().find_map(|claim| match claim {
-        serde_json::Value::String(id) if !id.is_empty() && id.len() <= MAX_CLIENT_ID_BYTES => {
-            Some(id)
-        }
-        _ => None,
-    })
 }
 
 /// One token bucket.
@@ -595,24 +562,5 @@ mod tests {
         assert!(matches!(rejected, ApiError::TooManyRequests { .. }));
         assert!(limiter.check_address(Some("192.0.2.2".parse().unwrap())).is_ok());
         assert!(limiter.check_address(None).is_ok());
-    }
-
-    #[test]
-    fn client_application_reads_azp_then_appid() {
-        let token = |claims: &str| {
-            let mut headers = HeaderMap::new();
-            let payload = URL_SAFE_NO_PAD.encode(claims);
-            let value = format!("Bearer eyJhbGciOiJFUzI1NiJ9.{payload}.c2ln");
-            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
-            client_application(&headers)
-        };
-
-        assert_eq!(token(r#"{"azp":"a","appid":"b"}"#).as_deref(), Some("a"));
-        assert_eq!(token(r#"{"appid":"b"}"#).as_deref(), Some("b"));
-        assert_eq!(token(r#"{"azp":"","appid":"b"}"#).as_deref(), Some("b"));
-        assert_eq!(token(r#"{"azp":7}"#), None);
-        assert_eq!(token(r#"{"tid":"t"}"#), None);
-        assert_eq!(token(&format!(r#"{{"azp":"{}"}}"#, "x".repeat(300))), None);
-        assert_eq!(client_application(&HeaderMap::new()), None);
     }
 }

@@ -64,6 +64,8 @@ pub const DEFAULT_MIN_REFETCH: Duration = Duration::from_secs(30);
 pub struct Principal {
     /// The partner tenant whose data the caller works on: the token's `tid`.
     pub partner: PartnerTenantId,
+    /// The client application the token was issued to (`azp`, else `appid`), if it names one.
+    pub client: Option<String>,
     /// Whether the token grants reading.
     pub can_read: bool,
     /// Whether the token grants changing.

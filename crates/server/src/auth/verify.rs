@@ -189,6 +189,22 @@ struct Claims {
     tid: Option<Value>,
     scp: Option<Value>,
     roles: Option<Value>,
+    azp: Option<Value>,
+    appid: Option<Value>,
+}
+
+/// The longest client application id that [`client_application`] takes; a longer one is
+/// ignored, so that it cannot grow the rate limiter's keys.
+const MAX_CLIENT_ID_BYTES: usize = 256;
+
+/// Returns the client application a token was issued to: its `azp` claim (Entra ID v2 tokens),
+/// else its `appid` claim (v1 tokens), if either is a non-empty string of at most
+/// [`MAX_CLIENT_ID_BYTES`] bytes.
+fn client_application(azp: Option<Value>, appid: Option<Value>) -> Option<String> {
+    [azp, appid].into_iter().flatten().find_map(|claim| match claim {
+        Value::String(id) if !id.is_empty() && id.len() <= MAX_CLIENT_ID_BYTES => Some(id),
+        _ => None,
+    })
 }
 
 /// Checks the signature of `token` with `key`, then its claims, and returns who it speaks for.
@@ -249,7 +265,8 @@ pub(crate) fn check(
     }
     let can_write = permissions.contains(&READ_WRITE_PERMISSION);
     let can_read = can_write || permissions.contains(&READ_PERMISSION);
-    Ok(Principal { partner: PartnerTenantId::new(partner), can_read, can_write })
+    let client = client_application(claims.azp, claims.appid);
+    Ok(Principal { partner: PartnerTenantId::new(partner), client, can_read, can_write })
 }
 
 fn invalid_claim(claim: &str, expected: &'static str) -> AuthError {
@@ -339,5 +356,16 @@ mod tests {
             let message = parse(&token).unwrap_err().to_string();
             assert!(message.contains(expected), "{token}: {message}");
         }
+    }
+
+    #[test]
+    fn client_application_reads_azp_then_appid() {
+        let text = |value: &str| Some(Value::String(value.to_owned()));
+        assert_eq!(client_application(text("a"), text("b")).as_deref(), Some("a"));
+        assert_eq!(client_application(None, text("b")).as_deref(), Some("b"));
+        assert_eq!(client_application(text(""), text("b")).as_deref(), Some("b"));
+        assert_eq!(client_application(Some(Value::from(7)), None), None);
+        assert_eq!(client_application(text(&"x".repeat(300)), None), None);
+        assert_eq!(client_application(None, None), None);
     }
 }
