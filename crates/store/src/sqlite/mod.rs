@@ -44,6 +44,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The size in bytes past which the writer empties the write-ahead log.
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
+/// The longest string or blob a query may compute, in bytes: 16 MiB, well above the longest
+/// value a 1 MiB request body can store.
+const MAX_VALUE_BYTES: i32 = 16 * 1024 * 1024;
+
 /// How many writes may wait in the queue before new ones wait to enter it.
 const WRITE_QUEUE_CAPACITY: usize = 4096;
 
@@ -125,7 +129,7 @@ pub struct SqliteStore {
     /// connection opens, so a read connection older than the last refresh is reopened.
     statistics: Arc<AtomicU64>,
     /// One permit per read connection, so a read waits for a connection without blocking.
-    reader_permits: Semaphore,
+    reader_permits: Arc<Semaphore>,
     /// The statement texts, shared with the writer.
     statements: Arc<Statements>,
 }
@@ -164,7 +168,7 @@ impl SqliteStore {
         Ok(Self {
             writes: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
-            reader_permits: Semaphore::new(readers.len()),
+            reader_permits: Arc::new(Semaphore::new(readers.len())),
             readers: Arc::new(Mutex::new(readers)),
             path: Arc::new(path.to_owned()),
             statistics,
@@ -186,34 +190,61 @@ impl SqliteStore {
     }
 
     /// Runs `read` on an idle read connection on the blocking thread pool.
+    ///
+    /// The connection and its permit go back to the pool from the blocking thread, so a request
+    /// that is dropped while its query runs (the client hung up, or the request timed out)
+    /// still returns them. Dropping the request also interrupts its query, so that an abandoned
+    /// query does not keep a connection busy.
     async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Connection, &Statements) -> Result<T, rusqlite::Error> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let _permit = self.reader_permits.acquire().await.map_err(|_| StoreError::ShuttingDown)?;
+        let permit = Arc::clone(&self.reader_permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::ShuttingDown)?;
         let readers = Arc::clone(&self.readers);
         let statements = Arc::clone(&self.statements);
         let (mut connection, mut generation) =
             lock(&readers).pop().ok_or(StoreError::ShuttingDown)?;
         let current = self.statistics.load(Ordering::Acquire);
         let path = Arc::clone(&self.path);
+        let running = Arc::new(Mutex::new(Some(connection.get_interrupt_handle())));
+        let guard = InterruptOnDrop(Arc::clone(&running));
 
-        let (connection, generation, result) = tokio::task::spawn_blocking(move || {
+        let task = tokio::task::spawn_blocking(move || {
             // A connection opened before the last statistics refresh plans with old ones.
             if generation < current {
                 match open_reader(&path) {
-                    Ok(fresh) => (connection, generation) = (fresh, current),
+                    Ok(fresh) => {
+                        (connection, generation) = (fresh, current);
+                        *lock(&running) = Some(connection.get_interrupt_handle());
+                    }
                     Err(error) => tracing::warn!(%error, "reopening a read connection failed"),
                 }
             }
             let result = read(&connection, &statements);
-            (connection, generation, result)
-        })
-        .await
-        .map_err(|error| StoreError::Internal(Arc::new(error)))?;
 
-        lock(&readers).push((connection, generation));
+            // From here on an interrupt could hit the next user of the connection.
+            *lock(&running) = None;
+            lock(&readers).push((connection, generation));
+            drop(permit);
+            result
+        });
+        let result = task.await.map_err(|error| StoreError::Internal(Arc::new(error)))?;
+        drop(guard);
         result.map_err(classify)
+    }
+}
+
+/// Interrupts the query of a read when the read is dropped before it finishes.
+struct InterruptOnDrop(Arc<Mutex<Option<rusqlite::InterruptHandle>>>);
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = lock(&self.0).take() {
+            handle.interrupt();
+        }
     }
 }
 
@@ -408,6 +439,9 @@ fn configure(connection: &Connection, read_only: bool) -> Result<(), rusqlite::E
     functions::register(connection)?;
     if read_only {
         connection.pragma_update(None, "query_only", true)?;
+        // A query may build strings (with concat, say) far longer than any stored value; past
+        // this length SQLite fails the statement instead of growing without bound.
+        connection.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)?;
     } else {
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
@@ -456,6 +490,12 @@ fn classify(error: rusqlite::Error) -> StoreError {
 
     match error.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy,
+        Some(ErrorCode::TooBig) => StoreError::InvalidQuery(format!(
+            "A value computed by the query is longer than the limit of {} MiB.",
+            MAX_VALUE_BYTES / (1024 * 1024)
+        )),
+        // Only a read whose request is gone is interrupted, so nobody reads this outcome.
+        Some(ErrorCode::OperationInterrupted) => StoreError::Busy,
         Some(ErrorCode::DiskFull) => StoreError::Full,
         Some(ErrorCode::ConstraintViolation)
             if matches!(
@@ -474,4 +514,68 @@ fn classify(error: rusqlite::Error) -> StoreError {
 /// guarded here stays valid across a panic.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Opens a store with one read connection in a new folder.
+    fn one_reader() -> (tempfile::TempDir, Arc<SqliteStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            SqliteStore::open(&dir.path().join("beacon.sqlite3"), &SqliteOptions { readers: 1 })
+                .unwrap();
+        (dir, Arc::new(store))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropped_read_interrupts_its_query_and_returns_the_connection() {
+        let (_dir, store) = one_reader();
+
+        // A query that would run for minutes, dropped once it has started.
+        let (started, running) = std::sync::mpsc::channel();
+        let slow = Arc::clone(&store);
+        let task = tokio::spawn(async move {
+            slow.read(move |connection, _| {
+                started.send(()).unwrap();
+                connection.query_row(
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) \
+                     SELECT count(*) FROM n",
+                    [],
+                    |row| row.get::<_, i64>(0),
+                )
+            })
+            .await
+        });
+        tokio::task::spawn_blocking(move || running.recv().unwrap()).await.unwrap();
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+
+        // The only connection comes back, so the next reads succeed. The bound only keeps a
+        // regression from hanging the test run.
+        for _ in 0..3 {
+            let next =
+                store.read(|connection, _| connection.query_row("SELECT 1", [], |r| r.get(0)));
+            let value: i64 = tokio::time::timeout(Duration::from_secs(20), next)
+                .await
+                .expect("the interrupted query kept the connection")
+                .unwrap();
+            assert_eq!(value, 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn strings_past_the_length_limit_fail_the_query() {
+        let (_dir, store) = one_reader();
+        let error = store
+            .read(|connection, _| {
+                connection.query_row("SELECT length(zeroblob(?1))", [MAX_VALUE_BYTES + 1], |row| {
+                    row.get::<_, i64>(0)
+                })
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(error, StoreError::InvalidQuery(_)), "{error:?}");
+    }
 }
