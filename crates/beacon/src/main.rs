@@ -125,6 +125,17 @@ struct ServeArgs {
     )]
     header_read_timeout: Duration,
 
+    /// How long a response may wait for the client to read any of it, such as 30s. The
+    /// connection is closed after that, so a client that stops reading cannot hold it.
+    #[arg(
+        long,
+        env = "BEACON_WRITE_TIMEOUT",
+        default_value = "30s",
+        value_name = "DURATION",
+        value_parser = humantime::parse_duration
+    )]
+    write_timeout: Duration,
+
     /// How long a client may take to send a request body, such as 30s. The request gets 408
     /// after that.
     #[arg(
@@ -454,11 +465,13 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
     let public_url = args.public_url.as_deref().map(check_public_url).transpose()?;
     if args.header_read_timeout.is_zero()
+        || args.write_timeout.is_zero()
         || args.body_read_timeout.is_zero()
         || args.request_timeout.is_zero()
     {
         bail!(
-            "--header-read-timeout, --body-read-timeout and --request-timeout must be more than 0"
+            "--header-read-timeout, --write-timeout, --body-read-timeout and --request-timeout \
+             must be more than 0"
         );
     }
 
@@ -523,6 +536,7 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
     // Serve until a signal, let requests in flight finish, then let queued writes commit.
     let limits = ServeLimits {
         header_read_timeout: args.header_read_timeout,
+        write_timeout: args.write_timeout,
         shutdown_grace: args.shutdown_timeout,
         max_connections: args.max_connections as usize,
         parser: request_limits.parser_limits(),
@@ -613,10 +627,20 @@ fn run_token(args: &TokenArgs) -> anyhow::Result<()> {
 /// Parses a rate in requests a second: a finite number of at least 0.
 fn parse_rate(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
-        _ => Err(format!("'{text}' is not a rate; give requests a second, such as 50 or 0.5")),
+        // Below one request a day, a wait no longer fits a sensible Retry-After.
+        Ok(rate) if rate == 0.0 || (MIN_RATE..=MAX_RATE).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "'{text}' is not a rate from {MIN_RATE} to {MAX_RATE} requests a second (or 0 to turn \
+             the limit off), such as 50 or 0.5"
+        )),
     }
 }
+
+/// The lowest rate a rate limit takes other than 0: about one request a day.
+const MIN_RATE: f64 = 0.00001;
+
+/// The highest rate a rate limit takes.
+const MAX_RATE: f64 = 1_000_000.0;
 
 /// Creates the data folder if absent and checks that it is a folder.
 fn open_data_dir(path: &Path) -> anyhow::Result<()> {

@@ -502,9 +502,9 @@ async fn execute(
 
             let span = tracing::info_span!(
                 "batch_request",
-                id = %request.id,
+                id = ?request.id,
                 method = %request.method,
-                uri = %request.uri,
+                path = %request.uri.path(),
             );
             let future = run_request(state.clone(), request, batch_ids.clone(), peer);
             let task = running.spawn(future.instrument(span));

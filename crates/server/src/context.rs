@@ -40,7 +40,7 @@ pub(crate) async fn request_context(mut request: Request, next: Next) -> Respons
         method = %request.method(),
         path = %request.uri().path(),
         request_id = %ids.request_id,
-        client_request_id = %ids.client_request_id,
+        client_request_id = ?ids.client_request_id,
     );
 
     // An error may leave part of the body unread, so such a connection cannot carry another

@@ -84,14 +84,14 @@ fn allowed_methods(resource: &Resource) -> &'static str {
 pub(crate) async fn route(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
 
-    // Until its token is verified, a request counts against its client address, whose bucket
-    // is checked first so that an address sending bad tokens is throttled.
+    // A request that fails before its token is verified counts against its client address,
+    // and gets `429` in place of its error once that bucket is empty, which throttles an
+    // address that guesses tokens.
     let limiter = &state.rate_limiter;
     let address = rate_limit::peer_address(&parts.extensions);
-    limiter.check_address(address)?;
-    let unverified = |error: ApiError| {
-        limiter.charge_address(address);
-        error
+    let unverified = |error: ApiError| match limiter.charge_address(address) {
+        Ok(()) => error,
+        Err(limited) => limited,
     };
 
     // Resolve the path and check the method before anything else is read.
@@ -105,7 +105,7 @@ pub(crate) async fn route(state: &AppState, request: Request) -> Result<Response
 
     // The metadata document describes the service to anyone, as Graph's does.
     if resource == Resource::Metadata {
-        limiter.charge_address(address);
+        limiter.charge_address(address)?;
         let options = query::parse(parts.uri.query(), Target::Document)?;
         return documents::metadata(&parts, &options);
     }
@@ -131,7 +131,7 @@ pub(crate) async fn route(state: &AppState, request: Request) -> Result<Response
             if is_read && precondition.if_match.is_none() {
                 return Ok(StatusCode::NOT_MODIFIED.into_response());
             }
-            return Err(writes::precondition_failed(&precondition));
+            return Err(writes::untagged_precondition_failed(&precondition));
         }
     }
     let format = match (&resource, options.format) {

@@ -15,6 +15,7 @@
 //! - `grouped`: the JSON of grouped `$apply` results.
 //! - `handlers`: resolves the OData path and runs the operation.
 //! - [`limits`]: bounds on each request's URL, headers and handling time.
+//! - `stalled`: the write deadline that closes connections whose client reads nothing.
 //! - `paging`: server-driven paging with `$skiptoken` and `@odata.nextLink`.
 //! - [`rate_limit`]: token buckets per partner tenant, client and client address.
 //! - `writes`: create, update and delete, with preconditions and `Prefer: return`.
@@ -30,6 +31,7 @@ mod handlers;
 pub mod limits;
 pub mod paging;
 pub mod rate_limit;
+mod stalled;
 mod writes;
 
 use std::future::Future;
@@ -53,6 +55,7 @@ use crate::auth::Authenticator;
 use crate::connections::Overflow;
 use crate::limits::{EnforcedLimits, ParserLimits, RequestLimits};
 use crate::rate_limit::RateLimiter;
+use crate::stalled::WriteDeadline;
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -97,6 +100,9 @@ pub struct ServeLimits {
     /// How long a client may take to send a request's headers once it has started. This also
     /// closes a connection that has been idle for that long.
     pub header_read_timeout: Duration,
+    /// How long a response may wait for the client to read any of it; the connection is
+    /// closed after that.
+    pub write_timeout: Duration,
     /// How long requests in flight may take to finish after shutdown begins; connections still
     /// open after that are closed.
     pub shutdown_grace: Duration,
@@ -111,6 +117,7 @@ impl Default for ServeLimits {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
             max_connections: 1024,
             parser: RequestLimits::default().parser_limits(),
@@ -168,6 +175,7 @@ pub async fn serve(
                 request
             });
         let service = TowerToHyperService::new(with_peer);
+        let stream = WriteDeadline::new(stream, limits.write_timeout);
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

@@ -121,12 +121,13 @@ impl RateLimiter {
         }
     }
 
-    /// Rejects a request whose client address has used up its bucket. This runs before the
-    /// request's token is checked and takes nothing.
-    pub(crate) fn check_address(&self, address: Option<IpAddr>) -> Result<(), ApiError> {
+    /// Takes a token from the client address's bucket for a request without a valid token, or
+    /// returns `429` when the bucket is empty. Requests with valid tokens never touch this
+    /// bucket, so a flood of bad tokens from one address (or from a proxy that many clients
+    /// share) does not lock out the callers that have valid tokens.
+    pub(crate) fn charge_address(&self, address: Option<IpAddr>) -> Result<(), ApiError> {
         let Some(address) = address else { return Ok(()) };
-        let wait = self.addresses.peek(&address_key(address), Instant::now());
-        wait.map_err(|wait| {
+        self.addresses.take(address_key(address), Instant::now()).map_err(|wait| {
             too_many(
                 wait,
                 format!(
@@ -136,15 +137,6 @@ impl RateLimiter {
                 ),
             )
         })
-    }
-
-    /// Takes a token from the client address's bucket for a request that has no valid token.
-    /// An empty bucket takes nothing, since [`RateLimiter::check_address`] has already let the
-    /// request in.
-    pub(crate) fn charge_address(&self, address: Option<IpAddr>) {
-        if let Some(address) = address {
-            let _ = self.addresses.take(address_key(address), Instant::now());
-        }
     }
 
     /// Takes a token from the buckets of the partner and of the client for a request with a
@@ -204,7 +196,7 @@ fn too_many(wait: Duration, limit: String) -> ApiError {
 
 /// Rounds a wait up to whole seconds, at least 1, as `Retry-After` takes it.
 fn retry_after_seconds(wait: Duration) -> u64 {
-    let whole = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let whole = wait.as_secs().saturating_add(u64::from(wait.subsec_nanos() > 0));
     whole.max(1)
 }
 
@@ -280,22 +272,6 @@ impl<K: Clone + Eq + Hash> Buckets<K> {
     fn new(limit: RateLimit, kind: &'static str, now: Instant) -> Self {
         let map = BucketMap { buckets: HashMap::new(), last_sweep: now, overflow_logged: false };
         Buckets { limit, kind, map: Mutex::new(map) }
-    }
-
-    /// Returns `Ok` if the bucket of `key` contains a token at `now`, else the wait until it
-    /// does. Takes nothing.
-    fn peek(&self, key: &K, now: Instant) -> Result<(), Duration> {
-        if !self.limit.is_on() {
-            return Ok(());
-        }
-        let map = self.lock();
-        match map.buckets.get(key) {
-            Some(bucket) => {
-                let tokens = bucket.tokens_at(self.limit, now);
-                if tokens >= 1.0 { Ok(()) } else { Err(wait_for_token(tokens, self.limit)) }
-            }
-            None => Ok(()),
-        }
     }
 
     /// Takes a token from the bucket of `key` at `now`, or returns the wait until it contains
@@ -423,21 +399,6 @@ mod tests {
     }
 
     #[test]
-    fn peek_takes_nothing() {
-        let start = Instant::now();
-        let buckets = Buckets::new(ONE_A_SECOND, "test", start);
-
-        for _ in 0..10 {
-            assert_eq!(buckets.peek(&"a", start), Ok(()));
-        }
-        for _ in 0..3 {
-            buckets.take("a", start).unwrap();
-        }
-
-        assert_eq!(buckets.peek(&"a", start), Err(Duration::from_secs(1)));
-    }
-
-    #[test]
     fn zero_rate_turns_limit_off() {
         let start = Instant::now();
         let buckets = Buckets::new(RateLimit::OFF, "test", start);
@@ -554,13 +515,15 @@ mod tests {
             RateLimiter::new(RateLimits { partner: RateLimit::OFF, client: ONE_A_SECOND });
         let address = Some("192.0.2.1".parse().unwrap());
         for _ in 0..3 {
-            limiter.check_address(address).unwrap();
-            limiter.charge_address(address);
+            limiter.charge_address(address).unwrap();
         }
 
-        let rejected = limiter.check_address(address).unwrap_err();
+        let rejected = limiter.charge_address(address).unwrap_err();
         assert!(matches!(rejected, ApiError::TooManyRequests { .. }));
-        assert!(limiter.check_address(Some("192.0.2.2".parse().unwrap())).is_ok());
-        assert!(limiter.check_address(None).is_ok());
+        assert!(limiter.charge_address(Some("192.0.2.2".parse().unwrap())).is_ok());
+        assert!(limiter.charge_address(None).is_ok());
+
+        // A caller with a valid token from the same address is still served.
+        assert!(limiter.charge_caller(&partner("a"), None, address).is_ok());
     }
 }

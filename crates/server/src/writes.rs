@@ -83,7 +83,20 @@ pub(crate) fn not_found(id: &str) -> ApiError {
 /// Returns the error for a precondition that the resource's current state fails, naming
 /// the header that failed where only one was sent.
 pub(crate) fn precondition_failed(precondition: &Precondition) -> ApiError {
+    precondition_error(precondition, false)
+}
+
+/// Returns the error for a precondition on a resource without an entity tag, such as a
+/// collection, which only `*` matches.
+pub(crate) fn untagged_precondition_failed(precondition: &Precondition) -> ApiError {
+    precondition_error(precondition, true)
+}
+
+fn precondition_error(precondition: &Precondition, untagged: bool) -> ApiError {
     let message = match (&precondition.if_match, &precondition.if_none_match) {
+        (Some(_), None) if untagged => {
+            "This resource has no entity tag, so If-Match matches it only as '*'."
+        }
         (Some(_), None) => {
             "The entity has changed since the given entity tag was read, or the tag does not \
              match it; read the entity again for its current ETag."

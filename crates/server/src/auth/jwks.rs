@@ -260,6 +260,9 @@ impl JwksCache {
                 return Err(header.no_key());
             }
         }
+        // The attempt counts before it is awaited: a request dropped during the load (its
+        // client hung up) must not let the next request start another one at once.
+        state.last = Some(LastRefetch { finished: Instant::now(), failed: true });
         let outcome = self.reload("unknown key id").await;
         state.last = Some(LastRefetch { finished: Instant::now(), failed: outcome.is_err() });
         drop(state);
