@@ -1,26 +1,21 @@
 //! One suite of store behavior, run against the embedded SQLite store and the PostgreSQL store.
 //!
 //! Each case is an async function of `Arc<dyn Store>` in [`cases`], and [`conformance!`] turns
-//! it into one test per store. The PostgreSQL tests run in a fresh schema each, at the URL in
-//! `BEACON_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`), so they can
-//! run in parallel. When that server cannot be reached, they print that they were skipped and
-//! why, and pass, unless `BEACON_REQUIRE_POSTGRES=1` is set, which makes them fail instead.
+//! it into one test per store. The PostgreSQL tests run in a fresh schema each, so they can run
+//! in parallel; `common` says where the server is and when they are skipped.
 
-use std::io::Write as _;
+mod common;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use beacon_store::Store;
-use beacon_store::postgres::{PostgresOptions, PostgresStore};
 use beacon_store::sqlite::{SqliteOptions, SqliteStore};
-
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// A store under test and what it needs cleaned up afterwards.
 struct Harness {
     store: Arc<dyn Store>,
     _folder: Option<tempfile::TempDir>,
-    _schema: Option<Schema>,
+    _schema: Option<common::Schema>,
 }
 
 impl Harness {
@@ -36,77 +31,11 @@ fn sqlite() -> Harness {
     Harness { store: Arc::new(store), _folder: Some(folder), _schema: None }
 }
 
-/// A schema of its own for one test, dropped when the test ends, even by a panic.
-struct Schema {
-    url: String,
-    name: String,
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        // The test's runtime may be shutting down, so the drop runs on a runtime of its own.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                    .await
-                    .map_err(std::io::Error::other)?;
-                tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                    .await
-                    .map_err(std::io::Error::other)
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("dropping the test schema {} failed: {dropped:?}", self.name);
-        }
-    }
-}
-
-/// Connects a PostgreSQL store in a fresh schema, or returns `None` after printing why the
-/// test is skipped.
+/// Connects a PostgreSQL store in a fresh schema, or returns `None` where the test is skipped.
 async fn postgres(test: &str) -> Option<Harness> {
-    let url =
-        std::env::var("BEACON_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
-    let required = std::env::var("BEACON_REQUIRE_POSTGRES").is_ok_and(|value| value == "1");
-
-    let connected = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio_postgres::connect(&url, tokio_postgres::NoTls),
-    )
-    .await;
-    let (client, connection) = match connected {
-        Ok(Ok(connected)) => connected,
-        Ok(Err(error)) => return skip(test, &url, &error.to_string(), required),
-        Err(_) => return skip(test, &url, "connecting timed out after 5 s", required),
-    };
-    tokio::spawn(connection);
-
-    let name = format!("beacon_test_{}", uuid::Uuid::new_v4().simple());
-    client.batch_execute(&format!("CREATE SCHEMA {name}")).await.unwrap();
-    let schema = Schema { url: url.clone(), name: name.clone() };
-
-    let mut config: tokio_postgres::Config = url.parse().unwrap();
-    config.options(format!("-csearch_path={name}"));
-    let options = PostgresOptions { pool_size: 4, ..Default::default() };
-    let store = PostgresStore::connect(config, &options).await.unwrap();
+    let schema = common::schema(&format!("conformance::postgres::{test}")).await?;
+    let store = schema.store().await;
     Some(Harness { store: Arc::new(store), _folder: None, _schema: Some(schema) })
-}
-
-fn skip(test: &str, url: &str, reason: &str, required: bool) -> Option<Harness> {
-    if required {
-        panic!("PostgreSQL at {url} is unreachable and BEACON_REQUIRE_POSTGRES=1: {reason}");
-    }
-    // Written past the test harness's output capture, so the skip shows in a passing run.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED postgres::{test}: PostgreSQL at {url} is unreachable ({reason}); set \
-         BEACON_TEST_POSTGRES_URL to a reachable server, or BEACON_REQUIRE_POSTGRES=1 to fail"
-    );
-    None
 }
 
 /// Defines, for each case of [`cases`], a test against each store.

@@ -47,10 +47,11 @@ CREATE FUNCTION odata_mul(a bigint, b bigint) RETURNS bigint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN odata_checked(a::numeric * b::numeric, 'mul');
 
--- Integer division truncates toward zero, as Rust's does; i64::MIN div -1 overflows.
+-- Integer division truncates toward zero, as Rust's does, and numeric's div() is exact where
+-- the / operator rounds to a finite scale. i64::MIN div -1 overflows.
 CREATE FUNCTION odata_div(a bigint, b bigint) RETURNS bigint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-RETURN odata_checked(trunc(a::numeric / odata_divisor(b, 'div')::numeric), 'div');
+RETURN odata_checked(div(a::numeric, odata_divisor(b, 'div')::numeric), 'div');
 
 -- The remainder takes the dividend's sign; i64::MIN mod -1 is 0, as PostgreSQL gives.
 CREATE FUNCTION odata_mod(a bigint, b bigint) RETURNS bigint
