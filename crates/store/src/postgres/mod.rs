@@ -46,6 +46,8 @@ use crate::{
 
 pub use migrate::MIGRATIONS;
 use rows::{Bound, RowError};
+/// A connection configuration, as parsed from a connection URL.
+pub use tokio_postgres::Config;
 
 /// The SQLSTATE of the errors the `odata_*` functions raise for a query the client can fix.
 pub const QUERY_ERROR: &str = "BQ400";
