@@ -11,8 +11,9 @@
 --   binder has already checked the pattern with Rust's syntax; the two agree on common
 --   patterns but differ in some escapes and classes. An invalid pattern with a null text
 --   gives null here (STRICT), where SQLite rejects it.
--- - odata_tolower and odata_toupper use ICU's full case mapping ("und-x-icu"), which agrees
---   with Rust's char case mapping except where the Unicode versions differ.
+-- - odata_tolower and odata_toupper use ICU's full case mapping (collation "und-x-icu"), which
+--   agrees with Rust's case mapping except where their Unicode versions differ. This needs a
+--   PostgreSQL server built with ICU, as the Debian and official packages are.
 
 -- Checked Int64 arithmetic.
 CREATE FUNCTION odata_checked(result numeric, operator text) RETURNS bigint

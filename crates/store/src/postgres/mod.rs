@@ -55,6 +55,11 @@ pub const QUERY_ERROR: &str = "BQ400";
 /// How many times an operation runs at most when it fails in a way that is safe to retry.
 const ATTEMPTS: usize = 3;
 
+/// The number of prepared statements past which a connection's statement cache is emptied.
+/// Query texts vary with each client's `$filter` and `$orderby`, so an unbounded cache would
+/// grow with every new query shape for as long as the connection lives.
+const MAX_CACHED_STATEMENTS: usize = 256;
+
 /// Settings of the PostgreSQL store.
 #[derive(Clone, Debug)]
 pub struct PostgresOptions {
@@ -99,7 +104,7 @@ pub enum OpenError {
         /// The newest version this build supports.
         known: i64,
     },
-    /// A migration failed; its transaction was rolled back.
+    /// A migration failed, and its transaction was rolled back.
     #[error("cannot apply PostgreSQL migration {version}: {source}")]
     Migrate {
         /// The migration's version, or 0 for reading the recorded version.
@@ -171,7 +176,11 @@ impl PostgresStore {
         if self.closed.load(Ordering::Acquire) {
             return Err(Failure::Store(StoreError::ShuttingDown));
         }
-        self.pool.get().await.map_err(Failure::Pool)
+        let client = self.pool.get().await.map_err(Failure::Pool)?;
+        if client.statement_cache.size() > MAX_CACHED_STATEMENTS {
+            client.statement_cache.clear();
+        }
+        Ok(client)
     }
 
     /// Runs a read, retrying it on another connection where that is safe.
@@ -470,7 +479,8 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) {
-        // Writes in flight hold their connections and finish; new operations are rejected.
+        // New operations are rejected from here on. Writes in flight keep their connections
+        // and finish, but this does not wait for them.
         self.closed.store(true, Ordering::Release);
         self.pool.close();
     }

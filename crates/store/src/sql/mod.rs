@@ -27,8 +27,8 @@ pub const TABLE: &str = "aggregated_policy_compliance";
 /// Both dialects call the same vocabulary of functions for OData's string, date and checked
 /// arithmetic operations (`odata_tolower`, `odata_add`, …), so the compiler writes one text
 /// for both. Each store provides those functions: SQLite registers them from Rust on every
-/// connection, and the PostgreSQL store is to create them in its migrations, where the same
-/// differential tests must hold for it.
+/// connection, and the PostgreSQL store creates them in its migrations. The test
+/// `functions_agree_with_sqlite` (tests/postgres.rs) checks that both give the same results.
 pub trait Dialect: fmt::Debug + Send + Sync {
     /// Writes the placeholder of parameter `n`, counted from 1.
     fn placeholder(&self, n: usize) -> String;
