@@ -267,3 +267,40 @@ async fn functions_agree_with_sqlite() {
         differences.join("\n")
     );
 }
+
+#[tokio::test]
+async fn reads_retry_after_lost_connections() {
+    let Some(schema) = common::schema("postgres::reads_retry_after_lost_connections").await else {
+        return;
+    };
+    let application = format!("beacon_lost_{}", uuid::Uuid::new_v4().simple());
+    let mut config = schema.config();
+    config.application_name(&application);
+    let options = PostgresOptions { pool_size: 2, ..Default::default() };
+    let store = PostgresStore::connect(config, &options).await.unwrap();
+    let partner = PartnerTenantId::new("p");
+    let entity = beacon_odata::entity::Entity { id: "a".into(), fields: Default::default() };
+    let created = store.create(&partner, entity).await.unwrap();
+
+    // The server ends every connection of the pool, as a restart or a failover would.
+    let client = schema.client().await;
+    let ended: i64 = client
+        .query_one(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = $1",
+            &[&application],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ended >= 1, "no connection of the pool was found");
+
+    assert_eq!(store.get(&partner, "a").await.unwrap(), Some(created.clone()));
+    assert_eq!(store.count(&partner, None).await.unwrap(), 1);
+    // A write is not retried once sent, so it may fail as busy, but never otherwise.
+    let other = beacon_odata::entity::Entity { id: "b".into(), fields: Default::default() };
+    match store.create(&partner, other).await {
+        Ok(_) | Err(beacon_store::StoreError::Busy) => {}
+        Err(other) => panic!("unexpected error {other:?}"),
+    }
+}
