@@ -89,6 +89,7 @@ conformance!(
     groupby_sums_exactly,
     sum_overflow_is_an_invalid_query,
     apply_filters_and_counts,
+    groups_sort_nulls_first,
     closed_store_rejects_writes,
 );
 
@@ -559,6 +560,21 @@ mod cases {
         let grouped = plan("groupby((numberOfErrorDevices))");
         let count = store.apply_count(&partner("p"), grouped, None).await.unwrap();
         assert_eq!(count, 4);
+    }
+
+    pub async fn groups_sort_nulls_first(store: Arc<dyn Store>) {
+        create_named(&store).await;
+
+        let query = ApplyQuery {
+            plan: plan("groupby((tenantDisplayName))"),
+            limit: 10,
+            ..Default::default()
+        };
+        let rows = store.apply(&partner("p"), query).await.unwrap();
+        let text = |name: &str| vec![Cell::Text(name.to_owned())];
+        let expected =
+            vec![vec![Cell::Null], text("Beta"), text("alpha"), text("gamma"), text("Ärger")];
+        assert_eq!(rows, ApplyRows::Rows(expected));
     }
 
     pub async fn closed_store_rejects_writes(store: Arc<dyn Store>) {

@@ -68,7 +68,10 @@ fn relation(compiler: &mut Compiler<'_>, partner: &str, plan: &Plan) -> Relation
                 relation.sql =
                     format!("SELECT {} FROM ({input}) AS r{group_by}", select.join(", "));
                 relation.order = Vec::new();
-                relation.tiebreak = (0..keys.len()).map(result_column).collect();
+                // Grouping columns may be null, and nulls sort first, as in any ascending key.
+                relation.tiebreak = (0..keys.len())
+                    .map(|i| format!("{}{}", result_column(i), compiler.nulls_order(false)))
+                    .collect();
             }
             Stage::Order(keys) => relation.order = keys.clone(),
             Stage::Top(count) => {
