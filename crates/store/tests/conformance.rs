@@ -90,6 +90,7 @@ conformance!(
     sum_overflow_is_an_invalid_query,
     apply_filters_and_counts,
     groups_sort_nulls_first,
+    keys_with_nul_are_not_found,
     closed_store_rejects_writes,
 );
 
@@ -575,6 +576,17 @@ mod cases {
         let expected =
             vec![vec![Cell::Null], text("Beta"), text("alpha"), text("gamma"), text("Ärger")];
         assert_eq!(rows, ApplyRows::Rows(expected));
+    }
+
+    pub async fn keys_with_nul_are_not_found(store: Arc<dyn Store>) {
+        store.create(&partner("p"), entity("a")).await.unwrap();
+
+        assert_eq!(store.get(&partner("p"), "a\0").await.unwrap(), None);
+        let result = store.delete(&partner("p"), "a\0", Precondition::default()).await;
+        assert!(matches!(result, Err(StoreError::NotFound)), "{result:?}");
+        let change = Change::Replace(Default::default());
+        let result = store.update(&partner("p"), "\0", change, Precondition::default()).await;
+        assert!(matches!(result, Err(StoreError::NotFound)), "{result:?}");
     }
 
     pub async fn closed_store_rejects_writes(store: Arc<dyn Store>) {

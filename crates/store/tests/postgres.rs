@@ -4,7 +4,9 @@
 
 mod common;
 
-use beacon_store::postgres::{MIGRATIONS, OpenError, PostgresOptions, PostgresStore, QUERY_ERROR};
+use beacon_store::postgres::{
+    MIGRATIONS, NUL_MESSAGE, OpenError, PostgresOptions, PostgresStore, QUERY_ERROR,
+};
 use beacon_store::sqlite::functions;
 use beacon_store::{PartnerTenantId, Store};
 use rusqlite::types::ValueRef;
@@ -302,5 +304,27 @@ async fn reads_retry_after_lost_connections() {
     match store.create(&partner, other).await {
         Ok(_) | Err(beacon_store::StoreError::Busy) => {}
         Err(other) => panic!("unexpected error {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn text_with_nul_is_an_invalid_query() {
+    let Some(schema) = common::schema("postgres::text_with_nul_is_an_invalid_query").await else {
+        return;
+    };
+    let store = schema.store().await;
+    let partner = PartnerTenantId::new("p");
+
+    let entity = beacon_odata::entity::Entity { id: "a\0".into(), fields: Default::default() };
+    match store.create(&partner, entity).await {
+        Err(beacon_store::StoreError::InvalidQuery(message)) => assert_eq!(message, NUL_MESSAGE),
+        other => panic!("unexpected result {other:?}"),
+    }
+
+    let expr = beacon_odata::filter::parse("tenantId eq 'x\0'").unwrap();
+    let filter = beacon_odata::bind::filter(&expr, beacon_odata::model::View::Graph, 0).unwrap();
+    match store.count(&partner, Some(filter)).await {
+        Err(beacon_store::StoreError::InvalidQuery(message)) => assert_eq!(message, NUL_MESSAGE),
+        other => panic!("unexpected result {other:?}"),
     }
 }

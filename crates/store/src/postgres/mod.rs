@@ -12,6 +12,10 @@
 //! Each write returns once its commit returns, which with PostgreSQL's default
 //! `synchronous_commit = on` means it is durable.
 //!
+//! PostgreSQL text cannot contain U+0000. No stored key contains it, so a key with it is not
+//! found, and any other text with it (a value to store, a constant of a query) fails as
+//! [`StoreError::InvalidQuery`], where SQLite stores and compares it.
+//!
 //! A read that fails because its connection was lost or because PostgreSQL cancelled it to
 //! resolve a conflict is retried on another connection. A write is retried only where
 //! PostgreSQL reports that it rolled the transaction back; a write whose connection was lost
@@ -51,6 +55,10 @@ pub use tokio_postgres::Config;
 
 /// The SQLSTATE of the errors the `odata_*` functions raise for a query the client can fix.
 pub const QUERY_ERROR: &str = "BQ400";
+
+/// The message for text that contains U+0000, which PostgreSQL cannot store or compare.
+pub const NUL_MESSAGE: &str =
+    "The text contains the character U+0000, which the PostgreSQL store cannot store or compare.";
 
 /// How many times an operation runs at most when it fails in a way that is safe to retry.
 const ATTEMPTS: usize = 3;
@@ -325,6 +333,9 @@ impl Store for PostgresStore {
         change: Change,
         precondition: Precondition,
     ) -> Result<StoredEntity, StoreError> {
+        if id.contains('\0') {
+            return Err(StoreError::NotFound);
+        }
         let partner = partner.as_str();
         self.write(|mut client| {
             let (change, precondition) = (&change, &precondition);
@@ -349,6 +360,9 @@ impl Store for PostgresStore {
         id: &str,
         precondition: Precondition,
     ) -> Result<StoredEntity, StoreError> {
+        if id.contains('\0') {
+            return Err(StoreError::NotFound);
+        }
         let partner = partner.as_str();
         self.write(|mut client| {
             let precondition = &precondition;
@@ -369,6 +383,9 @@ impl Store for PostgresStore {
         partner: &PartnerTenantId,
         id: &str,
     ) -> Result<Option<StoredEntity>, StoreError> {
+        if id.contains('\0') {
+            return Ok(None);
+        }
         let partner = partner.as_str();
         self.read(|client| async move {
             let statement = client.prepare_cached(&self.statements.select_one).await?;
@@ -564,6 +581,10 @@ fn classify(error: tokio_postgres::Error) -> StoreError {
             "The pattern of matchesPattern is not a valid regular expression: {}.",
             database.message()
         ));
+    }
+    if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE {
+        // PostgreSQL text cannot contain U+0000, which SQLite stores and compares.
+        return StoreError::InvalidQuery(NUL_MESSAGE.to_owned());
     }
     if *code == SqlState::UNIQUE_VIOLATION {
         return StoreError::Conflict;
