@@ -2,7 +2,7 @@
 //!
 //! Each case is an async function of `Arc<dyn Store>` in [`cases`], and [`conformance!`] turns
 //! it into one test per store. The PostgreSQL tests run in a fresh schema each, so they can run
-//! in parallel; `common` says where the server is and when they are skipped.
+//! in parallel. The `common` module names the server and when these tests are skipped.
 
 mod common;
 
@@ -116,7 +116,8 @@ mod cases {
         fields[property.field_index().unwrap()] = Some(value);
     }
 
-    /// An entity whose Int64 exceeds a double's exact range and whose instant has a fraction.
+    /// Returns an entity whose Int64 exceeds a double's exact range and whose instant has a
+    /// fraction.
     fn entity(id: &str) -> Entity {
         let mut fields: Fields = Default::default();
         set(&mut fields, Property::TenantId, Value::String("tenant".into()));
@@ -129,7 +130,7 @@ mod cases {
         Entity { id: id.into(), fields }
     }
 
-    /// An entity with a display name and an error count, each possibly null.
+    /// Returns an entity with a display name and an error count, each possibly null.
     fn named(id: &str, name: Option<&str>, errors: Option<i64>) -> Entity {
         let mut fields: Fields = Default::default();
         if let Some(name) = name {
@@ -141,7 +142,7 @@ mod cases {
         Entity { id: id.into(), fields }
     }
 
-    /// A precondition that holds only at `version`.
+    /// Returns a precondition that holds only at `version`.
     fn at(version: i64) -> Precondition {
         Precondition {
             if_match: Some(TagSet::Tags(vec![version.to_string().into_bytes()])),

@@ -1,9 +1,9 @@
 //! The PostgreSQL store, for several Beacon servers sharing one database.
 //!
 //! Statements come from the same compiler as SQLite's, rendered in the [`Postgres`] dialect
-//! with bound parameters only, and run on a pool of connections. The functions the compiler
-//! calls (`odata_add`, `odata_tolower`, …) are created by the migrations, with the meaning the
-//! SQLite store gives them in Rust; their failures carry SQLSTATE [`QUERY_ERROR`] and become
+//! with bound parameters only, and run on a pool of connections. The migrations create the
+//! functions the compiler calls (`odata_add`, `odata_tolower`, …) with the meaning the SQLite
+//! store gives them in Rust. Their failures carry SQLSTATE [`QUERY_ERROR`] and become
 //! [`StoreError::InvalidQuery`].
 //!
 //! A create is one `INSERT`. An update or a delete locks the row with `SELECT … FOR UPDATE`,
@@ -517,8 +517,8 @@ enum Failure {
 }
 
 impl Failure {
-    /// Whether PostgreSQL rolled the transaction back to resolve a conflict, so running it
-    /// again cannot apply anything twice.
+    /// Returns whether PostgreSQL rolled the transaction back to resolve a conflict, so running
+    /// it again cannot apply anything twice.
     fn rolled_back(&self) -> bool {
         let Failure::Database(error) = self else { return false };
         matches!(
@@ -528,7 +528,7 @@ impl Failure {
         )
     }
 
-    /// Whether a read may run again: after a conflict, or after losing its connection.
+    /// Returns whether a read may run again: after a conflict, or after losing its connection.
     fn read_may_retry(&self) -> bool {
         match self {
             Failure::Database(error) => self.rolled_back() || connection_lost(error),
@@ -549,7 +549,7 @@ impl Failure {
     }
 }
 
-/// Whether `error` is a lost or refused connection rather than an error of a statement.
+/// Returns whether `error` is a lost or refused connection rather than an error of a statement.
 fn connection_lost(error: &tokio_postgres::Error) -> bool {
     if error.is_closed() {
         return true;
