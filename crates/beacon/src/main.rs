@@ -1,7 +1,8 @@
 //! The `beacon` command: serve the Graph-compatible API, or mint a development token.
 //!
 //! `beacon serve` opens (or creates) the data folder, with its SQLite database and signing key,
-//! and serves HTTP until SIGTERM or Ctrl-C, letting requests in flight finish. It accepts the
+//! or uses the PostgreSQL database that `--database` names, and serves HTTP until SIGTERM or
+//! Ctrl-C, letting requests in flight finish. It accepts the
 //! development tokens of `beacon token` (`--auth dev`, the default) or an identity provider's
 //! tokens (`--auth jwks`).
 //! `beacon token` prints a bearer token that a dev mode server using the same data folder (or
@@ -24,6 +25,7 @@ use beacon_server::paging::SkiptokenKey;
 use beacon_server::rate_limit::{RateLimit, RateLimiter, RateLimits};
 use beacon_server::{AppState, ServeLimits, app, serve};
 use beacon_store::Store;
+use beacon_store::postgres::{PostgresOptions, PostgresStore};
 use beacon_store::sqlite::{SqliteOptions, SqliteStore};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
@@ -104,7 +106,23 @@ struct ServeArgs {
     #[arg(long, env = "BEACON_PUBLIC_URL", value_name = "URL")]
     public_url: Option<String>,
 
-    /// Number of read connections to the database, from 1 to 64.
+    /// Database to store entities in: postgres://USER@HOST:PORT/DATABASE (or postgresql://)
+    /// for PostgreSQL, or sqlite:PATH or a file path for the embedded SQLite store. [default:
+    /// DIR/beacon.sqlite3]
+    #[arg(long, env = "BEACON_DATABASE_URL", value_name = "URL")]
+    database: Option<String>,
+
+    /// Maximum number of connections to PostgreSQL, from 1 to 1024. SQLite uses --db-readers.
+    #[arg(
+        long,
+        env = "BEACON_DB_POOL_SIZE",
+        default_value_t = 16,
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..=1024)
+    )]
+    db_pool_size: u16,
+
+    /// Number of read connections to the SQLite database, from 1 to 64.
     #[arg(
         long,
         env = "BEACON_DB_READERS",
@@ -485,20 +503,12 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
     open_data_dir(data_dir)?;
     let key_path = args.storage.signing_key_path();
     let existing_key = if key_path.exists() { Some(SigningKey::load(&key_path)?) } else { None };
-    let database = data_dir.join(DATABASE_FILE);
-    let options = SqliteOptions { readers: usize::from(args.db_readers) };
-    let opened = tokio::task::spawn_blocking({
-        let database = database.clone();
-        move || SqliteStore::open(&database, &options)
-    })
-    .await
-    .context("the database open task failed")??;
-    let store: Arc<dyn Store> = Arc::new(opened);
+    let store = open_store(&args, data_dir).await?;
     let key = match existing_key {
         Some(key) => key,
         None => SigningKey::load_or_create(&key_path)?,
     };
-    tracing::info!(database = %database.display(), key_id = key.key_id(), "store opened");
+    tracing::info!(key_id = key.key_id(), "signing key loaded");
     let authenticator = match jwks_authenticator {
         Some(authenticator) => authenticator,
         None => {
@@ -642,6 +652,62 @@ const MIN_RATE: f64 = 0.00001;
 /// The highest rate a rate limit takes.
 const MAX_RATE: f64 = 1_000_000.0;
 
+/// Where the entities are stored.
+#[derive(Debug, PartialEq, Eq)]
+enum Database {
+    /// The embedded SQLite store in this file.
+    Sqlite(PathBuf),
+    /// The PostgreSQL database at this connection URL.
+    Postgres(String),
+}
+
+/// Reads `--database`: a PostgreSQL URL, `sqlite:PATH`, or a path; without it, the SQLite file
+/// in the data folder.
+fn parse_database(database: Option<&str>, data_dir: &Path) -> Database {
+    match database {
+        None => Database::Sqlite(data_dir.join(DATABASE_FILE)),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Database::Postgres(url.to_owned())
+        }
+        Some(url) => Database::Sqlite(PathBuf::from(url.strip_prefix("sqlite:").unwrap_or(url))),
+    }
+}
+
+/// Opens the store that `--database` selects and applies its pending migrations.
+async fn open_store(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    match parse_database(args.database.as_deref(), data_dir) {
+        Database::Sqlite(path) => {
+            let options = SqliteOptions { readers: usize::from(args.db_readers) };
+            let opened = tokio::task::spawn_blocking({
+                let path = path.clone();
+                move || SqliteStore::open(&path, &options)
+            })
+            .await
+            .context("the database open task failed")??;
+            tracing::info!(database = %path.display(), "SQLite store opened");
+            Ok(Arc::new(opened))
+        }
+        Database::Postgres(url) => {
+            let options = PostgresOptions {
+                pool_size: usize::from(args.db_pool_size),
+                ..PostgresOptions::default()
+            };
+            let opened = PostgresStore::open(&url, &options).await?;
+            // The URL may contain a password, so only its host and database are logged.
+            let config: Option<beacon_store::postgres::Config> = url.parse().ok();
+            let hosts = config.as_ref().map(|config| format!("{:?}", config.get_hosts()));
+            let name = config.as_ref().and_then(|config| config.get_dbname().map(str::to_owned));
+            tracing::info!(
+                hosts = hosts.as_deref().unwrap_or("?"),
+                database = name.as_deref().unwrap_or("?"),
+                pool_size = options.pool_size,
+                "PostgreSQL store opened"
+            );
+            Ok(Arc::new(opened))
+        }
+    }
+}
+
 /// Creates the data folder if absent and checks that it is a folder.
 fn open_data_dir(path: &Path) -> anyhow::Result<()> {
     if path.exists() && !path.is_dir() {
@@ -776,6 +842,26 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_url_selects_the_store() {
+        let data_dir = Path::new("/data");
+        for (given, expected) in [
+            (None, Database::Sqlite(PathBuf::from("/data/beacon.sqlite3"))),
+            (Some("sqlite:/srv/b.db"), Database::Sqlite(PathBuf::from("/srv/b.db"))),
+            (Some("relative.db"), Database::Sqlite(PathBuf::from("relative.db"))),
+            (
+                Some("postgres://beacon@db:5432/beacon"),
+                Database::Postgres("postgres://beacon@db:5432/beacon".to_owned()),
+            ),
+            (
+                Some("postgresql://db/beacon"),
+                Database::Postgres("postgresql://db/beacon".to_owned()),
+            ),
+        ] {
+            assert_eq!(parse_database(given, data_dir), expected, "{given:?}");
+        }
+    }
 
     #[test]
     fn public_url_accepts_hosts_ports_and_ipv6() {

@@ -1,6 +1,6 @@
 //! Storage of `aggregatedPolicyCompliance` entities behind one trait.
 //!
-//! The HTTP layer talks only to [`Store`], so the embedded SQLite store and a later PostgreSQL
+//! The HTTP layer talks only to [`Store`], so the embedded SQLite store and the PostgreSQL
 //! store are interchangeable. Every operation is scoped by a [`PartnerTenantId`]: the partner
 //! tenant is the first column of every key and the first condition of every query, so one
 //! partner can never read or change another's rows, whatever ids they use.
@@ -11,6 +11,8 @@
 //!   per [`sql::Dialect`], with bound parameters only.
 //! - [`sqlite`]: the embedded store: one writer thread that commits queued writes together,
 //!   and a pool of read connections, both off the async runtime's worker threads.
+//! - [`postgres`]: the PostgreSQL store, for several servers sharing one database: a pool of
+//!   connections, row locks for conditional writes, and the same SQL in the PostgreSQL dialect.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -28,6 +30,7 @@ pub use beacon_odata::entity::StoredEntity;
 pub use sql::apply::ApplyQuery;
 pub use sql::compile::{OrderKey, Param};
 
+pub mod postgres;
 pub mod sql;
 pub mod sqlite;
 
@@ -60,6 +63,22 @@ pub enum Change {
     Merge(Patch),
     /// `PUT`: set every field.
     Replace(Fields),
+}
+
+impl Change {
+    /// Applies the change to an entity's fields.
+    pub fn apply_to(&self, fields: &mut Fields) {
+        match self {
+            Change::Replace(replacement) => *fields = replacement.clone(),
+            Change::Merge(patch) => {
+                for (field, given) in fields.iter_mut().zip(patch) {
+                    if let Some(value) = given {
+                        *field = value.clone();
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A query over one partner's collection: which rows, in which order, from where, how many.

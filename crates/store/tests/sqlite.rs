@@ -1,11 +1,12 @@
-//! The embedded store against real database files in temporary folders.
+//! What only the embedded store does, against real database files in temporary folders: its
+//! file handling, schema checks, statistics and write-ahead log. The behavior both stores share
+//! is tested in `conformance.rs`.
 
 use beacon_odata::datetime::DateTimeOffset;
 use beacon_odata::entity::{Entity, Fields, Value};
-use beacon_odata::etag::{Precondition, TagSet};
 use beacon_odata::model::Property;
 use beacon_store::sqlite::{OpenError, SqliteOptions, SqliteStore};
-use beacon_store::{Change, ListQuery, PartnerTenantId, Store, StoreError};
+use beacon_store::{PartnerTenantId, Store};
 
 fn partner(name: &str) -> PartnerTenantId {
     PartnerTenantId::new(name)
@@ -31,166 +32,6 @@ fn open(dir: &tempfile::TempDir) -> SqliteStore {
 }
 
 #[tokio::test]
-async fn created_entity_reads_back_equal() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-
-    let created = store.create(&partner("p"), entity("a")).await.unwrap();
-    let read = store.get(&partner("p"), "a").await.unwrap();
-
-    assert!(created.version >= 1);
-    assert_eq!(read, Some(created));
-}
-
-/// A precondition that holds only at `version`.
-fn at(version: i64) -> Precondition {
-    Precondition {
-        if_match: Some(TagSet::Tags(vec![version.to_string().into_bytes()])),
-        if_none_match: None,
-    }
-}
-
-#[tokio::test]
-async fn merge_changes_the_given_fields_and_the_version() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let created = store.create(&partner("p"), entity("a")).await.unwrap();
-
-    let mut patch: beacon_odata::body::Patch = Default::default();
-    patch[Property::TenantId.field_index().unwrap()] = Some(None);
-    patch[Property::NumberOfErrorDevices.field_index().unwrap()] = Some(Some(Value::Int64(4)));
-    let updated =
-        store.update(&partner("p"), "a", Change::Merge(patch), at(created.version)).await.unwrap();
-
-    assert_eq!(updated.version, created.version + 1);
-    assert_eq!(updated.entity.get(Property::TenantId), None);
-    assert_eq!(updated.entity.get(Property::NumberOfErrorDevices), Some(&Value::Int64(4)));
-    assert_eq!(
-        updated.entity.get(Property::NumberOfCompliantDevices),
-        created.entity.get(Property::NumberOfCompliantDevices)
-    );
-    assert_eq!(store.get(&partner("p"), "a").await.unwrap(), Some(updated));
-}
-
-#[tokio::test]
-async fn a_stale_version_fails_and_leaves_the_row_as_it_was() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let created = store.create(&partner("p"), entity("a")).await.unwrap();
-    let replacement = Change::Replace(Default::default());
-
-    let stale = at(created.version - 1);
-    let result = store.update(&partner("p"), "a", replacement.clone(), stale.clone()).await;
-    assert!(matches!(result, Err(StoreError::PreconditionFailed)));
-    let result = store.delete(&partner("p"), "a", stale).await;
-    assert!(matches!(result, Err(StoreError::PreconditionFailed)));
-    assert_eq!(store.get(&partner("p"), "a").await.unwrap(), Some(created.clone()));
-
-    // Another partner's key does not exist for this partner, whatever the precondition.
-    let result = store.update(&partner("q"), "a", replacement, Precondition::default()).await;
-    assert!(matches!(result, Err(StoreError::NotFound)));
-    assert_eq!(store.get(&partner("p"), "a").await.unwrap(), Some(created));
-}
-
-#[tokio::test]
-async fn delete_removes_the_row_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let created = store.create(&partner("p"), entity("a")).await.unwrap();
-
-    let deleted = store.delete(&partner("p"), "a", Precondition::default()).await.unwrap();
-    assert_eq!(deleted, created);
-    assert_eq!(store.get(&partner("p"), "a").await.unwrap(), None);
-    let again = store.delete(&partner("p"), "a", Precondition::default()).await;
-    assert!(matches!(again, Err(StoreError::NotFound)));
-}
-
-#[tokio::test]
-async fn duplicate_key_conflicts_and_keeps_the_first_row() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store.create(&partner("p"), entity("a")).await.unwrap();
-
-    let mut other = entity("a");
-    other.fields = Default::default();
-    let error = store.create(&partner("p"), other).await.unwrap_err();
-
-    assert!(matches!(error, StoreError::Conflict), "{error:?}");
-    assert_eq!(store.get(&partner("p"), "a").await.unwrap().unwrap().entity, entity("a"));
-}
-
-#[tokio::test]
-async fn partners_do_not_see_each_other() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store.create(&partner("p1"), entity("a")).await.unwrap();
-
-    assert_eq!(store.get(&partner("p2"), "a").await.unwrap(), None);
-    let page =
-        store.list(&partner("p2"), ListQuery { limit: 10, ..Default::default() }).await.unwrap();
-    assert!(page.is_empty());
-    store.create(&partner("p2"), entity("a")).await.unwrap();
-}
-
-#[tokio::test]
-async fn pages_follow_code_point_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    for id in ["b", "a", "Z", "é", "😀", "ab", "\u{ffff}"] {
-        store.create(&partner("p"), entity(id)).await.unwrap();
-    }
-
-    let mut ids = Vec::new();
-    let mut after = None;
-    loop {
-        let page = store
-            .list(&partner("p"), ListQuery { after: after.clone(), limit: 2, ..Default::default() })
-            .await
-            .unwrap();
-        if page.is_empty() {
-            break;
-        }
-        after = Some(page.last().unwrap().cursor.clone());
-        ids.extend(page.into_iter().map(|row| row.stored.entity.id));
-    }
-
-    let mut expected: Vec<String> =
-        ["b", "a", "Z", "é", "😀", "ab", "\u{ffff}"].map(String::from).to_vec();
-    expected.sort_by(|x, y| x.chars().cmp(y.chars()));
-    assert_eq!(ids, expected);
-}
-
-#[tokio::test]
-async fn concurrent_creates_each_get_their_own_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(open(&dir));
-
-    // Half of the ids repeat, so each group mixes successes and conflicts.
-    let tasks: Vec<_> = (0..200)
-        .map(|i| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store.create(&partner("p"), entity(&format!("{:03}", i % 100))).await
-            })
-        })
-        .collect();
-    let mut created = 0;
-    let mut conflicts = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(_) => created += 1,
-            Err(StoreError::Conflict) => conflicts += 1,
-            Err(other) => panic!("unexpected error {other:?}"),
-        }
-    }
-
-    assert_eq!((created, conflicts), (100, 100));
-    let page =
-        store.list(&partner("p"), ListQuery { limit: 1000, ..Default::default() }).await.unwrap();
-    assert_eq!(page.len(), 100);
-}
-
-#[tokio::test]
 async fn rows_survive_closing_and_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
@@ -200,16 +41,6 @@ async fn rows_survive_closing_and_reopening() {
 
     let reopened = open(&dir);
     assert_eq!(reopened.get(&partner("p"), "a").await.unwrap().unwrap().entity, entity("a"));
-}
-
-#[tokio::test]
-async fn closed_store_rejects_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store.close().await;
-
-    let error = store.create(&partner("p"), entity("a")).await.unwrap_err();
-    assert!(matches!(error, StoreError::ShuttingDown), "{error:?}");
 }
 
 #[test]

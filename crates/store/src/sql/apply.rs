@@ -5,7 +5,8 @@
 //! `top`, `skip`, `topcount` and `bottomcount` become an `ORDER BY` with `LIMIT` and `OFFSET`
 //! in the order in effect. An order is made total before any limit: by `id` over entities, by
 //! the grouping columns over groups. The options that follow `$apply` (`$filter`, `$orderby`,
-//! `$top`, `$skip`, `$count`) then apply to the last relation.
+//! `$top`, `$skip`, `$count`) then apply to the last relation. Every subquery is named (`AS r`),
+//! as PostgreSQL before version 16 requires.
 
 use beacon_odata::bind::Typed;
 use beacon_odata::bind::apply::{AggregateFunction, Plan, Stage};
@@ -38,7 +39,7 @@ fn relation(compiler: &mut Compiler<'_>, partner: &str, plan: &Plan) -> Relation
         match stage {
             Stage::Filter(condition) => {
                 let condition = compiler.condition(condition);
-                relation.sql = format!("SELECT * FROM ({input}) WHERE {condition}");
+                relation.sql = format!("SELECT * FROM ({input}) AS r WHERE {condition}");
             }
             Stage::Group { keys, aggregates } => {
                 let key_texts: Vec<String> = keys.iter().map(|k| compiler.value(k)).collect();
@@ -52,10 +53,10 @@ fn relation(compiler: &mut Compiler<'_>, partner: &str, plan: &Plan) -> Relation
                     let operand = operand.unwrap_or_default();
                     let call = match aggregate.function {
                         AggregateFunction::Count => "COUNT(*)".to_owned(),
-                        AggregateFunction::Sum => format!("SUM({operand})"),
+                        AggregateFunction::Sum => compiler.sum(&operand),
                         AggregateFunction::Min => format!("MIN({operand})"),
                         AggregateFunction::Max => format!("MAX({operand})"),
-                        AggregateFunction::Average => format!("AVG({operand})"),
+                        AggregateFunction::Average => compiler.average(&operand),
                         AggregateFunction::CountDistinct => format!("COUNT(DISTINCT {operand})"),
                     };
                     select.push(format!("{call} AS {}", result_column(keys.len() + j)));
@@ -64,28 +65,32 @@ fn relation(compiler: &mut Compiler<'_>, partner: &str, plan: &Plan) -> Relation
                     true => String::new(),
                     false => format!(" GROUP BY {}", key_texts.join(", ")),
                 };
-                relation.sql = format!("SELECT {} FROM ({input}){group_by}", select.join(", "));
+                relation.sql =
+                    format!("SELECT {} FROM ({input}) AS r{group_by}", select.join(", "));
                 relation.order = Vec::new();
-                relation.tiebreak = (0..keys.len()).map(result_column).collect();
+                // Grouping columns may be null, and nulls sort first, as in any ascending key.
+                relation.tiebreak = (0..keys.len())
+                    .map(|i| format!("{}{}", result_column(i), compiler.nulls_order(false)))
+                    .collect();
             }
             Stage::Order(keys) => relation.order = keys.clone(),
             Stage::Top(count) => {
                 let order = order_clause(compiler, &relation.order, &relation.tiebreak);
                 let limit = compiler.bind(Param::Integer(clamp(*count)));
-                relation.sql = format!("SELECT * FROM ({input}){order} LIMIT {limit}");
+                relation.sql = format!("SELECT * FROM ({input}) AS r{order} LIMIT {limit}");
             }
             Stage::Skip(count) => {
                 let order = order_clause(compiler, &relation.order, &relation.tiebreak);
                 let all = compiler.bind(Param::Integer(i64::MAX));
                 let offset = compiler.bind(Param::Integer(clamp(*count)));
                 relation.sql =
-                    format!("SELECT * FROM ({input}){order} LIMIT {all} OFFSET {offset}");
+                    format!("SELECT * FROM ({input}) AS r{order} LIMIT {all} OFFSET {offset}");
             }
             Stage::Rank { count, value, descending } => {
                 relation.order = vec![(value.clone(), *descending)];
                 let order = order_clause(compiler, &relation.order, &relation.tiebreak);
                 let limit = compiler.bind(Param::Integer(clamp(*count)));
-                relation.sql = format!("SELECT * FROM ({input}){order} LIMIT {limit}");
+                relation.sql = format!("SELECT * FROM ({input}) AS r{order} LIMIT {limit}");
             }
         }
     }
@@ -156,7 +161,7 @@ pub fn select_query(
     let limit = compiler.bind(Param::Integer(i64::try_from(query.limit).unwrap_or(i64::MAX)));
     let offset = compiler.bind(Param::Integer(clamp(query.offset)));
     let text = format!(
-        "SELECT {columns} FROM ({}){}{order} LIMIT {limit} OFFSET {offset}",
+        "SELECT {columns} FROM ({}) AS r{}{order} LIMIT {limit} OFFSET {offset}",
         relation.sql,
         filter.unwrap_or_default()
     );
@@ -173,7 +178,8 @@ pub fn count_query(
     let mut compiler = Compiler::new(dialect);
     let relation = relation(&mut compiler, partner, plan);
     let filter = filter.map(|f| format!(" WHERE {}", compiler.condition(f)));
-    let text = format!("SELECT COUNT(*) FROM ({}){}", relation.sql, filter.unwrap_or_default());
+    let text =
+        format!("SELECT COUNT(*) FROM ({}) AS r{}", relation.sql, filter.unwrap_or_default());
     (text, compiler.into_params())
 }
 
@@ -204,8 +210,8 @@ mod tests {
             sql,
             "SELECT c0, c1 FROM (SELECT compliance_policy_platform AS c0, \
              SUM(number_of_error_devices) AS c1 FROM (SELECT * FROM \
-             aggregated_policy_compliance WHERE partner_tenant_id = ?1) GROUP BY \
-             compliance_policy_platform) ORDER BY c0 LIMIT ?2 OFFSET ?3"
+             aggregated_policy_compliance WHERE partner_tenant_id = ?1) AS r GROUP BY \
+             compliance_policy_platform) AS r ORDER BY c0 LIMIT ?2 OFFSET ?3"
         );
         assert_eq!(params[0], Param::Text("p".into()));
     }

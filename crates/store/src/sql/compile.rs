@@ -56,13 +56,24 @@ impl<'a> Compiler<'a> {
 
     /// Binds a value and returns its placeholder.
     pub fn bind(&mut self, param: Param) -> String {
+        let placeholder = self.dialect.parameter(self.params.len() + 1, &param);
         self.params.push(param);
-        self.dialect.placeholder(self.params.len())
+        placeholder
     }
 
     /// Returns the clause after an `ORDER BY` key that places nulls as OData requires.
     pub fn nulls_order(&self, descending: bool) -> &'static str {
         self.dialect.nulls_order(descending)
+    }
+
+    /// Returns the dialect's sum aggregate of `operand`.
+    pub fn sum(&self, operand: &str) -> String {
+        self.dialect.sum(operand)
+    }
+
+    /// Returns the dialect's average aggregate of `operand`.
+    pub fn average(&self, operand: &str) -> String {
+        self.dialect.average(operand)
     }
 
     /// Returns the parameters bound so far, in placeholder order.
@@ -92,7 +103,8 @@ impl<'a> Compiler<'a> {
                     f64::NEG_INFINITY => "-9e999".to_owned(),
                     finite => finite.to_string(),
                 };
-                format!("CAST({} AS REAL)", self.bind(Param::Text(text)))
+                let placeholder = self.bind(Param::Text(text));
+                self.dialect.real(&placeholder)
             }
             Node::Compare { .. }
             | Node::In { .. }

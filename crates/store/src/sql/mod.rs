@@ -27,11 +27,34 @@ pub const TABLE: &str = "aggregated_policy_compliance";
 /// Both dialects call the same vocabulary of functions for OData's string, date and checked
 /// arithmetic operations (`odata_tolower`, `odata_add`, …), so the compiler writes one text
 /// for both. Each store provides those functions: SQLite registers them from Rust on every
-/// connection, and the PostgreSQL store is to create them in its migrations, where the same
-/// differential tests must hold for it.
+/// connection, and the PostgreSQL store creates them in its migrations. The test
+/// `functions_agree_with_sqlite` (tests/postgres.rs) checks that both give the same results.
 pub trait Dialect: fmt::Debug + Send + Sync {
     /// Writes the placeholder of parameter `n`, counted from 1.
     fn placeholder(&self, n: usize) -> String;
+
+    /// Writes the placeholder of parameter `n` where the compiler binds `param`, so a
+    /// database that infers parameter types can be told the type (and collation) of each.
+    fn parameter(&self, n: usize, _param: &Param) -> String {
+        self.placeholder(n)
+    }
+
+    /// Writes a double constant from `text`, the placeholder of its shortest decimal form,
+    /// which may also be `9e999` or `-9e999` for the infinities.
+    fn real(&self, text: &str) -> String {
+        format!("CAST({text} AS REAL)")
+    }
+
+    /// Writes the sum aggregate of `operand`, which must fail the statement where a sum of
+    /// integers leaves the Int64 range.
+    fn sum(&self, operand: &str) -> String {
+        format!("SUM({operand})")
+    }
+
+    /// Writes the average aggregate of `operand`, a double.
+    fn average(&self, operand: &str) -> String {
+        format!("AVG({operand})")
+    }
 
     /// Writes a test that is true when `a` and `b` are equal or both null, and false otherwise.
     fn null_safe_eq(&self, a: &str, b: &str) -> String;
@@ -118,12 +141,41 @@ impl Dialect for Sqlite {
 }
 
 /// PostgreSQL's `$n` placeholders.
+///
+/// PostgreSQL infers the type of each parameter from where it appears, and a parameter that is
+/// an operand of an overloaded function or of another parameter has none to infer, so every
+/// parameter the compiler binds carries an explicit type. Bound text also carries the `"C"`
+/// collation of the text columns, so two constants compare by code point as columns do.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Postgres;
 
 impl Dialect for Postgres {
     fn placeholder(&self, n: usize) -> String {
         format!("${n}")
+    }
+
+    fn parameter(&self, n: usize, param: &Param) -> String {
+        match param {
+            Param::Null => format!("${n}"),
+            Param::Integer(_) => format!("${n}::bigint"),
+            Param::Text(_) => format!("(${n}::text COLLATE \"C\")"),
+        }
+    }
+
+    fn real(&self, text: &str) -> String {
+        // PostgreSQL's REAL has single precision, and it reads 9e999 as out of range.
+        format!("odata_real({text})")
+    }
+
+    fn sum(&self, operand: &str) -> String {
+        // SUM over bigint gives an exact numeric, which odata_sum brings back to bigint or
+        // fails on.
+        format!("odata_sum(SUM({operand}))")
+    }
+
+    fn average(&self, operand: &str) -> String {
+        // AVG over bigint gives a numeric; the result column is a double in both stores.
+        format!("CAST(AVG({operand}) AS DOUBLE PRECISION)")
     }
 
     fn null_safe_eq(&self, a: &str, b: &str) -> String {

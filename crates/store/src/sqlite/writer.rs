@@ -165,16 +165,7 @@ fn apply(
         }
         Write::Update { id, change, precondition } => {
             let mut stored = current(id, precondition)?;
-            match change {
-                Change::Replace(fields) => stored.entity.fields = fields.clone(),
-                Change::Merge(patch) => {
-                    for (field, given) in stored.entity.fields.iter_mut().zip(patch) {
-                        if let Some(value) = given {
-                            *field = value.clone();
-                        }
-                    }
-                }
-            }
+            change.apply_to(&mut stored.entity.fields);
             stored.version = next_version(stored.version);
             execute(connection, &statements.update, partner, &stored)?;
             Ok(stored)

@@ -1,0 +1,617 @@
+//! The PostgreSQL store, for several Beacon servers sharing one database.
+//!
+//! Statements come from the same compiler as SQLite's, rendered in the [`Postgres`] dialect
+//! with bound parameters only, and run on a pool of connections. The migrations create the
+//! functions the compiler calls (`odata_add`, `odata_tolower`, …) with the meaning the SQLite
+//! store gives them in Rust. Their failures carry SQLSTATE [`QUERY_ERROR`] and become
+//! [`StoreError::InvalidQuery`].
+//!
+//! A create is one `INSERT`. An update or a delete locks the row with `SELECT … FOR UPDATE`,
+//! checks the precondition and changes the row in the same transaction, so of two writes that
+//! expect the same version, the second waits for the first and then fails its precondition.
+//! Each write returns once its commit returns, which with PostgreSQL's default
+//! `synchronous_commit = on` means it is durable.
+//!
+//! PostgreSQL text cannot contain U+0000. No stored key contains it, so a key with it is not
+//! found, and any other text with it (a value to store, a constant of a query) fails as
+//! [`StoreError::InvalidQuery`], where SQLite stores and compares it.
+//!
+//! A read that fails because its connection was lost or because PostgreSQL cancelled it to
+//! resolve a conflict is retried on another connection. A write is retried only where
+//! PostgreSQL reports that it rolled the transaction back; a write whose connection was lost
+//! may or may not have committed, so it fails as [`StoreError::Busy`] instead of being applied
+//! twice.
+
+mod migrate;
+mod rows;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use beacon_odata::bind::Typed;
+use beacon_odata::bind::apply::Plan;
+use beacon_odata::entity::Entity;
+use beacon_odata::etag::Precondition;
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+use crate::sql::{self, Postgres, Statements};
+use crate::{
+    ApplyQuery, ApplyRows, Change, ListQuery, ListedEntity, Param, PartnerTenantId, Store,
+    StoreError, StoredEntity, initial_version, next_version,
+};
+
+pub use migrate::MIGRATIONS;
+use rows::{Bound, RowError};
+/// A connection configuration, as parsed from a connection URL.
+pub use tokio_postgres::Config;
+
+/// The SQLSTATE of the errors the `odata_*` functions raise for a query the client can fix.
+pub const QUERY_ERROR: &str = "BQ400";
+
+/// The message for text that contains U+0000, which PostgreSQL cannot store or compare.
+pub const NUL_MESSAGE: &str =
+    "The text contains the character U+0000, which the PostgreSQL store cannot store or compare.";
+
+/// How many times an operation runs at most when it fails in a way that is safe to retry.
+const ATTEMPTS: usize = 3;
+
+/// The number of prepared statements past which a connection's statement cache is emptied.
+/// Query texts vary with each client's `$filter` and `$orderby`, so an unbounded cache would
+/// grow with every new query shape for as long as the connection lives.
+const MAX_CACHED_STATEMENTS: usize = 256;
+
+/// Settings of the PostgreSQL store.
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    /// The maximum number of open connections.
+    pub pool_size: usize,
+    /// How long an operation waits for a free connection before failing as busy.
+    pub wait_timeout: Duration,
+    /// How long opening a connection may take before failing.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            pool_size: 16,
+            wait_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Failures to connect to the database or to prepare its schema.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The connection URL is invalid.
+    #[error("invalid PostgreSQL connection URL: {0}")]
+    Url(#[source] tokio_postgres::Error),
+    /// The connection pool could not be built.
+    #[error("cannot create the PostgreSQL connection pool: {0}")]
+    Pool(String),
+    /// The database could not be reached or rejected the connection.
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(#[source] tokio_postgres::Error),
+    /// The schema was written by a newer version of Beacon.
+    #[error(
+        "the PostgreSQL schema has version {found}, newer than version {known} that this build \
+         of Beacon knows; run a newer Beacon"
+    )]
+    SchemaTooNew {
+        /// The version recorded in `schema_migrations`.
+        found: i64,
+        /// The newest version this build supports.
+        known: i64,
+    },
+    /// A migration failed, and its transaction was rolled back.
+    #[error("cannot apply PostgreSQL migration {version}: {source}")]
+    Migrate {
+        /// The migration's version, or 0 for reading the recorded version.
+        version: i64,
+        /// The driver's error.
+        source: tokio_postgres::Error,
+    },
+}
+
+/// The PostgreSQL store.
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: Pool,
+    statements: Arc<Statements>,
+    /// `SELECT` of one row that locks it until the transaction ends.
+    select_for_update: String,
+    closed: AtomicBool,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user@host:port/database?…`) and applies
+    /// pending migrations.
+    pub async fn open(url: &str, options: &PostgresOptions) -> Result<Self, OpenError> {
+        let config: tokio_postgres::Config = url.parse().map_err(OpenError::Url)?;
+        Self::connect(config, options).await
+    }
+
+    /// Connects with `config` and applies pending migrations to the schema its search path
+    /// selects.
+    pub async fn connect(
+        mut config: tokio_postgres::Config,
+        options: &PostgresOptions,
+    ) -> Result<Self, OpenError> {
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(options.connect_timeout);
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.wait_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|error| OpenError::Pool(error.to_string()))?;
+
+        let mut client = pool.get().await.map_err(|error| match error {
+            PoolError::Backend(error) => OpenError::Connect(error),
+            other => OpenError::Pool(other.to_string()),
+        })?;
+        migrate::run(&mut client).await?;
+        drop(client);
+
+        let statements = Statements::new(&Postgres);
+        let select_for_update = format!("{} FOR UPDATE", statements.select_one);
+        Ok(Self {
+            pool,
+            statements: Arc::new(statements),
+            select_for_update,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Takes a connection from the pool.
+    async fn client(&self) -> Result<Object, Failure> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Failure::Store(StoreError::ShuttingDown));
+        }
+        let client = self.pool.get().await.map_err(Failure::Pool)?;
+        if client.statement_cache.size() > MAX_CACHED_STATEMENTS {
+            client.statement_cache.clear();
+        }
+        Ok(client)
+    }
+
+    /// Runs a read, retrying it on another connection where that is safe.
+    async fn read<T, F, Fut>(&self, mut read: F) -> Result<T, StoreError>
+    where
+        F: FnMut(Object) -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let result = match self.client().await {
+                Ok(client) => read(client).await,
+                Err(failure) => Err(failure),
+            };
+            match result {
+                Err(failure) if attempt < ATTEMPTS && failure.read_may_retry() => {
+                    tracing::warn!(error = %failure, attempt, "retrying a failed read");
+                    attempt += 1;
+                }
+                result => return result.map_err(Failure::into_store_error),
+            }
+        }
+    }
+
+    /// Runs a write, retrying it only where PostgreSQL rolled the whole transaction back.
+    async fn write<T, F, Fut>(&self, mut write: F) -> Result<T, StoreError>
+    where
+        F: FnMut(Object) -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let result = match self.client().await {
+                Ok(client) => write(client).await,
+                Err(failure) => Err(failure),
+            };
+            match result {
+                Err(failure) if attempt < ATTEMPTS && failure.rolled_back() => {
+                    tracing::warn!(error = %failure, attempt, "retrying a rolled back write");
+                    attempt += 1;
+                }
+                result => return result.map_err(Failure::into_store_error),
+            }
+        }
+    }
+
+    /// Locks the row `id` of `partner` and checks `precondition` against it; runs inside the
+    /// transaction that changes the row.
+    async fn lock_current(
+        &self,
+        transaction: &deadpool_postgres::Transaction<'_>,
+        partner: &str,
+        id: &str,
+        precondition: &Precondition,
+    ) -> Result<StoredEntity, Failure> {
+        let statement = transaction.prepare_cached(&self.select_for_update).await?;
+        let row = transaction.query_opt(&statement, &[&partner, &id]).await?;
+        let stored = rows::read_entity(&row.ok_or(Failure::Store(StoreError::NotFound))?)?;
+        match precondition.allows(stored.version) {
+            true => Ok(stored),
+            false => Err(Failure::Store(StoreError::PreconditionFailed)),
+        }
+    }
+}
+
+/// Returns `values` as the parameter list the driver takes, trimmed to what `statement` uses.
+fn parameters<'a>(
+    statement: &tokio_postgres::Statement,
+    values: &'a [Bound],
+) -> Vec<&'a (dyn ToSql + Sync)> {
+    values.iter().take(statement.params().len()).map(|value| value as &(dyn ToSql + Sync)).collect()
+}
+
+fn bound(params: &[Param]) -> Vec<Bound> {
+    params.iter().cloned().map(Bound::Param).collect()
+}
+
+/// Renumbers the placeholders of `text` to those it uses, and returns the parameters they
+/// refer to in their new order.
+///
+/// The statements of one list query share their parameters, and each uses only some of them.
+/// SQLite binds an unused parameter as null, but PostgreSQL rejects a statement with a
+/// parameter whose type it cannot infer, as it cannot for one that appears nowhere. The
+/// compiler writes `$` only in placeholders, since every constant is bound.
+fn used_parameters(text: &str, params: &[Param]) -> (String, Vec<Param>) {
+    let mut renumbered = String::with_capacity(text.len());
+    let mut used: Vec<usize> = Vec::new();
+    let mut rest = text;
+    while let Some(dollar) = rest.find('$') {
+        renumbered.push_str(&rest[..=dollar]);
+        rest = &rest[dollar + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let Ok(number) = rest[..digits].parse::<usize>() else { continue };
+        let position = match used.iter().position(|&n| n == number) {
+            Some(position) => position,
+            None => {
+                used.push(number);
+                used.len() - 1
+            }
+        };
+        renumbered.push_str(&(position + 1).to_string());
+        rest = &rest[digits..];
+    }
+    renumbered.push_str(rest);
+    let params = used.iter().map(|&n| params.get(n - 1).cloned().unwrap_or(Param::Null)).collect();
+    (renumbered, params)
+}
+
+async fn count_rows(client: &Object, text: &str, params: &[Param]) -> Result<u64, Failure> {
+    let statement = client.prepare_cached(text).await?;
+    let values = bound(params);
+    let row = client.query_one(&statement, &parameters(&statement, &values)).await?;
+    let count: i64 = row.try_get(0)?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create(
+        &self,
+        partner: &PartnerTenantId,
+        entity: Entity,
+    ) -> Result<StoredEntity, StoreError> {
+        let stored = StoredEntity { entity, version: initial_version() };
+        let values = rows::insert_values(partner.as_str(), &stored);
+        self.write(|client| {
+            let values = &values;
+            async move {
+                let statement = client.prepare_cached(&self.statements.insert).await?;
+                client.execute(&statement, &parameters(&statement, values)).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        Ok(stored)
+    }
+
+    async fn update(
+        &self,
+        partner: &PartnerTenantId,
+        id: &str,
+        change: Change,
+        precondition: Precondition,
+    ) -> Result<StoredEntity, StoreError> {
+        if id.contains('\0') {
+            return Err(StoreError::NotFound);
+        }
+        let partner = partner.as_str();
+        self.write(|mut client| {
+            let (change, precondition) = (&change, &precondition);
+            async move {
+                let transaction = client.transaction().await?;
+                let mut stored = self.lock_current(&transaction, partner, id, precondition).await?;
+                change.apply_to(&mut stored.entity.fields);
+                stored.version = next_version(stored.version);
+                let values = rows::insert_values(partner, &stored);
+                let statement = transaction.prepare_cached(&self.statements.update).await?;
+                transaction.execute(&statement, &parameters(&statement, &values)).await?;
+                transaction.commit().await?;
+                Ok(stored)
+            }
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        partner: &PartnerTenantId,
+        id: &str,
+        precondition: Precondition,
+    ) -> Result<StoredEntity, StoreError> {
+        if id.contains('\0') {
+            return Err(StoreError::NotFound);
+        }
+        let partner = partner.as_str();
+        self.write(|mut client| {
+            let precondition = &precondition;
+            async move {
+                let transaction = client.transaction().await?;
+                let stored = self.lock_current(&transaction, partner, id, precondition).await?;
+                let statement = transaction.prepare_cached(&self.statements.delete).await?;
+                transaction.execute(&statement, &[&partner, &id]).await?;
+                transaction.commit().await?;
+                Ok(stored)
+            }
+        })
+        .await
+    }
+
+    async fn get(
+        &self,
+        partner: &PartnerTenantId,
+        id: &str,
+    ) -> Result<Option<StoredEntity>, StoreError> {
+        if id.contains('\0') {
+            return Ok(None);
+        }
+        let partner = partner.as_str();
+        self.read(|client| async move {
+            let statement = client.prepare_cached(&self.statements.select_one).await?;
+            let row = client.query_opt(&statement, &[&partner, &id]).await?;
+            Ok(row.as_ref().map(rows::read_entity).transpose()?)
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        partner: &PartnerTenantId,
+        query: ListQuery,
+    ) -> Result<Vec<ListedEntity>, StoreError> {
+        let (texts, params) = sql::select_statements(&Postgres, partner.as_str(), &query);
+        let (keys, limit) = (query.order.len(), query.limit);
+        let statements: Vec<(String, Vec<Bound>)> = texts
+            .iter()
+            .map(|text| {
+                let (text, params) = used_parameters(text, &params);
+                (text, bound(&params))
+            })
+            .collect();
+        self.read(|mut client| {
+            let statements = &statements;
+            async move {
+                // The statements select consecutive runs of the order; stop once the page is
+                // full. One repeatable-read transaction gives them all the same snapshot.
+                let transaction = client
+                    .build_transaction()
+                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()
+                    .await?;
+                let mut listed = Vec::new();
+                for (text, values) in statements {
+                    let statement = transaction.prepare_cached(text).await?;
+                    let rows =
+                        transaction.query(&statement, &parameters(&statement, values)).await?;
+                    for row in &rows {
+                        listed.push(rows::read_listed(row, keys)?);
+                    }
+                    if listed.len() >= limit {
+                        listed.truncate(limit);
+                        break;
+                    }
+                }
+                transaction.commit().await?;
+                Ok(listed)
+            }
+        })
+        .await
+    }
+
+    async fn count(
+        &self,
+        partner: &PartnerTenantId,
+        filter: Option<Typed>,
+    ) -> Result<u64, StoreError> {
+        let (text, params) = sql::count_query(&Postgres, partner.as_str(), filter.as_ref());
+        self.read(|client| {
+            let (text, params) = (&text, &params);
+            async move { count_rows(&client, text, params).await }
+        })
+        .await
+    }
+
+    async fn apply(
+        &self,
+        partner: &PartnerTenantId,
+        query: ApplyQuery,
+    ) -> Result<ApplyRows, StoreError> {
+        let (text, params) = sql::apply::select_query(&Postgres, partner.as_str(), &query);
+        let grouped = query.plan.columns.as_ref().map(Vec::len);
+        let values = bound(&params);
+        self.read(|client| {
+            let (text, values) = (&text, &values);
+            async move {
+                let statement = client.prepare_cached(text).await?;
+                let rows = client.query(&statement, &parameters(&statement, values)).await?;
+                let Some(width) = grouped else {
+                    let entities = rows.iter().map(rows::read_entity).collect::<Result<_, _>>()?;
+                    return Ok(ApplyRows::Entities(entities));
+                };
+                let cells = rows
+                    .iter()
+                    .map(|row| (0..width).map(|column| rows::cell(row, column)).collect())
+                    .collect::<Result<_, RowError>>()?;
+                Ok(ApplyRows::Rows(cells))
+            }
+        })
+        .await
+    }
+
+    async fn apply_count(
+        &self,
+        partner: &PartnerTenantId,
+        plan: Plan,
+        filter: Option<Typed>,
+    ) -> Result<u64, StoreError> {
+        let (text, params) =
+            sql::apply::count_query(&Postgres, partner.as_str(), &plan, filter.as_ref());
+        self.read(|client| {
+            let (text, params) = (&text, &params);
+            async move { count_rows(&client, text, params).await }
+        })
+        .await
+    }
+
+    async fn close(&self) {
+        // New operations are rejected from here on. Writes in flight keep their connections
+        // and finish, but this does not wait for them.
+        self.closed.store(true, Ordering::Release);
+        self.pool.close();
+    }
+}
+
+/// A failed operation before it is mapped to a [`StoreError`].
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Database(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Pool(PoolError),
+    #[error(transparent)]
+    Row(#[from] RowError),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl Failure {
+    /// Returns whether PostgreSQL rolled the transaction back to resolve a conflict, so running
+    /// it again cannot apply anything twice.
+    fn rolled_back(&self) -> bool {
+        let Failure::Database(error) = self else { return false };
+        matches!(
+            error.code(),
+            Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+        )
+    }
+
+    /// Returns whether a read may run again: after a conflict, or after losing its connection.
+    fn read_may_retry(&self) -> bool {
+        match self {
+            Failure::Database(error) => self.rolled_back() || connection_lost(error),
+            _ => false,
+        }
+    }
+
+    fn into_store_error(self) -> StoreError {
+        match self {
+            Failure::Store(error) => error,
+            Failure::Row(error) => StoreError::Internal(Arc::new(error)),
+            Failure::Pool(PoolError::Timeout(_)) => StoreError::Busy,
+            Failure::Pool(PoolError::Closed) => StoreError::ShuttingDown,
+            Failure::Pool(PoolError::Backend(error)) => classify(error),
+            Failure::Pool(other) => StoreError::Internal(Arc::new(other)),
+            Failure::Database(error) => classify(error),
+        }
+    }
+}
+
+/// Returns whether `error` is a lost or refused connection rather than an error of a statement.
+fn connection_lost(error: &tokio_postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    if let Some(database) = error.as_db_error() {
+        let code = database.code();
+        return *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW;
+    }
+    std::error::Error::source(error).is_some_and(|source| source.is::<std::io::Error>())
+}
+
+/// Maps a driver error to the store's error kinds.
+fn classify(error: tokio_postgres::Error) -> StoreError {
+    if connection_lost(&error) {
+        // The database is out of reach for now, or its server is restarting.
+        return StoreError::Busy;
+    }
+    let Some(database) = error.as_db_error() else {
+        return StoreError::Internal(Arc::new(error));
+    };
+    let code = database.code();
+    if code.code() == QUERY_ERROR {
+        return StoreError::InvalidQuery(database.message().to_owned());
+    }
+    if *code == SqlState::INVALID_REGULAR_EXPRESSION {
+        return StoreError::InvalidQuery(format!(
+            "The pattern of matchesPattern is not a valid regular expression: {}.",
+            database.message()
+        ));
+    }
+    if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE {
+        // PostgreSQL text cannot contain U+0000, which SQLite stores and compares.
+        return StoreError::InvalidQuery(NUL_MESSAGE.to_owned());
+    }
+    if *code == SqlState::UNIQUE_VIOLATION {
+        return StoreError::Conflict;
+    }
+    if *code == SqlState::DISK_FULL {
+        return StoreError::Full;
+    }
+    if *code == SqlState::T_R_SERIALIZATION_FAILURE
+        || *code == SqlState::T_R_DEADLOCK_DETECTED
+        || *code == SqlState::LOCK_NOT_AVAILABLE
+        || *code == SqlState::QUERY_CANCELED
+        || *code == SqlState::TOO_MANY_CONNECTIONS
+    {
+        return StoreError::Busy;
+    }
+    StoreError::Internal(Arc::new(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn used_parameters_renumber_in_order_of_use() {
+        let params: Vec<Param> = (1..=12).map(Param::Integer).collect();
+        let (text, used) = used_parameters("a = $2 AND b > $12::bigint AND c = $2", &params);
+        assert_eq!(text, "a = $1 AND b > $2::bigint AND c = $1");
+        assert_eq!(used, [Param::Integer(2), Param::Integer(12)]);
+    }
+}
