@@ -94,7 +94,7 @@ impl Serialize for Row<'_, '_> {
 
 /// Returns the `@odata.type` to write before a column's value, if any.
 ///
-/// JSON tells a string, a Boolean and a Double apart by itself, and no other type. An
+/// A JSON value shows by itself only whether it is a string, a Boolean or a Double. An
 /// aggregate is a dynamic property, so its type goes with it unless metadata is `none`; a
 /// grouping property is declared in `$metadata`, so its type goes with it only in `full`.
 fn type_annotation(result: &ResultColumn, metadata: Metadata) -> Option<&'static str> {

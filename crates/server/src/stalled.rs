@@ -107,7 +107,7 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn write_to_a_peer_that_reads_nothing_times_out() {
+    async fn write_to_silent_peer_times_out() {
         // A pipe with room for 16 bytes, whose far end is never read.
         let (near, _far) = tokio::io::duplex(16);
         let mut stream = WriteDeadline::new(near, Duration::from_secs(5));
