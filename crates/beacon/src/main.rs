@@ -652,7 +652,7 @@ const MIN_RATE: f64 = 0.00001;
 /// The highest rate a rate limit takes.
 const MAX_RATE: f64 = 1_000_000.0;
 
-/// Where the entities are stored.
+/// The database that stores the entities.
 #[derive(Debug, PartialEq, Eq)]
 enum Database {
     /// The embedded SQLite store in this file.

@@ -390,7 +390,7 @@ mod tests {
     }
 
     #[test]
-    fn patch_may_leave_out_required_properties_but_not_null_them() {
+    fn patch_rejects_null_required_properties() {
         let input = decode(
             View::Seed,
             br#"{"organizationDisplayName":"Fabrikam"}"#,

@@ -371,7 +371,7 @@ fn collection_annotations(view: View) -> Vec<Annotation> {
             ]),
         ),
         annotation("Capabilities.DeleteRestrictions", Record(vec![("Deletable", Bool(true))])),
-        // `Core.OptimisticConcurrency` is left out on purpose: the term says that changes
+        // `Core.OptimisticConcurrency` is left out on purpose: the term states that changes
         // require ETags, and Beacon takes `If-Match` without requiring it.
         annotation(
             "Aggregation.ApplySupported",

@@ -309,7 +309,7 @@ mod tests {
     }
 
     #[test]
-    fn accept_chooses_the_metadata_level_of_the_heaviest_json_range() {
+    fn accept_chooses_heaviest_metadata_level() {
         let level = |header| negotiate_json(Some(header)).map(|format| format.metadata);
         assert_eq!(level("application/json;odata.metadata=none"), Ok(Metadata::None));
         assert_eq!(level("application/json;odata.metadata=FULL"), Ok(Metadata::Full));

@@ -7,7 +7,7 @@
 //! `{"responses":[{"id","status","headers","body"?}]}`, one entry per request in request order.
 //!
 //! Each request inside the batch runs through [`handlers::route`], the code path of a request
-//! sent alone, so its entry holds the status, headers and body that request would get alone.
+//! sent alone, so its entry contains the status, headers and body that request would get alone.
 //! It carries only its own headers, with two exceptions: the batch's `Authorization` when it
 //! gives none, and the batch's `Host`, which absolute URLs in the response are built from. In
 //! particular the batch's `Accept` does not apply to the requests inside it.
@@ -487,7 +487,7 @@ async fn execute(
             // OData JSON Format 4.01 section 19.1 runs a dependent request only after its
             // dependencies succeeded with a 2xx status.
             let failed = request.depends_on.iter().copied().find(|&dependency| {
-                // An error status fails a dependency; a 304 says the resource is unchanged.
+                // An error status fails a dependency, but a 304 only reports that the resource is unchanged.
                 outcomes[dependency].as_ref().is_some_and(|outcome| outcome.status.as_u16() >= 400)
             });
             if let Some(failed) = failed {

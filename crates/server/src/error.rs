@@ -280,7 +280,7 @@ impl From<StoreError> for ApiError {
 impl From<PathError> for ApiError {
     fn from(error: PathError) -> Self {
         match error {
-            // Graph answers a segment that names nothing with 400; only a path outside the
+            // Graph returns 400 for a segment that names nothing; only a path outside the
             // service root is simply not found.
             PathError::NotFound(ref segment) if segment.is_empty() => {
                 ApiError::NotFound(error.to_string())

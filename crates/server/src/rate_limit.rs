@@ -15,7 +15,7 @@
 //!   Valid requests never take from this bucket, but are refused with the rest while it is
 //!   empty.
 //!
-//! An IPv6 address counts by its /64 network, since one host usually holds a whole /64.
+//! An IPv6 address counts by its /64 network, since one host usually has a whole /64.
 //!
 //! Buckets live in this process only: several servers behind a load balancer each apply the
 //! limits on their own. A full bucket is the same as none, so a periodic sweep removes full

@@ -56,7 +56,7 @@ impl fmt::Display for PartnerTenantId {
     }
 }
 
-/// How an update changes a stored entity.
+/// The change an update makes to a stored entity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     /// `PATCH`: set the fields given, keep the others.

@@ -127,7 +127,7 @@ async fn aggregate_types_follow_the_metadata_level() {
     assert_eq!(full["@odata.id"], Value::Null);
 }
 
-/// The largest non-compliant count of tenant `t1`.
+/// Returns the largest non-compliant count of tenant `t1`.
 fn big_high() -> i64 {
     9_007_199_254_740_993
 }

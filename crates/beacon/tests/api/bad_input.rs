@@ -902,8 +902,8 @@ async fn bad_paths_versions_and_methods_are_rejected() {
     let server = &fixture.server;
     let id = fixture.seed_rows[0]["id"].as_str().unwrap().to_owned();
 
-    // Path and version errors, for reads and for writes. Graph answers a segment that names
-    // nothing with 400.
+    // Path and version errors, for reads and for writes. Graph returns 400 for a segment that names
+    // nothing.
     let paths = [
         ("/v2.0/aggregatedPolicyCompliances", 400, "BadRequest"),
         ("/v1.0/aggregatedPolicyCompliances", 400, "BadRequest"),

@@ -587,7 +587,7 @@ async fn batch_runs_updates_deletes_and_preconditions() {
     assert_eq!(entry(&responses, "delete-again")["status"], 404);
     assert_eq!(entry(&responses, "after-missing")["status"], 424);
 
-    // The store holds what the entries say, and the stale PATCH changed nothing.
+    // The store contains what the entries report, and the stale PATCH changed nothing.
     let (_, u1) = server.get_json(&format!("{SEED}/u1")).await;
     assert_eq!(u1["organizationDisplayName"], "Merged");
     assert_eq!(u1["@odata.etag"], new_tag);

@@ -9,7 +9,7 @@ use crate::helpers::{GRAPH, SEED, TestServer, assert_graph_error, seed_example};
 /// A partner tenant other than the one `beacon token` uses by default.
 const OTHER_PARTNER: &str = "7c2e9a55-0b1d-4a52-9d0e-5f3c9b1e2a44";
 
-/// Creates the seed example with `id`; returns the response body.
+/// Creates the seed example with `id` and returns the created entity's JSON.
 async fn create_example(server: &TestServer, id: &str) -> Value {
     let mut body = seed_example();
     body["id"] = json!(id);

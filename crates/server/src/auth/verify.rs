@@ -193,7 +193,7 @@ struct Claims {
     appid: Option<Value>,
 }
 
-/// The longest client application id that [`client_application`] takes; a longer one is
+/// The maximum length of a client application id that [`client_application`] takes; a longer one is
 /// ignored, so that it cannot grow the rate limiter's keys.
 const MAX_CLIENT_ID_BYTES: usize = 256;
 

@@ -192,29 +192,31 @@ impl PostgresStore {
     }
 
     /// Runs a read, retrying it on another connection where that is safe.
-    async fn read<T, F, Fut>(&self, mut read: F) -> Result<T, StoreError>
+    async fn read<T, F, Fut>(&self, read: F) -> Result<T, StoreError>
     where
         F: FnMut(Object) -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
     {
-        let mut attempt = 1;
-        loop {
-            let result = match self.client().await {
-                Ok(client) => read(client).await,
-                Err(failure) => Err(failure),
-            };
-            match result {
-                Err(failure) if attempt < ATTEMPTS && failure.read_may_retry() => {
-                    tracing::warn!(error = %failure, attempt, "retrying a failed read");
-                    attempt += 1;
-                }
-                result => return result.map_err(Failure::into_store_error),
-            }
-        }
+        self.with_retries(read, Failure::read_may_retry, "read").await
     }
 
     /// Runs a write, retrying it only where PostgreSQL rolled the whole transaction back.
-    async fn write<T, F, Fut>(&self, mut write: F) -> Result<T, StoreError>
+    async fn write<T, F, Fut>(&self, write: F) -> Result<T, StoreError>
+    where
+        F: FnMut(Object) -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        self.with_retries(write, Failure::rolled_back, "write").await
+    }
+
+    /// Runs `operation` on a pooled connection, up to [`ATTEMPTS`] times while its failure
+    /// passes `may_retry`.
+    async fn with_retries<T, F, Fut>(
+        &self,
+        mut operation: F,
+        may_retry: fn(&Failure) -> bool,
+        kind: &'static str,
+    ) -> Result<T, StoreError>
     where
         F: FnMut(Object) -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
@@ -222,12 +224,12 @@ impl PostgresStore {
         let mut attempt = 1;
         loop {
             let result = match self.client().await {
-                Ok(client) => write(client).await,
+                Ok(client) => operation(client).await,
                 Err(failure) => Err(failure),
             };
             match result {
-                Err(failure) if attempt < ATTEMPTS && failure.rolled_back() => {
-                    tracing::warn!(error = %failure, attempt, "retrying a rolled back write");
+                Err(failure) if attempt < ATTEMPTS && may_retry(&failure) => {
+                    tracing::warn!(error = %failure, attempt, kind, "retrying a failed operation");
                     attempt += 1;
                 }
                 result => return result.map_err(Failure::into_store_error),

@@ -34,7 +34,7 @@ pub trait Dialect: fmt::Debug + Send + Sync {
     fn placeholder(&self, n: usize) -> String;
 
     /// Writes the placeholder of parameter `n` where the compiler binds `param`, so a
-    /// database that infers parameter types can be told the type (and collation) of each.
+    /// database that infers parameter types receives the type (and collation) of each.
     fn parameter(&self, n: usize, _param: &Param) -> String {
         self.placeholder(n)
     }

@@ -44,8 +44,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The size in bytes past which the writer empties the write-ahead log.
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
-/// The longest string or blob a query may compute, in bytes: 16 MiB, well above the longest
-/// value a 1 MiB request body can store.
+/// The maximum length of a string or blob a query may compute, in bytes: 16 MiB, well above
+/// the longest value a 1 MiB request body can store.
 const MAX_VALUE_BYTES: i32 = 16 * 1024 * 1024;
 
 /// How many writes may wait in the queue before new ones wait to enter it.
@@ -439,8 +439,8 @@ fn configure(connection: &Connection, read_only: bool) -> Result<(), rusqlite::E
     functions::register(connection)?;
     if read_only {
         connection.pragma_update(None, "query_only", true)?;
-        // A query may build strings (with concat, say) far longer than any stored value; past
-        // this length SQLite fails the statement instead of growing without bound.
+        // A query may build strings (with concat, say) far longer than any stored value. Past
+        // this length SQLite fails the statement, so memory does not grow without bound.
         connection.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)?;
     } else {
         connection.pragma_update(None, "journal_mode", "WAL")?;
@@ -494,7 +494,7 @@ fn classify(error: rusqlite::Error) -> StoreError {
             "A value computed by the query is longer than the limit of {} MiB.",
             MAX_VALUE_BYTES / (1024 * 1024)
         )),
-        // Only a read whose request is gone is interrupted, so nobody reads this outcome.
+        // Only a read whose request was dropped is interrupted, so this outcome is never sent.
         Some(ErrorCode::OperationInterrupted) => StoreError::Busy,
         Some(ErrorCode::DiskFull) => StoreError::Full,
         Some(ErrorCode::ConstraintViolation)
@@ -530,7 +530,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn dropped_read_interrupts_its_query_and_returns_the_connection() {
+    async fn dropped_read_returns_its_connection() {
         let (_dir, store) = one_reader();
 
         // A query that would run for minutes, dropped once it has started.

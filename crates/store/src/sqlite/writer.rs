@@ -17,7 +17,7 @@ use crate::{Change, PartnerTenantId, StoreError, StoredEntity, initial_version, 
 /// The maximum number of writes in one transaction, which bounds the latency a group adds.
 const MAX_GROUP: usize = 512;
 
-/// Where the writer thread sends the outcome of a write.
+/// The channel on which the writer thread sends the outcome of a write.
 pub(super) type Reply = oneshot::Sender<Result<StoredEntity, StoreError>>;
 
 /// A write waiting for the writer thread.
@@ -25,9 +25,9 @@ pub(super) type Reply = oneshot::Sender<Result<StoredEntity, StoreError>>;
 pub(super) struct WriteCommand {
     /// The partner whose entity the write changes.
     pub partner: PartnerTenantId,
-    /// What to write.
+    /// The change to apply.
     pub write: Write,
-    /// Where the outcome goes.
+    /// The channel for the outcome.
     pub reply: Reply,
 }
 
