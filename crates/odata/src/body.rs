@@ -243,6 +243,10 @@ fn check_property_type(view: View, name: &str, value: &JsonValue) -> Result<(), 
 /// `Location` header.
 pub const MAX_ID_BYTES: usize = 1024;
 
+/// The reason a string with U+0000 is rejected. PostgreSQL text cannot contain that character,
+/// so neither store accepts it, and both stores contain the same strings.
+const NUL_REASON: &str = "it contains the character U+0000, which no string value may contain";
+
 fn decode_id(value: JsonValue) -> Result<Option<String>, BodyError> {
     match value {
         JsonValue::Null => Ok(None),
@@ -251,6 +255,9 @@ fn decode_id(value: JsonValue) -> Result<Option<String>, BodyError> {
             property: "id",
             reason: format!("it is {} bytes long, and the maximum is {MAX_ID_BYTES}", text.len()),
         }),
+        JsonValue::String(text) if text.contains('\0') => {
+            Err(BodyError::InvalidValue { property: "id", reason: NUL_REASON.to_owned() })
+        }
         JsonValue::String(text) => Ok(Some(text)),
         other => Err(BodyError::InvalidValue {
             property: "id",
@@ -272,6 +279,9 @@ fn decode_value(
         return Ok(None);
     }
     let decoded = match (property.edm_type(), value) {
+        (EdmType::String, JsonValue::String(text)) if text.contains('\0') => {
+            return Err(invalid(NUL_REASON.to_owned()));
+        }
         (EdmType::String, JsonValue::String(text)) => Value::String(text),
         (EdmType::Int64, JsonValue::Number(number)) => {
             Value::Int64(count_from_number(number).map_err(invalid)?)

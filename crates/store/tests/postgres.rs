@@ -321,10 +321,6 @@ async fn text_with_nul_is_an_invalid_query() {
         other => panic!("unexpected result {other:?}"),
     }
 
-    let expr = beacon_odata::filter::parse("tenantId eq 'x\0'").unwrap();
-    let filter = beacon_odata::bind::filter(&expr, beacon_odata::model::View::Graph, 0).unwrap();
-    match store.count(&partner, Some(filter)).await {
-        Err(beacon_store::StoreError::InvalidQuery(message)) => assert_eq!(message, NUL_MESSAGE),
-        other => panic!("unexpected result {other:?}"),
-    }
+    // Query literals never reach the store with U+0000: the parser refuses them for both.
+    assert!(beacon_odata::filter::parse("tenantId eq 'x\0'").is_err());
 }

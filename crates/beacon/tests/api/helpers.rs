@@ -1,3 +1,12 @@
+//! Starting servers, minting tokens and sending requests.
+//!
+//! Servers store their rows in SQLite in their data folder by default. With
+//! `BEACON_TEST_STORE=postgres`, each data folder gets a PostgreSQL schema of its own on the
+//! server at `BEACON_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
+//! Every server started on that folder uses the schema, so restarts find their rows, and the
+//! schema is dropped with its [`DataFolder`].
+
+use std::hash::{Hash, Hasher};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -41,25 +50,20 @@ pub struct TestServer {
     pub client: reqwest::Client,
     token: String,
     child: Child,
-    _dir: Option<tempfile::TempDir>,
+    _dir: Option<DataFolder>,
 }
 
 impl TestServer {
     /// Starts a server on a new temporary data folder.
     pub async fn start() -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let data_dir = dir.path().join("data");
-        let mut server = Self::start_in(&data_dir).await;
-        server._dir = Some(dir);
-        server
+        Self::start_with(&[]).await
     }
 
     /// Starts a server on a new temporary data folder with extra `beacon serve` arguments.
     pub async fn start_with(args: &[&str]) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let data_dir = dir.path().join("data");
-        let mut server = Self::start_in_with(&data_dir, args).await;
-        server._dir = Some(dir);
+        let folder = DataFolder::new();
+        let mut server = Self::start_in_with(folder.path(), args).await;
+        server._dir = Some(folder);
         server
     }
 
@@ -68,7 +72,9 @@ impl TestServer {
         Self::start_in_with(data_dir, &[]).await
     }
 
-    async fn start_in_with(data_dir: &Path, args: &[&str]) -> TestServer {
+    /// Starts a server on `data_dir`, which the caller keeps, with extra `beacon serve`
+    /// arguments.
+    pub async fn start_in_with(data_dir: &Path, args: &[&str]) -> TestServer {
         let data_dir = data_dir.to_owned();
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         let (child, base) = tokio::task::spawn_blocking({
@@ -151,6 +157,136 @@ impl Drop for TestServer {
     }
 }
 
+/// A temporary data folder, and the PostgreSQL schema that servers on it use, if any.
+pub struct DataFolder {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    /// The server URL and name of a schema that this folder created and drops.
+    schema: std::sync::Mutex<Option<(String, String)>>,
+}
+
+impl DataFolder {
+    /// Creates a temporary folder. The data folder is `data` inside it and does not exist yet,
+    /// so the server creates it as it would for a new user.
+    pub fn new() -> DataFolder {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        DataFolder { _dir: dir, path, schema: std::sync::Mutex::new(None) }
+    }
+
+    /// Returns the data folder's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates this folder's schema on the PostgreSQL server at `url` if it does not exist,
+    /// and returns its name. The schema is dropped with the folder.
+    pub fn use_postgres_schema(&self, url: &str) -> String {
+        let name = schema_name(&self.path);
+        postgres_execute(url, &format!("CREATE SCHEMA IF NOT EXISTS {name}"))
+            .unwrap_or_else(|error| panic!("creating the test schema {name} failed: {error}"));
+        *self.schema.lock().unwrap() = Some((url.to_owned(), name.clone()));
+        name
+    }
+}
+
+impl Drop for DataFolder {
+    fn drop(&mut self) {
+        // In PostgreSQL runs a server may have created the schema for this folder's path.
+        let created = self.schema.lock().unwrap().take();
+        let from_run = test_postgres_url().map(|url| (url, schema_name(&self.path)));
+        if let Some((url, name)) = created.or(from_run) {
+            let dropped = postgres_execute(&url, &format!("DROP SCHEMA IF EXISTS {name} CASCADE"));
+            if let Err(error) = dropped {
+                eprintln!("dropping the test schema {name} failed: {error}");
+            }
+        }
+    }
+}
+
+/// Returns the PostgreSQL server's URL when this run's servers use PostgreSQL
+/// (`BEACON_TEST_STORE=postgres`), and `None` when they use SQLite.
+pub fn test_postgres_url() -> Option<String> {
+    match std::env::var("BEACON_TEST_STORE").as_deref() {
+        Ok("postgres") => Some(
+            std::env::var("BEACON_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned()),
+        ),
+        Ok("sqlite") | Err(_) => None,
+        Ok(other) => panic!("BEACON_TEST_STORE must be sqlite or postgres, not {other:?}"),
+    }
+}
+
+/// Returns the name of the PostgreSQL schema that servers on `data_dir` use.
+pub fn schema_name(data_dir: &Path) -> String {
+    // The default hasher's keys are fixed, so the name is the same every time in one run.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut hasher);
+    format!("beacon_api_{:016x}", hasher.finish())
+}
+
+/// Returns `url` with connection options that select `schema` as the search path.
+pub fn url_with_schema(url: &str, schema: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-csearch_path%3D{schema}")
+}
+
+/// Runs SQL statements on the PostgreSQL server at `url`, on a runtime of its own so that it
+/// can be called from synchronous code and from drops.
+pub fn postgres_execute(url: &str, sql: &str) -> Result<(), String> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    let outcome = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| error.to_string())?;
+        runtime.block_on(async {
+            let (client, connection) =
+                tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .map_err(|error| format!("cannot connect to {url}: {error}"))?;
+            tokio::spawn(connection);
+            client.batch_execute(&sql).await.map_err(|error| error.to_string())
+        })
+    })
+    .join();
+    outcome.unwrap_or_else(|_| Err("the PostgreSQL thread panicked".to_owned()))
+}
+
+/// Runs one query on the PostgreSQL server at `url` and returns its rows, converted by `read`.
+pub fn postgres_query<T: Send + 'static>(
+    url: &str,
+    sql: &str,
+    read: fn(&tokio_postgres::Row) -> T,
+) -> Vec<T> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let (client, connection) =
+                tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client.query(&sql, &[]).await.unwrap().iter().map(read).collect()
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// Returns the `--database` arguments that put a server on `data_dir` in its PostgreSQL schema,
+/// and creates the schema if needed. Returns nothing in SQLite runs and when `args` name a
+/// database.
+fn database_args(data_dir: &Path, args: &[String]) -> Vec<String> {
+    let Some(url) = test_postgres_url() else { return Vec::new() };
+    if args.iter().any(|arg| arg == "--database") {
+        return Vec::new();
+    }
+    let schema = schema_name(data_dir);
+    postgres_execute(&url, &format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .unwrap_or_else(|error| panic!("BEACON_TEST_STORE=postgres: {error}"));
+    vec!["--database".to_owned(), url_with_schema(&url, &schema)]
+}
+
 /// Runs `beacon serve` and waits for its "listening on" line.
 ///
 /// The rate limits are off unless `args` turn them on, because most tests send requests
@@ -159,6 +295,7 @@ pub fn spawn_serve(data_dir: &Path, args: &[String]) -> (Child, String) {
     let mut child = Command::new(beacon_binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .args(database_args(data_dir, args))
         .args(args)
         .env("RUST_LOG", "info")
         .env("BEACON_RATE_LIMIT", "0")

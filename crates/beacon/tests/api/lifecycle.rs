@@ -9,16 +9,16 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn created_row_survives_kill_nine_right_after_201() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let mut server = TestServer::start_in(&data_dir).await;
+    let folder = DataFolder::new();
+    let data_dir = folder.path();
+    let mut server = TestServer::start_in(data_dir).await;
 
     let response = server.create(SEED, &seed_example()).await;
     assert_eq!(response.status(), 201);
     let created: Value = response.json().await.unwrap();
     server.kill();
 
-    let restarted = TestServer::start_in(&data_dir).await;
+    let restarted = TestServer::start_in(data_dir).await;
     let (status, read) =
         restarted.get_json(&format!("{SEED}/{}", created["id"].as_str().unwrap())).await;
     assert_eq!(status, 200);
@@ -27,9 +27,9 @@ async fn created_row_survives_kill_nine_right_after_201() {
 
 #[tokio::test]
 async fn concurrent_creates_all_survive_kill_nine() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let mut server = TestServer::start_in(&data_dir).await;
+    let folder = DataFolder::new();
+    let data_dir = folder.path();
+    let mut server = TestServer::start_in(data_dir).await;
 
     // Many clients at once, so the writer commits them in groups.
     let tasks: Vec<_> = (0..64)
@@ -44,15 +44,15 @@ async fn concurrent_creates_all_survive_kill_nine() {
     }
     server.kill();
 
-    let restarted = TestServer::start_in(&data_dir).await;
+    let restarted = TestServer::start_in(data_dir).await;
     assert_eq!(restarted.list_all(GRAPH).await.len(), 64);
 }
 
 #[tokio::test]
 async fn acknowledged_updates_and_deletes_survive_kill_nine() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let mut server = TestServer::start_in(&data_dir).await;
+    let folder = DataFolder::new();
+    let data_dir = folder.path();
+    let mut server = TestServer::start_in(data_dir).await;
     for id in ["kept", "gone"] {
         let response = server.create(GRAPH, &json!({"id": id})).await;
         assert_eq!(response.status(), 201);
@@ -70,7 +70,7 @@ async fn acknowledged_updates_and_deletes_survive_kill_nine() {
     assert_eq!(response.status(), 204);
     server.kill();
 
-    let restarted = TestServer::start_in(&data_dir).await;
+    let restarted = TestServer::start_in(data_dir).await;
     let (status, kept) = restarted.get_json(&format!("{GRAPH}/kept")).await;
     assert_eq!(status, 200);
     assert_eq!(kept["tenantDisplayName"], "after");
@@ -81,13 +81,13 @@ async fn acknowledged_updates_and_deletes_survive_kill_nine() {
 
 #[tokio::test]
 async fn token_minted_before_a_restart_still_works() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let mut server = TestServer::start_in(&data_dir).await;
+    let folder = DataFolder::new();
+    let data_dir = folder.path();
+    let mut server = TestServer::start_in(data_dir).await;
     let token = server.token().to_owned();
     server.kill();
 
-    let restarted = TestServer::start_in(&data_dir).await;
+    let restarted = TestServer::start_in(data_dir).await;
     let response =
         restarted.client.get(restarted.url(SEED)).bearer_auth(token).send().await.unwrap();
     assert_eq!(response.status(), 200);

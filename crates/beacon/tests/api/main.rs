@@ -1,7 +1,9 @@
 //! End-to-end tests of the `beacon` binary over real HTTP on loopback.
 //!
 //! Every test starts its own server process on a free port with a temporary data folder, so
-//! tests run in parallel and leave nothing behind.
+//! tests run in parallel and leave nothing behind. With `BEACON_TEST_STORE=postgres` the
+//! servers store their rows in PostgreSQL instead of SQLite, one schema per data folder (see
+//! `helpers`).
 
 /// Starting servers, minting tokens, sending requests.
 mod helpers;
@@ -29,6 +31,8 @@ mod limits;
 mod paging;
 /// The OData query options, one behaviour per test.
 mod query;
+/// Three servers over one PostgreSQL schema.
+mod scale_out;
 /// Identity provider tokens: forgeries, claim checks, permissions and the key set's fetches.
 mod security;
 /// Updates, deletes, entity tags, preconditions and metadata levels.

@@ -153,6 +153,7 @@ impl<'a> Lexer<'a> {
                     self.at += 1;
                     return Ok(value);
                 }
+                Some('\0') => return Err(self.nul_error()),
                 Some(c) => {
                     value.push(c);
                     self.at += 1;
@@ -176,7 +177,14 @@ impl<'a> Lexer<'a> {
                     return Ok(value);
                 }
                 '\\' => {
-                    value.push(self.json_escape()?);
+                    let escape = self.at;
+                    match self.json_escape()? {
+                        '\0' => {
+                            self.at = escape;
+                            return Err(self.nul_error());
+                        }
+                        c => value.push(c),
+                    }
                 }
                 c if c.is_control() => {
                     return Err(self.error(
@@ -193,6 +201,16 @@ impl<'a> Lexer<'a> {
                 }
             }
         }
+    }
+
+    /// Returns the error for U+0000 in a string literal. No stored string contains it, because
+    /// PostgreSQL text cannot, so literals are rejected too.
+    fn nul_error(&self) -> SyntaxError {
+        self.error(
+            self.at,
+            "a string cannot contain the character U+0000, which no stored value contains"
+                .to_owned(),
+        )
     }
 
     /// Reads one backslash escape of a JSON string, including a UTF-16 surrogate pair.
@@ -437,6 +455,17 @@ mod tests {
         assert_eq!(literal("'it''s'"), Literal::String("it's".into()));
         assert_eq!(literal("''"), Literal::String(String::new()));
         assert_eq!(literal("'a&b+c'"), Literal::String("a&b+c".into()));
+    }
+
+    #[test]
+    fn u0000_in_string_is_rejected_at_its_position() {
+        let error = tokenize("name eq 'ab\0c'").unwrap_err();
+        assert_eq!(error.position, 12);
+        assert!(error.message.contains("U+0000"), "{}", error.message);
+
+        let error = tokenize(r#"name in ["ab\u0000"]"#).unwrap_err();
+        assert_eq!(error.position, 13);
+        assert!(error.message.contains("U+0000"), "{}", error.message);
     }
 
     #[test]

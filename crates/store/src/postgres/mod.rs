@@ -12,9 +12,9 @@
 //! Each write returns once its commit returns, which with PostgreSQL's default
 //! `synchronous_commit = on` means it is durable.
 //!
-//! PostgreSQL text cannot contain U+0000. No stored key contains it, so a key with it is not
-//! found, and any other text with it (a value to store, a constant of a query) fails as
-//! [`StoreError::InvalidQuery`], where SQLite stores and compares it.
+//! PostgreSQL text cannot contain U+0000, so request bodies and query literals with it are
+//! refused before they reach either store. A key with it is not found, and any other text with
+//! it that still arrives fails as [`StoreError::InvalidQuery`].
 //!
 //! A read that fails because its connection was lost or because PostgreSQL cancelled it to
 //! resolve a conflict is retried on another connection. A write is retried only where
