@@ -48,12 +48,16 @@ pub(super) async fn run(client: &mut Client) -> Result<(), OpenError> {
 async fn migrate(client: &mut Client) -> Result<(), OpenError> {
     let migrate_error = |version| move |source| OpenError::Migrate { version, source };
     client
+        // The notice that the table already exists would be logged by every later start.
         .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
+            "BEGIN;
+             SET LOCAL client_min_messages = warning;
+             CREATE TABLE IF NOT EXISTS schema_migrations (
                  version BIGINT PRIMARY KEY,
                  name TEXT NOT NULL,
                  applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-             )",
+             );
+             COMMIT;",
         )
         .await
         .map_err(migrate_error(0))?;
