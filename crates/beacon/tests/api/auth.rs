@@ -5,7 +5,7 @@
 //! missing permission gets `403 Authorization_RequestDenied`, and each partner tenant can
 //! read only its own rows.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use beacon_server::auth::{DEV_AUDIENCE, DEV_ISSUER, DEV_PARTNER_TENANT};
 use reqwest::Method;
@@ -248,6 +248,25 @@ async fn expired_token_is_rejected() {
         }
     }
     assert!(server.list_all(SEED).await.is_empty());
+}
+
+#[tokio::test]
+async fn cached_token_expires_on_time() {
+    // A verified token is cached, and the cache must not keep it past its expiry.
+    let server = TestServer::start_with(&["--clock-skew", "0s"]).await;
+    let token = sign_with_server_key(&server, &claims_expiring_in(2));
+    let authorization = format!("Bearer {token}");
+
+    for _ in 0..3 {
+        let response =
+            send_with_authorization(&server, Method::GET, SEED, Some(&authorization)).await;
+        assert_eq!(response.status(), 200, "the token was rejected before its expiry");
+    }
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+
+    let response = send_with_authorization(&server, Method::GET, SEED, Some(&authorization)).await;
+    let message = assert_unauthorized(response, "after the expiry").await;
+    assert!(message.contains("expired"), "message {message}");
 }
 
 #[tokio::test]

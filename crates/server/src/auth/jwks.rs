@@ -12,6 +12,7 @@ use std::fmt;
 use std::io::Read;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -184,6 +185,9 @@ pub(crate) struct JwksCache {
     source: KeySource,
     loader: Loader,
     keys: ArcSwap<KeySet>,
+    /// The number of key sets loaded so far, which tells cached tokens apart by the set that
+    /// verified them.
+    generation: AtomicU64,
     /// Held while the set is loaded, so that only one load runs at a time.
     refetch: Mutex<RefetchState>,
     min_refetch: Duration,
@@ -220,6 +224,7 @@ impl JwksCache {
             source,
             loader,
             keys: ArcSwap::from_pointee(KeySet::default()),
+            generation: AtomicU64::new(0),
             refetch: Mutex::new(RefetchState::default()),
             min_refetch,
         });
@@ -231,6 +236,11 @@ impl JwksCache {
         }
         tokio::spawn(refresh_periodically(Arc::downgrade(&cache)));
         Ok(cache)
+    }
+
+    /// Returns the generation of the current key set, which changes with every load.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Returns the key for a token, loading the set again first if it lacks the key and the
@@ -292,6 +302,7 @@ impl JwksCache {
                     "loaded the token signing keys"
                 );
                 self.keys.store(Arc::new(set));
+                self.generation.fetch_add(1, Ordering::AcqRel);
                 Ok(())
             }
             Err(error) => {

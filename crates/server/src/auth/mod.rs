@@ -18,7 +18,9 @@
 //! - `keys`: the signing key file, development tokens and the skiptoken secret.
 //! - `jwks`: the key set cache, its fetches and their throttle.
 //! - `verify`: parsing the token, choosing its key, and checking the signature and claims.
+//! - `cache`: the tokens verified recently, so that a repeated token skips the signature check.
 
+mod cache;
 mod jwks;
 mod keys;
 mod verify;
@@ -28,6 +30,7 @@ use std::time::Duration;
 
 use beacon_store::PartnerTenantId;
 
+use self::cache::TokenCache;
 use self::jwks::JwksCache;
 pub use self::jwks::{JwksError, KeySource, MAX_KEY_SET_BYTES};
 pub use self::keys::{KeyError, SigningKey, TokenRequest, create_private_dir};
@@ -197,6 +200,7 @@ pub struct JwksSettings {
 pub struct Authenticator {
     rules: ClaimRules,
     keys: Keys,
+    verified: TokenCache,
 }
 
 /// The source of the verification keys.
@@ -216,7 +220,8 @@ impl Authenticator {
             vec![DEV_AUDIENCE.to_owned()],
             clock_skew.min(MAX_CLOCK_SKEW),
         );
-        Self { rules, keys: Keys::Fixed(KeySet::new(vec![key.verification_key()])) }
+        let keys = Keys::Fixed(KeySet::new(vec![key.verification_key()]));
+        Self { rules, keys, verified: TokenCache::default() }
     }
 
     /// Builds the jwks mode authenticator and loads the key set.
@@ -231,17 +236,35 @@ impl Authenticator {
             settings.clock_skew.min(MAX_CLOCK_SKEW),
         );
         let cache = JwksCache::start(settings.source, settings.min_refetch).await?;
-        Ok(Self { rules, keys: Keys::Fetched(cache) })
+        Ok(Self { rules, keys: Keys::Fetched(cache), verified: TokenCache::default() })
     }
 
     /// Checks a token's header, key, signature and claims, and returns who it speaks for.
+    ///
+    /// A token verified before with the current key set, and unexpired, is taken from the
+    /// cache without checking its signature again.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+        // The generation is read first: if the keys are reloaded during the check, the entry
+        // is stored under the old generation and the next request checks the token again.
+        let generation = match &self.keys {
+            Keys::Fixed(_) => 0,
+            Keys::Fetched(cache) => cache.generation(),
+        };
+        if let Some(principal) = self.verified.get(token, generation) {
+            return Ok(principal);
+        }
+
         let header = verify::parse(token)?;
         let key = match &self.keys {
             Keys::Fixed(set) => set.select(&header)?.ok_or_else(|| header.no_key())?,
             Keys::Fetched(cache) => cache.select(&header).await?,
         };
-        verify::check(token, &key, &self.rules)
+        let verified = verify::check(token, &key, &self.rules)?;
+        if let Some(expires_at) = verified.expires_at {
+            let skew = self.rules.clock_skew_seconds();
+            self.verified.insert(token, &verified.principal, expires_at, skew, generation);
+        }
+        Ok(verified.principal)
     }
 }
 

@@ -177,6 +177,20 @@ impl ClaimRules {
         validation.leeway = clock_skew.as_secs();
         Self { issuers, validation }
     }
+
+    /// Returns the clock skew, in seconds, that `exp` and `nbf` are checked with.
+    pub(crate) fn clock_skew_seconds(&self) -> u64 {
+        self.validation.leeway
+    }
+}
+
+/// A token that passed every check.
+#[derive(Debug)]
+pub(crate) struct Verified {
+    /// Who the token speaks for.
+    pub(crate) principal: Principal,
+    /// The token's `exp` in whole seconds, if it is a number that fits.
+    pub(crate) expires_at: Option<u64>,
 }
 
 /// The claims that Beacon reads itself, kept as JSON values so that a wrong type gets its own
@@ -207,12 +221,13 @@ fn client_application(azp: Option<Value>, appid: Option<Value>) -> Option<String
     })
 }
 
-/// Checks the signature of `token` with `key`, then its claims, and returns who it speaks for.
+/// Checks the signature of `token` with `key`, then its claims, and returns who it speaks for
+/// and until when.
 pub(crate) fn check(
     token: &str,
     key: &VerificationKey,
     rules: &ClaimRules,
-) -> Result<Principal, AuthError> {
+) -> Result<Verified, AuthError> {
     let mut validation = rules.validation.clone();
     validation.algorithms = vec![key.algorithm];
     let claims = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
@@ -266,7 +281,13 @@ pub(crate) fn check(
     let can_write = permissions.contains(&READ_WRITE_PERMISSION);
     let can_read = can_write || permissions.contains(&READ_PERMISSION);
     let client = client_application(claims.azp, claims.appid);
-    Ok(Principal { partner: PartnerTenantId::new(partner), client, can_read, can_write })
+    // jsonwebtoken accepted `exp`, so it is a number; a fraction is cut to whole seconds.
+    let expires_at = claims.exp.as_ref().and_then(Value::as_f64).and_then(|exp| {
+        (exp.is_finite() && exp >= 0.0 && exp < u64::MAX as f64).then_some(exp as u64)
+    });
+    let principal =
+        Principal { partner: PartnerTenantId::new(partner), client, can_read, can_write };
+    Ok(Verified { principal, expires_at })
 }
 
 fn invalid_claim(claim: &str, expected: &'static str) -> AuthError {
