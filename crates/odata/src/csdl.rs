@@ -274,7 +274,7 @@ fn document() -> Document {
 
 /// Returns the three segments of the Graph view's collection path: the singleton and the two
 /// containment navigation properties.
-fn graph_path_segments() -> [&'static str; 3] {
+pub(crate) fn graph_path_segments() -> [&'static str; 3] {
     let segments: Vec<&'static str> = View::Graph.collection_path().split('/').collect();
     segments.try_into().expect("the Graph view's collection path has three segments")
 }

@@ -22,6 +22,7 @@
 //! - [`select`]: the `$select` option, the property paths a response includes.
 //! - [`apply`]: the `$apply` option of Data Aggregation, a sequence of transformations.
 //! - [`csdl`]: the `$metadata` document in CSDL XML and CSDL JSON, written from [`model`].
+//! - [`openapi`]: the OpenAPI description of the API, written from [`model`] as well.
 
 pub mod apply;
 pub mod bind;
@@ -35,6 +36,7 @@ pub mod filter;
 pub mod json;
 pub mod media;
 pub mod model;
+pub mod openapi;
 pub mod orderby;
 pub mod path;
 pub mod query;

@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use crate::model::View;
+use crate::openapi::DOCUMENT_PATH;
 
 /// The service root that Beacon serves, as the first path segment.
 pub const SERVICE_VERSION: &str = "beta";
@@ -22,6 +23,8 @@ pub enum Resource {
     ServiceRoot,
     /// `/beta/$metadata`, the metadata document.
     Metadata,
+    /// `/beta/openapi.json`, the OpenAPI description of the API.
+    OpenApi,
     /// The `tenantRelationships` singleton, or the `managedTenants` entity it contains: the
     /// containers on the Graph view's path.
     Container(Container),
@@ -110,6 +113,10 @@ pub fn parse(raw: &str) -> Result<Resource, PathError> {
         [] => return Ok(Resource::ServiceRoot),
         [only] if only.eq_ignore_ascii_case("$metadata") => return Ok(Resource::Metadata),
         [first, next, ..] if first.eq_ignore_ascii_case("$metadata") => {
+            return Err(PathError::NotFound(next.to_string()));
+        }
+        [only] if only.eq_ignore_ascii_case(DOCUMENT_PATH) => return Ok(Resource::OpenApi),
+        [first, next, ..] if first.eq_ignore_ascii_case(DOCUMENT_PATH) => {
             return Err(PathError::NotFound(next.to_string()));
         }
         [first] if first.eq_ignore_ascii_case("$batch") => return Ok(Resource::Batch),
@@ -315,6 +322,14 @@ mod tests {
             parse("/beta/aggregatedPolicyCompliances/$count"),
             Ok(Resource::Count(View::Seed))
         );
+    }
+
+    #[test]
+    fn openapi_document_is_recognized() {
+        assert_eq!(parse("/beta/openapi.json"), Ok(Resource::OpenApi));
+        assert_eq!(parse("/beta/OpenAPI.json/"), Ok(Resource::OpenApi));
+        assert_eq!(parse("/beta/openapi.json/x"), Err(PathError::NotFound("x".into())));
+        assert_eq!(parse("/beta/openapi"), Err(PathError::NotFound("openapi".into())));
     }
 
     #[test]

@@ -1,17 +1,43 @@
 //! The documents that describe the service: the service document at the service root, which
-//! lists the entity sets, and the metadata document at `$metadata`, which declares the model
-//! in CSDL XML or CSDL JSON.
+//! lists the entity sets, the metadata document at `$metadata`, which declares the model in
+//! CSDL XML or CSDL JSON, and the OpenAPI description at `openapi.json`.
+
+use std::sync::LazyLock;
 
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use beacon_odata::csdl;
 use beacon_odata::media::{self, DocumentFormat, FormatOption, Metadata};
+use beacon_odata::openapi::{self, HttpLimits};
 use beacon_odata::path::Container;
 use beacon_odata::query::QueryOptions;
 
 use crate::error::ApiError;
 use crate::handlers::{Call, header_text, json_response, require_read};
+use crate::paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::{MAX_BODY_BYTES, batch};
+
+/// The limits of this HTTP layer that the OpenAPI description states.
+const HTTP_LIMITS: HttpLimits = HttpLimits {
+    default_page_size: DEFAULT_PAGE_SIZE,
+    max_page_size: MAX_PAGE_SIZE,
+    max_batch_requests: batch::MAX_REQUESTS,
+    max_body_bytes: MAX_BODY_BYTES,
+};
+
+/// Returns the OpenAPI description of the API as pretty-printed JSON with a final newline,
+/// the text that `GET /beta/openapi.json` serves and `docs/openapi.json` contains.
+pub fn openapi_json() -> &'static str {
+    static TEXT: LazyLock<String> = LazyLock::new(|| {
+        let document = openapi::document(&HTTP_LIMITS);
+        // serde_json fails only on map keys that are not strings, which a `Value` cannot have.
+        let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
+        text.push('\n');
+        text
+    });
+    &TEXT
+}
 
 /// `GET` on the service root: the OData service document, which lists the seed view's entity
 /// set and the `tenantRelationships` singleton that contains the Graph view's collection.
@@ -69,4 +95,29 @@ pub(crate) fn metadata(parts: &Parts, options: &QueryOptions) -> Result<Response
         DocumentFormat::Json => ("application/json", csdl::json().to_string()),
     };
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+/// `GET openapi.json`: the OpenAPI description, which is JSON only.
+pub(crate) fn openapi(parts: &Parts, options: &QueryOptions) -> Result<Response, ApiError> {
+    match options.format {
+        Some(FormatOption::Xml) => {
+            return Err(ApiError::BadRequest(
+                "The OpenAPI description is available only as JSON; use $format=json or leave \
+                 $format out."
+                    .to_owned(),
+            ));
+        }
+        Some(FormatOption::Json(_)) => {}
+        None => {
+            let accept = header_text(&parts.headers, header::ACCEPT)?;
+            if media::negotiate_json(accept).is_err() {
+                return Err(ApiError::NotAcceptable(format!(
+                    "None of the media types in Accept '{}' can be served; the OpenAPI \
+                     description is available as 'application/json'.",
+                    accept.unwrap_or_default()
+                )));
+            }
+        }
+    }
+    Ok(([(header::CONTENT_TYPE, "application/json")], openapi_json()).into_response())
 }

@@ -321,3 +321,71 @@ impl From<AuthError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Returns whether the OpenAPI description lists an error's status for some operation.
+    /// The match names every variant, so a new one must be placed here.
+    fn described(error: &ApiError) -> bool {
+        match error {
+            // The description lists neither. Only a method that a path does not take gets 405,
+            // and only a request inside a batch gets 424, which the batch's body carries.
+            ApiError::MethodNotAllowed { .. } | ApiError::FailedDependency(_) => false,
+            ApiError::BadRequest(_)
+            | ApiError::InvalidToken(_)
+            | ApiError::Forbidden(_)
+            | ApiError::NotFound(_)
+            | ApiError::NotAcceptable(_)
+            | ApiError::RequestTimeout(_)
+            | ApiError::UriTooLong { .. }
+            | ApiError::HeaderFieldsTooLarge(_)
+            | ApiError::TooManyRequests { .. }
+            | ApiError::Conflict(_)
+            | ApiError::PreconditionFailed(_)
+            | ApiError::PayloadTooLarge { .. }
+            | ApiError::UnsupportedMediaType(_)
+            | ApiError::Unavailable
+            | ApiError::DependencyUnavailable { .. }
+            | ApiError::TimedOut(_)
+            | ApiError::TooManyConnections(_)
+            | ApiError::InsufficientStorage
+            | ApiError::Internal(_) => true,
+        }
+    }
+
+    #[test]
+    fn openapi_states_each_status_and_code() {
+        let second = std::time::Duration::from_secs(1);
+        let errors = [
+            ApiError::BadRequest(String::new()),
+            ApiError::InvalidToken(String::new()),
+            ApiError::Forbidden(String::new()),
+            ApiError::NotFound(String::new()),
+            ApiError::MethodNotAllowed { method: "POST".to_owned(), allow: "GET" },
+            ApiError::NotAcceptable(String::new()),
+            ApiError::RequestTimeout(second),
+            ApiError::UriTooLong { length: 2, limit: 1 },
+            ApiError::HeaderFieldsTooLarge(String::new()),
+            ApiError::TooManyRequests { message: String::new(), retry_after_seconds: 1 },
+            ApiError::Conflict(String::new()),
+            ApiError::PreconditionFailed(String::new()),
+            ApiError::PayloadTooLarge { limit: 1 },
+            ApiError::UnsupportedMediaType(String::new()),
+            ApiError::FailedDependency(String::new()),
+            ApiError::Unavailable,
+            ApiError::DependencyUnavailable { message: String::new(), retry_after: second },
+            ApiError::TimedOut(second),
+            ApiError::TooManyConnections(1),
+            ApiError::InsufficientStorage,
+            ApiError::Internal(Arc::new(std::io::Error::other("fault"))),
+        ];
+        let documented = beacon_odata::openapi::error_codes();
+        for error in errors {
+            let (status, code) = error.status_and_code();
+            let listed = documented.contains(&(status.as_u16(), code));
+            assert_eq!(listed, described(&error), "{status} {code}");
+        }
+    }
+}

@@ -74,6 +74,7 @@ fn allowed_methods(resource: &Resource) -> &'static str {
         Resource::Count(_)
         | Resource::ServiceRoot
         | Resource::Metadata
+        | Resource::OpenApi
         | Resource::Container(_) => "GET, HEAD",
         Resource::Batch => "POST",
     }
@@ -103,11 +104,15 @@ pub(crate) async fn route(state: &AppState, request: Request) -> Result<Response
     }
     let is_read = parts.method == Method::GET || parts.method == Method::HEAD;
 
-    // The metadata document describes the service to anyone, as Graph's does.
-    if resource == Resource::Metadata {
+    // The metadata document describes the service to anyone, as Graph's does, and so does
+    // the OpenAPI description.
+    if matches!(resource, Resource::Metadata | Resource::OpenApi) {
         limiter.charge_address(address)?;
         let options = query::parse(parts.uri.query(), Target::Document)?;
-        return documents::metadata(&parts, &options);
+        return match resource {
+            Resource::OpenApi => documents::openapi(&parts, &options),
+            _ => documents::metadata(&parts, &options),
+        };
     }
 
     // Then the caller, the query options, and what the caller accepts.
@@ -118,7 +123,9 @@ pub(crate) async fn route(state: &AppState, request: Request) -> Result<Response
         Resource::Entity(..) if is_read => Target::Entity,
         Resource::Collection(_) | Resource::Entity(..) => Target::Change,
         Resource::Count(_) => Target::Count,
-        Resource::ServiceRoot | Resource::Metadata | Resource::Batch => Target::Document,
+        Resource::ServiceRoot | Resource::Metadata | Resource::OpenApi | Resource::Batch => {
+            Target::Document
+        }
         Resource::Container(_) => Target::Document,
     };
     let options = query::parse(parts.uri.query(), target)?;
@@ -159,6 +166,7 @@ pub(crate) async fn route(state: &AppState, request: Request) -> Result<Response
         Resource::ServiceRoot => documents::service(&call),
         Resource::Container(container) => documents::container(&call, container),
         Resource::Metadata => documents::metadata(&parts, &call.options),
+        Resource::OpenApi => documents::openapi(&parts, &call.options),
         // Each request of a batch gets its own checks when it runs.
         Resource::Batch => crate::batch::run(state, &parts, body).await,
     }

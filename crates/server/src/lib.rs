@@ -10,7 +10,7 @@
 //! - `batch`: `POST /beta/$batch`, which runs several requests given in one JSON body.
 //! - `connections`: accepting connections up to a limit, and rejecting those past it.
 //! - `context`: the middleware that adds request ids, the request span and Graph error bodies.
-//! - `documents`: the service document and the `$metadata` document.
+//! - `documents`: the service document, the `$metadata` document and the OpenAPI description.
 //! - `error`: the error type every handler returns and its status mapping.
 //! - `grouped`: the JSON of grouped `$apply` results.
 //! - `handlers`: resolves the OData path and runs the operation.
@@ -50,6 +50,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
+
+pub use crate::documents::openapi_json;
 
 use crate::auth::Authenticator;
 use crate::connections::Overflow;

@@ -8,9 +8,9 @@
 //! - one per client within a partner tenant, for every request with a valid token. The client is
 //!   the token's client application (`azp`, else `appid`) or, for a token without either, the
 //!   peer's IP address;
-//! - one per client address, for requests without a valid token: requests to `$metadata`,
-//!   which needs none, and requests rejected before a token was verified (a path or method
-//!   error, or a missing or invalid token). A request from an address whose bucket is empty
+//! - one per client address, for requests without a valid token: requests to `$metadata` and
+//!   `openapi.json`, which need none, and requests rejected before a token was verified (a path
+//!   or method error, or a missing or invalid token). A request from an address whose bucket is empty
 //!   gets `429` before its token is checked, so token guessing from one address is throttled.
 //!   Valid requests never take from this bucket, but are refused with the rest while it is
 //!   empty.

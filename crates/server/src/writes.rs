@@ -15,6 +15,7 @@ use beacon_odata::entity::{Entity, StoredEntity, WriteOptions};
 use beacon_odata::etag::{self, Precondition, TagSet};
 use beacon_odata::model::View;
 use beacon_odata::path;
+use beacon_odata::query::BoundQuery;
 use beacon_store::{Change, StoreError};
 
 use crate::AppState;
@@ -154,6 +155,8 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     require_write(&call.principal)?;
     let preference = preferred_return(&parts.headers);
+    // `$select` is checked before the change, so that an invalid one changes nothing.
+    let bound = call.options.bind(view, bind::now_ticks())?;
 
     // Apply the view's rules, then store.
     let input = read_input(state, parts, body, view).await?;
@@ -179,7 +182,7 @@ pub(crate) async fn create(
             }
             response
         }
-        _ => representation(StatusCode::CREATED, call, view, &stored)?,
+        _ => representation(StatusCode::CREATED, call, view, &bound, &stored)?,
     };
     if let Ok(location) = HeaderValue::from_str(&entity_url) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -200,6 +203,8 @@ pub(crate) async fn update(
     require_write(&call.principal)?;
     let precondition = precondition(&parts.headers)?;
     let preference = preferred_return(&parts.headers);
+    // As in a create, `$select` is checked before the change.
+    let bound = call.options.bind(view, bind::now_ticks())?;
 
     // The whole body is checked before the change reaches the store.
     let input = read_input(state, parts, body, view).await?;
@@ -217,7 +222,9 @@ pub(crate) async fn update(
     tracing::debug!(entity.id = %id, view = %view, method = %parts.method, "updated entity");
 
     let response = match preference {
-        Some(Return::Representation) => representation(StatusCode::OK, call, view, &stored)?,
+        Some(Return::Representation) => {
+            representation(StatusCode::OK, call, view, &bound, &stored)?
+        }
         _ => no_content(&stored),
     };
     Ok(confirm(response, preference))
@@ -250,9 +257,9 @@ fn representation(
     status: StatusCode,
     call: &Call,
     view: View,
+    bound: &BoundQuery,
     stored: &StoredEntity,
 ) -> Result<Response, ApiError> {
-    let bound = call.options.bind(view, bind::now_ticks())?;
     let options = WriteOptions { selection: bound.selection, ..call.write_options };
     let projection = projection(&bound.selected_names);
     entity_response(status, call, options, view, stored, &projection)

@@ -897,6 +897,37 @@ async fn unsupported_query_options_are_rejected_everywhere() {
 }
 
 #[tokio::test]
+async fn invalid_select_on_a_write_changes_nothing() {
+    let fixture = Fixture::start().await;
+    let id = fixture.seed_rows[0]["id"].as_str().unwrap().to_owned();
+
+    // `$select` is checked before the write, whether or not the response has a body.
+    for prefer in ["return=minimal", "return=representation"] {
+        for collection in VIEWS {
+            let writes = [
+                (Method::POST, collection.to_owned(), example(collection)),
+                (Method::PATCH, format!("{collection}/{id}"), json!({"numberOfErrorDevices": 9})),
+                (Method::PUT, format!("{collection}/{id}"), example(collection)),
+            ];
+            for (method, path, body) in writes {
+                let case = format!("{method} {path}?$select=nothing with {prefer}");
+                let response = fixture
+                    .server
+                    .request(method, &format!("{path}?$select=nothing"))
+                    .header("prefer", prefer)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                let message = expect_error(response, 400, "BadRequest", &case).await;
+                assert!(message.contains("$select"), "{case}: message {message}");
+                fixture.assert_unchanged(&case).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn bad_paths_versions_and_methods_are_rejected() {
     let fixture = Fixture::start().await;
     let server = &fixture.server;

@@ -27,6 +27,8 @@ mod isolation;
 mod lifecycle;
 /// Rate limits, URL and header bounds, and the connection limit.
 mod limits;
+/// The OpenAPI description: served as committed, and each operation answering as it says.
+mod openapi;
 /// Server-driven paging and `$top`.
 mod paging;
 /// The OData query options, one behaviour per test.
