@@ -112,6 +112,13 @@ struct ServeArgs {
     #[arg(long, env = "BEACON_DATABASE_URL", value_name = "URL")]
     database: Option<String>,
 
+    /// PEM file of CA certificates that PostgreSQL server certificates may be signed by,
+    /// trusted besides the system's CAs, such as the CA bundle of a managed PostgreSQL
+    /// service. The URL's sslmode decides whether TLS is used: disable, prefer (the default:
+    /// TLS whenever the server offers it) or require.
+    #[arg(long, env = "BEACON_DATABASE_CA_FILE", value_name = "PATH")]
+    database_ca_file: Option<PathBuf>,
+
     /// Maximum number of connections to PostgreSQL, from 1 to 1024. SQLite uses --db-readers.
     #[arg(
         long,
@@ -677,6 +684,12 @@ fn parse_database(database: Option<&str>, data_dir: &Path) -> Database {
 async fn open_store(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
     match parse_database(args.database.as_deref(), data_dir) {
         Database::Sqlite(path) => {
+            if let Some(ca_file) = &args.database_ca_file {
+                tracing::warn!(
+                    ca_file = %ca_file.display(),
+                    "--database-ca-file is ignored, because the SQLite store opens no connections"
+                );
+            }
             let options = SqliteOptions { readers: usize::from(args.db_readers) };
             let opened = tokio::task::spawn_blocking({
                 let path = path.clone();
@@ -690,6 +703,7 @@ async fn open_store(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn
         Database::Postgres(url) => {
             let options = PostgresOptions {
                 pool_size: usize::from(args.db_pool_size),
+                ca_file: args.database_ca_file.clone(),
                 ..PostgresOptions::default()
             };
             let opened = PostgresStore::open(&url, &options).await?;
@@ -697,9 +711,11 @@ async fn open_store(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn
             let config: Option<beacon_store::postgres::Config> = url.parse().ok();
             let hosts = config.as_ref().map(|config| format!("{:?}", config.get_hosts()));
             let name = config.as_ref().and_then(|config| config.get_dbname().map(str::to_owned));
+            let ssl_mode = config.as_ref().map(|config| format!("{:?}", config.get_ssl_mode()));
             tracing::info!(
                 hosts = hosts.as_deref().unwrap_or("?"),
                 database = name.as_deref().unwrap_or("?"),
+                ssl_mode = ssl_mode.as_deref().unwrap_or("?"),
                 pool_size = options.pool_size,
                 "PostgreSQL store opened"
             );

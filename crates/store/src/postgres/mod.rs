@@ -16,6 +16,12 @@
 //! refused before they reach either store. A key with it is not found, and any other text with
 //! it that still arrives fails as [`StoreError::InvalidQuery`].
 //!
+//! Connections use TLS as the URL's `sslmode` sets: never with `disable`, always with
+//! `require`, and with the default `prefer` whenever the server offers it. A connection over
+//! TLS verifies the server's certificate chain against the system's CAs and
+//! [`PostgresOptions::ca_file`], and its host name against the URL's host, and fails when either
+//! check fails, under `prefer` too.
+//!
 //! A read that fails because its connection was lost or because PostgreSQL cancelled it to
 //! resolve a conflict is retried on another connection. A write is retried only where
 //! PostgreSQL reports that it rolled the transaction back; a write whose connection was lost
@@ -24,8 +30,10 @@
 
 mod migrate;
 mod rows;
+mod tls;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -77,6 +85,9 @@ pub struct PostgresOptions {
     pub wait_timeout: Duration,
     /// How long opening a connection may take before failing.
     pub connect_timeout: Duration,
+    /// A PEM file of CA certificates to trust besides the system's, for servers whose
+    /// certificates a private CA signed. It must contain at least one certificate.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for PostgresOptions {
@@ -85,6 +96,7 @@ impl Default for PostgresOptions {
             pool_size: 16,
             wait_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            ca_file: None,
         }
     }
 }
@@ -101,6 +113,30 @@ pub enum OpenError {
     /// The database could not be reached or rejected the connection.
     #[error("cannot connect to PostgreSQL: {0}")]
     Connect(#[source] tokio_postgres::Error),
+    /// The CA file cannot be read.
+    #[error("cannot read the CA file {}: {source}", path.display())]
+    CaFileRead {
+        /// The file as given.
+        path: PathBuf,
+        /// The error from reading it.
+        source: std::io::Error,
+    },
+    /// The CA file contains no certificate, or one that cannot serve as a trusted CA.
+    #[error("the CA file {} is not usable: {reason}", path.display())]
+    CaFileInvalid {
+        /// The file as given.
+        path: PathBuf,
+        /// The reason the content is rejected.
+        reason: String,
+    },
+    /// The TLS handshake failed, most often because the server's certificate is not signed
+    /// by a trusted CA or is not valid for the host name in the URL.
+    #[error(
+        "the TLS handshake with PostgreSQL failed: {0}; the server's certificate must be signed \
+         by a CA that the system or the CA file contains, and be valid for the host name in the \
+         connection URL (sslmode=disable in the URL connects without TLS)"
+    )]
+    Tls(#[source] rustls::Error),
     /// The schema was written by a newer version of Beacon.
     #[error(
         "the PostgreSQL schema has version {found}, newer than version {known} that this build \
@@ -149,11 +185,11 @@ impl PostgresStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
-        );
+        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = match tls::connector(config.get_ssl_mode(), options.ca_file.as_deref())? {
+            Some(tls) => Manager::from_config(config, tls, manager_config),
+            None => Manager::from_config(config, NoTls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(1))
             .runtime(Runtime::Tokio1)
@@ -163,7 +199,10 @@ impl PostgresStore {
             .map_err(|error| OpenError::Pool(error.to_string()))?;
 
         let mut client = pool.get().await.map_err(|error| match error {
-            PoolError::Backend(error) => OpenError::Connect(error),
+            PoolError::Backend(error) => match tls::handshake_error(&error) {
+                Some(tls_error) => OpenError::Tls(tls_error),
+                None => OpenError::Connect(error),
+            },
             other => OpenError::Pool(other.to_string()),
         })?;
         migrate::run(&mut client).await?;

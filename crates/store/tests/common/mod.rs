@@ -2,7 +2,7 @@
 //! cannot be reached.
 //!
 //! The server is at `BEACON_TEST_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/test`). When it cannot be reached, [`schema`] prints
+//! `postgres://postgres@127.0.0.1:5432/test?sslmode=disable`). When it cannot be reached, [`schema`] prints
 //! that the test is skipped and why, and returns `None`, unless `BEACON_REQUIRE_POSTGRES=1`
 //! is set, which makes it fail instead.
 
@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use beacon_store::postgres::{PostgresOptions, PostgresStore};
 
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// Without TLS, because the store verifies certificates whenever it uses TLS, and a local server
+/// usually has a self-signed one, such as Debian's, which is not valid for 127.0.0.1.
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable";
 
 /// A schema created for one test, dropped when the value is dropped, even by a panic.
 #[derive(Debug)]
