@@ -2,7 +2,7 @@
 //!
 //! Servers store their rows in SQLite in their data folder by default. With
 //! `BEACON_TEST_STORE=postgres`, each data folder gets a PostgreSQL schema of its own on the
-//! server at `BEACON_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
+//! server at `BEACON_TEST_POSTGRES_URL` (default [`DEFAULT_POSTGRES_URL`]).
 //! Every server started on that folder uses the schema, so restarts find their rows, and the
 //! schema is dropped with its [`DataFolder`].
 
@@ -204,13 +204,17 @@ impl Drop for DataFolder {
     }
 }
 
+/// The local test server. TLS is off because a local server's certificate is often valid for
+/// `localhost` only, and the store verifies the host name.
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable";
+
 /// Returns the PostgreSQL server's URL when this run's servers use PostgreSQL
 /// (`BEACON_TEST_STORE=postgres`), and `None` when they use SQLite.
 pub fn test_postgres_url() -> Option<String> {
     match std::env::var("BEACON_TEST_STORE").as_deref() {
         Ok("postgres") => Some(
             std::env::var("BEACON_TEST_POSTGRES_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned()),
+                .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned()),
         ),
         Ok("sqlite") | Err(_) => None,
         Ok(other) => panic!("BEACON_TEST_STORE must be sqlite or postgres, not {other:?}"),

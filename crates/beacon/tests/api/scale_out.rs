@@ -7,7 +7,7 @@
 //! acknowledged write.
 //!
 //! They need the PostgreSQL server at `BEACON_TEST_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/test`). When it cannot be reached they print that they
+//! [`DEFAULT_POSTGRES_URL`]). When it cannot be reached they print that they
 //! were skipped and why, unless `BEACON_REQUIRE_POSTGRES=1` makes them fail.
 
 use std::collections::BTreeSet;
@@ -108,7 +108,7 @@ impl Drop for Cluster {
 fn postgres_url_or_skip(test: &str) -> Option<String> {
     let url = test_postgres_url().unwrap_or_else(|| {
         std::env::var("BEACON_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+            .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
     });
     match postgres_execute(&url, "SELECT 1") {
         Ok(()) => Some(url),
