@@ -13,11 +13,13 @@
 //! Operator words ignore case, as OData 4.01 allows (`EQ`, `And`).
 //!
 //! Every error names the character position (counted from 1) and what was expected there.
+//! An [`Expr`] prints as text that parses back to the same tree (see `print`).
 
 mod ast;
 pub(crate) mod cursor;
 mod lexer;
 mod parser;
+mod print;
 
 pub use ast::{BinaryOp, Expr, Literal, Span, UnaryOp};
 pub use parser::{MAX_DEPTH, MAX_LENGTH, parse, parse_prefix};
