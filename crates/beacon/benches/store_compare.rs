@@ -9,7 +9,7 @@
 //! SQLite, …), so drift in the machine's load affects both alike, first through
 //! `beacon_store::Store` without HTTP and then through HTTP to two release servers, one per
 //! store. It prints the medians, the 99th percentiles and the ratio of the PostgreSQL median
-//! to the SQLite median of each profile, and the PostgreSQL plan of each read.
+//! to the SQLite median of each profile, and both stores' plans of each read.
 //! `docs/benchmarks.md` describes the profiles and records a run.
 //!
 //! Options after `--`:

@@ -168,7 +168,7 @@ pub async fn measure(
     let count_plan = explain_count(&large.database(), DEV_PARTNER_TENANT, filter.as_ref())?;
     println!("c. count: plan: {count_plan}");
 
-    println!("d. $apply: the store has no aggregation API yet, so it is timed through HTTP only");
+    println!("d. $apply: timed through HTTP only here, and at the store layer by store_compare");
     under_test.store.close().await;
     Ok(expected)
 }

@@ -1,14 +1,15 @@
 //! The profiles timed through `beacon_store::Store` without HTTP, on an `SqliteStore` and a
-//! `PostgresStore` in alternation, and the PostgreSQL plan of each read.
+//! `PostgresStore` in alternation, and both stores' plans of each read.
 //!
 //! The queries are parsed and bound as the server's handlers do it, so both stores run the
 //! statements that the HTTP profiles run.
 
 use std::cell::Cell;
 use std::future::Future;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure};
+use anyhow::{Context, bail, ensure};
 use beacon_odata::bind::{self, Typed};
 use beacon_odata::body::{self, ReadOptions};
 use beacon_odata::entity::{Entity, Fields};
@@ -17,9 +18,11 @@ use beacon_odata::query::{self, Target};
 use beacon_server::auth::DEV_PARTNER_TENANT;
 use beacon_server::paging::DEFAULT_PAGE_SIZE;
 use beacon_store::postgres::PostgresStore;
-use beacon_store::sql::{self, Postgres, Statements};
+use beacon_store::sql::{self, Dialect, Postgres, Sqlite, Statements};
 use beacon_store::sqlite::{SqliteOptions, SqliteStore};
 use beacon_store::{ApplyQuery, ApplyRows, ListQuery, OrderKey, Param, PartnerTenantId, Store};
+use rusqlite::types::Value as SqliteValue;
+use rusqlite::{Connection, OpenFlags, params_from_iter};
 
 use crate::queries::{count_filter, first_page_query};
 use crate::stats::{Layer, Runs, alternate};
@@ -113,7 +116,14 @@ pub async fn measure(
     record(Profile::Create, samples);
     print_sync_latency("store", sync_before, sync_latency(&stores.sqlite_dir)?);
 
-    print_plans(stores, &opened.partner, &page, &page_ids[0], filter.as_ref(), &apply).await?;
+    let reads = Reads {
+        partner: opened.partner.as_str(),
+        page: &page,
+        id: &page_ids[0],
+        filter: filter.as_ref(),
+        apply: &apply,
+    };
+    print_plans(stores, &reads).await?;
     opened.sqlite.close().await;
     opened.postgres.close().await;
     Ok(Expected { page_ids, platform_count })
@@ -227,31 +237,51 @@ fn example_fields() -> anyhow::Result<Fields> {
     Ok(fields)
 }
 
-/// Prints the SQL and `EXPLAIN (ANALYZE, BUFFERS)` of each read on PostgreSQL.
-async fn print_plans(
-    stores: &Stores<'_>,
-    partner: &PartnerTenantId,
-    page: &ListQuery,
-    id: &str,
-    filter: Option<&Typed>,
-    apply: &ApplyQuery,
-) -> anyhow::Result<()> {
-    let partner = partner.as_str();
-    let (page_texts, page_params) = sql::select_statements(&Postgres, partner, page);
-    let select_one = Statements::new(&Postgres).select_one;
-    let get_params = vec![Param::Text(partner.to_owned()), Param::Text(id.to_owned())];
-    let (count_text, count_params) = sql::count_query(&Postgres, partner, filter);
-    let (apply_text, apply_params) = sql::apply::select_query(&Postgres, partner, apply);
-    let statements = [
-        (Profile::FilteredPage, page_texts[0].clone(), page_params),
-        (Profile::Get, select_one, get_params),
-        (Profile::Count, count_text, count_params),
-        (Profile::Aggregation, apply_text, apply_params),
-    ];
+/// The statements of the read profiles in one SQL dialect, each with its parameters.
+#[derive(Debug)]
+struct Reads<'a> {
+    partner: &'a str,
+    page: &'a ListQuery,
+    id: &'a str,
+    filter: Option<&'a Typed>,
+    apply: &'a ApplyQuery,
+}
 
-    println!("PostgreSQL plans, after the timed runs:");
+impl Reads<'_> {
+    /// Returns the statement that each read profile runs first, in `dialect`.
+    fn statements(&self, dialect: &dyn Dialect) -> Vec<(Profile, String, Vec<Param>)> {
+        let (mut page_texts, page_params) =
+            sql::select_statements(dialect, self.partner, self.page);
+        let get_params =
+            vec![Param::Text(self.partner.to_owned()), Param::Text(self.id.to_owned())];
+        let (count_text, count_params) = sql::count_query(dialect, self.partner, self.filter);
+        let (apply_text, apply_params) =
+            sql::apply::select_query(dialect, self.partner, self.apply);
+        vec![
+            (Profile::FilteredPage, page_texts.swap_remove(0), page_params),
+            (Profile::Get, Statements::new(dialect).select_one, get_params),
+            (Profile::Count, count_text, count_params),
+            (Profile::Aggregation, apply_text, apply_params),
+        ]
+    }
+}
+
+/// Prints the SQL of each read with SQLite's `EXPLAIN QUERY PLAN` and PostgreSQL's
+/// `EXPLAIN (ANALYZE, BUFFERS)`.
+async fn print_plans(stores: &Stores<'_>, reads: &Reads<'_>) -> anyhow::Result<()> {
+    println!("SQLite plans:");
+    let database = stores.sqlite_database();
+    for (profile, text, params) in reads.statements(&Sqlite) {
+        let plan = explain_sqlite(&database, &text, params.clone())?;
+        println!(
+            "\n{}: {text}\n    -- parameters: {params:?}\n    -- plan: {plan}",
+            profile.name()
+        );
+    }
+
+    println!("\nPostgreSQL plans, after the timed runs:");
     let client = stores.schema.client().await?;
-    for (profile, text, params) in statements {
+    for (profile, text, params) in reads.statements(&Postgres) {
         let plan = postgres::explain_analyze(&client, &text, &params).await?;
         println!("\n{}: {text}\n    -- parameters: {params:?}", profile.name());
         for line in plan.lines() {
@@ -259,6 +289,25 @@ async fn print_plans(
         }
     }
     Ok(())
+}
+
+/// Returns the `EXPLAIN QUERY PLAN` details of `text` on the SQLite database, joined with `; `.
+fn explain_sqlite(database: &Path, text: &str, params: Vec<Param>) -> anyhow::Result<String> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(database, flags)
+        .with_context(|| format!("cannot open {}", database.display()))?;
+    beacon_store::sqlite::functions::register(&connection)?;
+
+    let mut statement = connection.prepare(&format!("EXPLAIN QUERY PLAN {text}"))?;
+    let values = params.into_iter().map(|param| match param {
+        Param::Null => SqliteValue::Null,
+        Param::Integer(value) => SqliteValue::Integer(value),
+        Param::Text(text) => SqliteValue::Text(text),
+    });
+    let details = statement
+        .query_map(params_from_iter(values), |row| row.get::<_, String>(3))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(details.join("; "))
 }
 
 /// Builds the store query of the first page of the collection query string `raw`, whose
