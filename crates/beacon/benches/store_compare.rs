@@ -15,8 +15,9 @@
 //! Options after `--`:
 //!
 //! - `--quick`: the smaller mode.
-//! - `--postgres URL`: the PostgreSQL database to create the schema in; the default is
-//!   `BEACON_BENCH_POSTGRES_URL` or else `postgres://postgres@127.0.0.1:5432/test`.
+//! - `--postgres URL`: the PostgreSQL database to create the schema in. The default is
+//!   `BEACON_BENCH_POSTGRES_URL` or else
+//!   `postgres://postgres@127.0.0.1:5432/test?sslmode=disable`.
 //! - `--keep-data`: keep the data folders and the schema and print where they are.
 //!
 //! It is not a test: run without `--bench` (as `cargo test --benches` would), it only prints
@@ -57,7 +58,8 @@ use server::{Server, encode_query};
 use stats::{Layer, Runs, millis, percentile};
 
 /// The database that the schema is created in unless `--postgres` or the variable names one.
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// The local test server's certificate is not valid for 127.0.0.1, so TLS is off.
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable";
 
 /// The number of synced writes that [`sync_latency`] times.
 const SYNC_PROBES: usize = 20;

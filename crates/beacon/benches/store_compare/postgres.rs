@@ -80,6 +80,9 @@ impl BenchSchema {
     }
 }
 
+/// Opens a connection of the benchmark's own, for the schema, the `COPY` and `EXPLAIN`.
+// NOTE: these connections never use TLS, so a URL with `sslmode=require` fails here, although
+// the store and the server would connect with it.
 async fn connect(url: &str) -> anyhow::Result<Client> {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
