@@ -19,11 +19,19 @@
 //! It is not a test: run without `--bench` (as `cargo test --benches` would), it only prints
 //! how to run it.
 
+// dataset and server are shared with store_compare, which uses the parts that this
+// benchmark does not.
 #[path = "query_scale/dataset.rs"]
+#[allow(dead_code)]
 mod dataset;
 #[path = "query_scale/http_level.rs"]
 mod http_level;
+#[path = "query_scale/machine.rs"]
+mod machine;
+#[path = "query_scale/queries.rs"]
+mod queries;
 #[path = "query_scale/server.rs"]
+#[allow(dead_code)]
 mod server;
 #[path = "query_scale/stats.rs"]
 mod stats;
@@ -37,6 +45,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use beacon_server::auth::DEV_PARTNER_TENANT;
 use dataset::{LoadReport, Shape};
+use machine::{load_average, machine_summary};
 use server::{Server, encode_query};
 use stats::{Layer, Measurement, Ratio, Runs};
 
@@ -274,32 +283,4 @@ fn ratios(plan: &Plan, measurements: &[Measurement]) -> Vec<Ratio> {
         }
     }
     ratios
-}
-
-/// Returns the 1, 5 and 15-minute load averages, which show whether other work shared the
-/// machine during the run.
-fn load_average() -> String {
-    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let averages: Vec<&str> = text.split_whitespace().take(3).collect();
-    if averages.len() == 3 { averages.join(" ") } else { "unknown".to_owned() }
-}
-
-/// Describes the machine: logical CPUs, CPU model and memory.
-fn machine_summary() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|line| line.starts_with("model name"))
-        .and_then(|line| line.split_once(':'))
-        .map_or("unknown CPU", |(_, model)| model.trim())
-        .to_owned();
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let memory_kib: u64 = meminfo
-        .lines()
-        .find_map(|line| line.strip_prefix("MemTotal:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or(0);
-    format!("{cpus} logical CPUs, {model}, {} GiB memory", memory_kib / (1024 * 1024))
 }

@@ -4,11 +4,15 @@
 
 mod common;
 
+use beacon_odata::bind;
+use beacon_odata::entity::{Entity, Fields, Value};
+use beacon_odata::filter;
+use beacon_odata::model::{Property, View};
 use beacon_store::postgres::{
     MIGRATIONS, NUL_MESSAGE, OpenError, PostgresOptions, PostgresStore, QUERY_ERROR,
 };
 use beacon_store::sqlite::functions;
-use beacon_store::{PartnerTenantId, Store};
+use beacon_store::{ListQuery, ListedEntity, OrderKey, PartnerTenantId, Store};
 use rusqlite::types::ValueRef;
 
 #[tokio::test]
@@ -323,4 +327,61 @@ async fn text_with_nul_is_an_invalid_query() {
 
     // Query literals never reach the store with U+0000: the parser refuses them for both.
     assert!(beacon_odata::filter::parse("tenantId eq 'x\0'").is_err());
+}
+
+#[tokio::test]
+async fn first_page_runs_without_a_transaction() {
+    let Some(schema) = common::schema("postgres::first_page_runs_without_a_transaction").await
+    else {
+        return;
+    };
+    // One connection with a name of its own, whose last statement pg_stat_activity shows.
+    let application = format!("beacon_page_{}", uuid::Uuid::new_v4().simple());
+    let mut config = schema.config();
+    config.application_name(&application);
+    let options = PostgresOptions { pool_size: 1, ..Default::default() };
+    let store = PostgresStore::connect(config, &options).await.unwrap();
+    let partner = PartnerTenantId::new("p");
+    let errors = Property::NumberOfErrorDevices.field_index().unwrap();
+    for (id, count) in [("a", Some(2)), ("b", Some(1)), ("c", None)] {
+        let mut fields: Fields = Default::default();
+        fields[errors] = count.map(Value::Int64);
+        store.create(&partner, Entity { id: id.into(), fields }).await.unwrap();
+    }
+    let expr =
+        bind::value(&filter::parse("numberOfErrorDevices").unwrap(), View::Graph, 0).unwrap();
+    let first = ListQuery {
+        order: vec![OrderKey { expr, descending: true }],
+        limit: 2,
+        ..Default::default()
+    };
+    let client = schema.client().await;
+
+    let page = store.list(&partner, first.clone()).await.unwrap();
+    assert_eq!(ids(&page), ["a", "b"]);
+    let last = last_statement(&client, &application).await;
+    assert!(last.starts_with("SELECT "), "the first page's last statement is {last}");
+
+    // A resumed descending page reads the rest of its value, then lower values, then nulls,
+    // each with its own statement, in one transaction.
+    let resumed = ListQuery { after: Some(page[1].cursor.clone()), ..first };
+    let page = store.list(&partner, resumed).await.unwrap();
+    assert_eq!(ids(&page), ["c"]);
+    assert_eq!(last_statement(&client, &application).await, "COMMIT");
+}
+
+fn ids(page: &[ListedEntity]) -> Vec<&str> {
+    page.iter().map(|row| row.stored.entity.id.as_str()).collect()
+}
+
+/// Returns the text of the last statement of the connection named `application`.
+async fn last_statement(client: &tokio_postgres::Client, application: &str) -> String {
+    client
+        .query_one(
+            "SELECT query FROM pg_stat_activity WHERE application_name = $1",
+            &[&application],
+        )
+        .await
+        .unwrap()
+        .get(0)
 }

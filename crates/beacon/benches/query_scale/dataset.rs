@@ -4,7 +4,8 @@
 //! to the development partner that `beacon token` uses by default. Rows are inserted straight
 //! into SQLite, with the store's own `INSERT` text, in large transactions with
 //! `synchronous=OFF`, which is far faster than creating them through the API. The schema and
-//! its indexes were created beforehand by the server's migrations.
+//! its indexes were created beforehand by the server's migrations. [`Rows`] yields the same
+//! rows to other loaders, such as the PostgreSQL `COPY` of the `store_compare` benchmark.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -70,13 +71,74 @@ pub fn tenant_id(index: usize) -> String {
     guid(mix(0x7e4a_11c3_0000_0000 ^ index as u64), mix(index as u64 ^ 0x5151))
 }
 
+/// The generated rows of one data set, in key order, each as the values of an insert: the
+/// partner, then the columns of [`entity_columns`].
+#[derive(Debug)]
+pub struct Rows {
+    partner: String,
+    shape: Shape,
+    columns: Vec<&'static str>,
+    random: SplitMix64,
+    ids: std::vec::IntoIter<String>,
+    next_index: usize,
+}
+
+impl Rows {
+    /// Starts generating the rows of `shape` for `partner`.
+    pub fn new(partner: &str, shape: Shape) -> anyhow::Result<Rows> {
+        if shape.tenants == 0 || !shape.rows.is_multiple_of(shape.tenants) {
+            bail!("{} rows do not split evenly over {} tenants", shape.rows, shape.tenants);
+        }
+
+        // Keys in ascending order append to the table's B-tree instead of splitting pages
+        // everywhere; the secondary indexes still receive their keys in random order.
+        let mut random = SplitMix64::new(0x0bea_c0de);
+        let mut ids: Vec<String> = (0..shape.rows).map(|_| random.guid()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != shape.rows {
+            bail!("the generated ids collided; change the seed");
+        }
+        Ok(Rows {
+            partner: partner.to_owned(),
+            shape,
+            columns: entity_columns(),
+            random,
+            ids: ids.into_iter(),
+            next_index: 0,
+        })
+    }
+
+    /// Returns the column names of the values after the partner.
+    pub fn columns(&self) -> &[&'static str] {
+        &self.columns
+    }
+}
+
+impl Iterator for Rows {
+    type Item = anyhow::Result<Vec<Value>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let id = self.ids.next()?;
+        let row = generate_row(&mut self.random, self.next_index, &id, self.shape);
+        self.next_index += 1;
+        let mut values = Vec::with_capacity(self.columns.len() + 1);
+        values.push(Value::Text(self.partner.clone()));
+        for column in &self.columns {
+            match row.value(column) {
+                Ok(value) => values.push(value),
+                Err(error) => return Some(Err(error)),
+            }
+        }
+        Some(Ok(values))
+    }
+}
+
 /// Inserts `shape.rows` generated rows for `partner` into the Beacon database at `database`,
 /// which must already have Beacon's schema and no server using it.
 pub fn load(database: &Path, partner: &str, shape: Shape) -> anyhow::Result<LoadReport> {
-    if shape.tenants == 0 || !shape.rows.is_multiple_of(shape.tenants) {
-        bail!("{} rows do not split evenly over {} tenants", shape.rows, shape.tenants);
-    }
     let started = Instant::now();
+    let mut rows = Rows::new(partner, shape)?;
     let mut connection = Connection::open(database)
         .with_context(|| format!("cannot open the database {}", database.display()))?;
 
@@ -84,35 +146,13 @@ pub fn load(database: &Path, partner: &str, shape: Shape) -> anyhow::Result<Load
     connection.pragma_update(None, "synchronous", "OFF")?;
     connection.pragma_update(None, "cache_size", -262_144)?;
 
-    // Keys in ascending order append to the table's B-tree instead of splitting pages
-    // everywhere; the secondary indexes still receive their keys in random order.
-    let mut random = SplitMix64::new(0x0bea_c0de);
-    let mut ids: Vec<String> = (0..shape.rows).map(|_| random.guid()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    if ids.len() != shape.rows {
-        bail!("the generated ids collided; change the seed");
-    }
-
-    let columns = entity_columns();
     let insert = Statements::new(&Sqlite).insert;
-    for (chunk_index, chunk_ids) in ids.chunks(ROWS_PER_TRANSACTION).enumerate() {
+    for _ in 0..shape.rows.div_ceil(ROWS_PER_TRANSACTION) {
         let transaction = connection.transaction()?;
         {
             let mut statement = transaction.prepare_cached(&insert)?;
-            for (offset, id) in chunk_ids.iter().enumerate() {
-                let row = generate_row(
-                    &mut random,
-                    chunk_index * ROWS_PER_TRANSACTION + offset,
-                    id,
-                    shape,
-                );
-                let mut values = Vec::with_capacity(columns.len() + 1);
-                values.push(Value::Text(partner.to_owned()));
-                for column in &columns {
-                    values.push(row.value(column)?);
-                }
-                statement.execute(params_from_iter(values))?;
+            for values in rows.by_ref().take(ROWS_PER_TRANSACTION) {
+                statement.execute(params_from_iter(values?))?;
             }
         }
         transaction.commit()?;
@@ -223,6 +263,7 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// The SplitMix64 generator: small, fast and good enough for test data.
+#[derive(Debug)]
 struct SplitMix64(u64);
 
 impl SplitMix64 {

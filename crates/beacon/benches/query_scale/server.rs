@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use beacon_server::auth::READ_PERMISSION;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// The Graph view's collection path below the service root.
@@ -37,11 +38,23 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `beacon serve` on `data_dir` and waits until it listens.
+    /// Starts `beacon serve` on `data_dir` and its SQLite database, and waits until it listens.
     pub fn start(data_dir: &Path) -> anyhow::Result<Server> {
-        let mut child = Command::new(beacon_binary())
+        Server::start_on(data_dir, None)
+    }
+
+    /// Starts `beacon serve` on `data_dir`, which contains the signing key, with the store
+    /// that `database` selects (`--database`, SQLite in the data folder without it), and
+    /// waits until it listens.
+    pub fn start_on(data_dir: &Path, database: Option<&str>) -> anyhow::Result<Server> {
+        let mut command = Command::new(beacon_binary());
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--shutdown-timeout", "5s", "--data-dir"])
-            .arg(data_dir)
+            .arg(data_dir);
+        if let Some(database) = database {
+            command.args(["--database", database]);
+        }
+        let mut child = command
             .env("RUST_LOG", "info")
             // The benchmark measures queries, and sends them faster than the rate limits allow.
             .env("BEACON_RATE_LIMIT", "0")
@@ -92,6 +105,11 @@ impl Server {
         }
     }
 
+    /// Returns the URL of the entity with key `id`, which must need no percent-encoding.
+    pub fn entity_url(&self, id: &str) -> String {
+        format!("{}/{COLLECTION}/{id}", self.base)
+    }
+
     /// Returns the `/$count` URL with `query` (already percent-encoded) appended.
     pub fn count_url(&self, query: &str) -> String {
         format!("{}/{COLLECTION}/$count?{query}", self.base)
@@ -127,8 +145,13 @@ impl Drop for Server {
 
 /// Mints a read-only token for the development partner with `beacon token`.
 pub fn mint_token(data_dir: &Path) -> anyhow::Result<String> {
+    mint_token_with_scope(data_dir, READ_PERMISSION)
+}
+
+/// Mints a token with the permission `scope` for the development partner with `beacon token`.
+pub fn mint_token_with_scope(data_dir: &Path, scope: &str) -> anyhow::Result<String> {
     let output = Command::new(beacon_binary())
-        .args(["token", "--expires-in", "12h", "--scope", "DeviceManagementConfiguration.Read.All"])
+        .args(["token", "--expires-in", "12h", "--scope", scope])
         .arg("--data-dir")
         .arg(data_dir)
         .output()
@@ -194,6 +217,17 @@ impl Client {
         let response = request.send().await.with_context(|| format!("GET {url} failed"))?;
         let status = response.status().as_u16();
         let body = response.bytes().await.with_context(|| format!("GET {url}: body failed"))?;
+        Ok(Timed { elapsed: started.elapsed(), status, body: body.to_vec() })
+    }
+
+    /// Sends `POST url` with the JSON `body` and times it until the response body has been
+    /// read.
+    pub async fn post_json(&self, url: &str, body: &serde_json::Value) -> anyhow::Result<Timed> {
+        let request = self.http.post(url).bearer_auth(&self.token).json(body);
+        let started = Instant::now();
+        let response = request.send().await.with_context(|| format!("POST {url} failed"))?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.with_context(|| format!("POST {url}: body failed"))?;
         Ok(Timed { elapsed: started.elapsed(), status, body: body.to_vec() })
     }
 }

@@ -75,7 +75,7 @@ where
 /// The layer through which a case is timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layer {
-    /// Through `beacon_store::Store` on an opened `SqliteStore`, without HTTP.
+    /// Through `beacon_store::Store` on an opened store, without HTTP.
     Store,
     /// Through HTTP to the release server on loopback, with keep-alive.
     Http,
