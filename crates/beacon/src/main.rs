@@ -21,9 +21,10 @@ use beacon_server::auth::{
     create_private_dir, normalize_guid,
 };
 use beacon_server::limits::RequestLimits;
+use beacon_server::monitoring::{Metrics, MetricsEndpoint};
 use beacon_server::paging::SkiptokenKey;
 use beacon_server::rate_limit::{RateLimit, RateLimiter, RateLimits};
-use beacon_server::{AppState, ServeLimits, app, serve};
+use beacon_server::{AppState, ServeLimits, app, metrics_app, serve};
 use beacon_store::Store;
 use beacon_store::postgres::{PostgresOptions, PostgresStore};
 use beacon_store::sqlite::{SqliteOptions, SqliteStore};
@@ -93,6 +94,12 @@ struct ServeArgs {
     /// free port.
     #[arg(long, env = "BEACON_LISTEN", default_value = "127.0.0.1:8080", value_name = "ADDR")]
     listen: SocketAddr,
+
+    /// IP address and port of a separate listener for GET /metrics, such as 127.0.0.1:9090;
+    /// port 0 picks a free port. With it, /metrics on the main listener gets the error of any
+    /// path outside /beta. [default: /metrics on the main listener]
+    #[arg(long, env = "BEACON_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
 
     #[command(flatten)]
     storage: StorageArgs,
@@ -488,6 +495,8 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
+    // Before the store opens, so that what it records at start is kept.
+    let metrics = Metrics::install().context("cannot install the metrics recorder")?;
     let public_url = args.public_url.as_deref().map(check_public_url).transpose()?;
     if args.header_read_timeout.is_zero()
         || args.write_timeout.is_zero()
@@ -531,7 +540,7 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
         max_headers: usize::from(args.max_headers),
         request_timeout: args.request_timeout,
     };
-    let state = AppState {
+    let mut state = AppState {
         store: Arc::clone(&store),
         verifier: Arc::new(authenticator),
         skiptoken_key: SkiptokenKey::new(key.paging_secret()),
@@ -542,15 +551,9 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
             partner: RateLimit { per_second: args.rate_limit, burst: args.rate_burst },
             client: RateLimit { per_second: args.client_rate_limit, burst: args.client_rate_burst },
         })),
+        metrics: None,
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let address = listener.local_addr().context("cannot read the listening address")?;
-    let shutdown = shutdown_signal();
-    tracing::info!(%address, "listening on http://{address}");
-
-    // Serve until a signal, let requests in flight finish, then let queued writes commit.
+    let metrics = MetricsEndpoint { metrics, store: Arc::clone(&store) };
     let limits = ServeLimits {
         header_read_timeout: args.header_read_timeout,
         write_timeout: args.write_timeout,
@@ -558,7 +561,53 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections as usize,
         parser: request_limits.parser_limits(),
     };
+
+    // Bind every listener before reporting any, so that a taken port stops the start.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr().context("cannot read the listening address")?;
+    let metrics_listener = match args.metrics_listen {
+        Some(metrics_address) => Some(
+            tokio::net::TcpListener::bind(metrics_address)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {metrics_address}"))?,
+        ),
+        None => None,
+    };
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    let signal = shutdown_signal();
+    let shutdown = async move {
+        signal.await;
+        let _ = stopping.send(true);
+    };
+
+    // The metrics listener stops together with the main one.
+    let metrics_server = match metrics_listener {
+        Some(metrics_listener) => {
+            let metrics_address =
+                metrics_listener.local_addr().context("cannot read the metrics address")?;
+            tracing::info!(%metrics_address, "serving metrics at http://{metrics_address}/metrics");
+            let mut stopped = stopped.clone();
+            let stop = async move {
+                let _ = stopped.wait_for(|stopping| *stopping).await;
+            };
+            Some(tokio::spawn(serve(metrics_listener, metrics_app(metrics), stop, limits)))
+        }
+        None => {
+            state.metrics = Some(metrics);
+            None
+        }
+    };
+    tracing::info!(%address, "listening on http://{address}");
+
+    // Serve until a signal, let requests in flight finish, then let queued writes commit.
     serve(listener, app(state), shutdown, limits).await;
+    if let Some(metrics_server) = metrics_server
+        && let Err(error) = metrics_server.await
+    {
+        tracing::error!(error.message = %error, "the metrics listener failed");
+    }
     tracing::info!("closing the store");
     store.close().await;
     tracing::info!("stopped");

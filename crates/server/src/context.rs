@@ -6,7 +6,8 @@
 //! - runs the request inside a `request` span carrying those ids,
 //! - writes the Graph error body for every status of 400 or above, from the handler's
 //!   [`ErrorReport`] or, for responses no handler produced, from the status alone,
-//! - logs internal causes once and every request's outcome,
+//! - logs internal causes once and every request's outcome, and records it in the request
+//!   metrics (see `monitoring`),
 //! - closes an HTTP/1 connection after an error to a request with a body, which the handler
 //!   may not have read to the end.
 //!
@@ -25,6 +26,7 @@ use beacon_odata::error::{ErrorDetail, ErrorDocument, InnerError};
 use tracing::Instrument;
 
 use crate::error::{ApiError, ErrorReport};
+use crate::monitoring;
 
 /// The `Content-Type` of every JSON response.
 pub(crate) const JSON_CONTENT_TYPE: &str = "application/json;odata.metadata=minimal";
@@ -40,7 +42,7 @@ pub(crate) async fn request_context(mut request: Request, next: Next) -> Respons
         method = %request.method(),
         path = %request.uri().path(),
         request_id = %ids.request_id,
-        client_request_id = ?ids.client_request_id,
+        client_request_id = %ids.client_request_id,
     );
 
     // An error may leave part of the body unread, so such a connection cannot carry another
@@ -54,10 +56,11 @@ pub(crate) async fn request_context(mut request: Request, next: Next) -> Respons
 
     // `$batch` reads these ids to give the requests inside a batch the batch's request id.
     request.extensions_mut().insert(ids.clone());
+    let method = request.method().clone();
 
     async move {
         let started = Instant::now();
-        let mut response = next.run(request).await;
+        let (mut response, route) = monitoring::track_route(next.run(request)).await;
 
         let status = response.status();
         let is_error = complete_response(&mut response, &ids);
@@ -65,9 +68,12 @@ pub(crate) async fn request_context(mut request: Request, next: Next) -> Respons
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
 
+        let elapsed = started.elapsed();
+        monitoring::record_request(route, &method, status, elapsed);
         tracing::info!(
             status = status.as_u16(),
-            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            route = route.name(),
+            elapsed_ms = elapsed.as_secs_f64() * 1000.0,
             "request finished"
         );
         response
@@ -121,7 +127,8 @@ pub(crate) fn complete_response(response: &mut Response, ids: &RequestIds) -> bo
         if let Some(cause) = &report.cause {
             tracing::error!(error.message = %cause, error.cause_chain = ?cause, "request failed");
         } else {
-            tracing::debug!(code = report.code, message = %report.message, "request rejected");
+            // Not `message`, which is the event's own message field.
+            tracing::debug!(code = report.code, error.message = %report.message, "request rejected");
         }
         let body = error_body(&report, &ids.request_id, &ids.client_request_id);
         *response.body_mut() = Body::from(body);

@@ -267,7 +267,9 @@ impl From<StoreError> for ApiError {
             StoreError::PreconditionFailed => ApiError::PreconditionFailed(
                 "The entity's version does not satisfy the request's precondition.".to_owned(),
             ),
-            StoreError::Busy | StoreError::ShuttingDown => ApiError::Unavailable,
+            StoreError::Busy | StoreError::ShuttingDown | StoreError::SchemaMismatch { .. } => {
+                ApiError::Unavailable
+            }
             StoreError::Full => ApiError::InsufficientStorage,
             StoreError::InvalidQuery(message) => ApiError::BadRequest(format!(
                 "Evaluating the query on the stored data failed. {message}"

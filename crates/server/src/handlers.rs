@@ -28,11 +28,13 @@ use crate::auth::{Principal, READ_PERMISSION, READ_WRITE_PERMISSION};
 use crate::context::JSON_CONTENT_TYPE;
 use crate::error::ApiError;
 use crate::grouped::GroupedDocument;
+use crate::monitoring::{self, Route};
 use crate::paging::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Position};
 use crate::{AppState, MAX_BODY_BYTES, documents, rate_limit, writes};
 
 /// `GET /healthz`: whether the process is up. Needs no token.
 pub(crate) async fn healthz() -> Response {
+    monitoring::set_route(Route::Healthz);
     ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#).into_response()
 }
 
@@ -48,12 +50,17 @@ pub(crate) fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }
 
-/// Serves every path that no fixed route matches.
+/// Serves every path that no fixed route matches, and names its route for the metrics.
 pub(crate) async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
-    match route(&state, request).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    }
+    let (parts, body) = request.into_parts();
+    let outcome = match resolve(&state, &parts) {
+        Ok(resource) => {
+            monitoring::set_route(Route::of(&resource));
+            run(&state, parts, body, resource).await
+        }
+        Err(error) => Err(error),
+    };
+    outcome.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Per-request values that every operation handler uses.
@@ -84,23 +91,42 @@ fn allowed_methods(resource: &Resource) -> &'static str {
 /// `$batch` runs each request inside a batch through here as well.
 pub(crate) async fn route(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
+    let resource = resolve(state, &parts)?;
+    run(state, parts, body, resource).await
+}
 
-    // A request that fails before its token is verified counts against its client address,
-    // and gets `429` in place of its error once that bucket is empty, which throttles an
-    // address that guesses tokens.
-    let limiter = &state.rate_limiter;
+/// Returns the error of a request that failed before its token was verified. Such a request
+/// counts against its client address, and gets `429` in place of its error once that bucket
+/// is empty, which throttles an address that guesses tokens.
+fn unverified(state: &AppState, parts: &Parts, error: ApiError) -> ApiError {
     let address = rate_limit::peer_address(&parts.extensions);
-    let unverified = |error: ApiError| match limiter.charge_address(address) {
+    match state.rate_limiter.charge_address(address) {
         Ok(()) => error,
         Err(limited) => limited,
-    };
+    }
+}
 
-    // Resolve the path and check the method before anything else is read.
-    let resource = path::parse(parts.uri.path()).map_err(|error| unverified(error.into()))?;
+/// Resolves the resource that a request's path addresses, before anything else is read.
+fn resolve(state: &AppState, parts: &Parts) -> Result<Resource, ApiError> {
+    path::parse(parts.uri.path()).map_err(|error| unverified(state, parts, error.into()))
+}
+
+/// Runs a request whose path resolved to `resource`: checks its method and token, and runs
+/// the operation.
+async fn run(
+    state: &AppState,
+    parts: Parts,
+    body: Body,
+    resource: Resource,
+) -> Result<Response, ApiError> {
+    let limiter = &state.rate_limiter;
+    let address = rate_limit::peer_address(&parts.extensions);
+
+    // Check the method before anything else is read.
     let allow = allowed_methods(&resource);
     if !allow.split(", ").any(|method| method == parts.method.as_str()) {
         let method = parts.method.to_string();
-        return Err(unverified(ApiError::MethodNotAllowed { method, allow }));
+        return Err(unverified(state, &parts, ApiError::MethodNotAllowed { method, allow }));
     }
     let is_read = parts.method == Method::GET || parts.method == Method::HEAD;
 
@@ -116,7 +142,9 @@ pub(crate) async fn route(state: &AppState, request: Request) -> Result<Response
     }
 
     // Then the caller, the query options, and what the caller accepts.
-    let principal = authenticate(state, &parts.headers).await.map_err(unverified)?;
+    let principal = authenticate(state, &parts.headers)
+        .await
+        .map_err(|error| unverified(state, &parts, error))?;
     limiter.charge_caller(&principal.partner, principal.client.clone(), address)?;
     let target = match resource {
         Resource::Collection(_) if is_read => Target::Collection,

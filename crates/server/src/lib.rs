@@ -15,6 +15,8 @@
 //! - `grouped`: the JSON of grouped `$apply` results.
 //! - `handlers`: resolves the OData path and runs the operation.
 //! - [`limits`]: bounds on each request's URL, headers and handling time.
+//! - [`monitoring`]: Prometheus metrics of requests at `/metrics`, and the readiness probe
+//!   `/readyz`.
 //! - `stalled`: the write deadline that closes connections whose client reads nothing.
 //! - `paging`: server-driven paging with `$skiptoken` and `@odata.nextLink`.
 //! - [`rate_limit`]: token buckets per partner tenant, client and client address.
@@ -29,6 +31,7 @@ mod error;
 mod grouped;
 mod handlers;
 pub mod limits;
+pub mod monitoring;
 pub mod paging;
 pub mod rate_limit;
 mod stalled;
@@ -56,6 +59,7 @@ pub use crate::documents::openapi_json;
 use crate::auth::Authenticator;
 use crate::connections::Overflow;
 use crate::limits::{EnforcedLimits, ParserLimits, RequestLimits};
+use crate::monitoring::MetricsEndpoint;
 use crate::rate_limit::RateLimiter;
 use crate::stalled::WriteDeadline;
 
@@ -80,6 +84,9 @@ pub struct AppState {
     pub limits: RequestLimits,
     /// The request rate limits of this process.
     pub rate_limiter: Arc<RateLimiter>,
+    /// The metrics that `GET /metrics` serves on this listener, or `None` to leave `/metrics`
+    /// out, as when [`metrics_app`] serves it on a listener of its own.
+    pub metrics: Option<MetricsEndpoint>,
 }
 
 /// Builds the application: every route, with the request-context, request-limit and panic
@@ -87,12 +94,27 @@ pub struct AppState {
 pub fn app(state: AppState) -> Router {
     let enforced =
         EnforcedLimits { request: state.limits, body_read_timeout: state.body_read_timeout };
-    Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(monitoring::readyz));
+    if let Some(endpoint) = state.metrics.clone() {
+        router = router.route("/metrics", get(monitoring::render_metrics).with_state(endpoint));
+    }
+    router
         .fallback(handlers::dispatch)
         .with_state(state)
         .layer(CatchPanicLayer::custom(handlers::panic_response))
         .layer(axum::middleware::from_fn_with_state(enforced, limits::enforce))
+        .layer(axum::middleware::from_fn(context::request_context))
+}
+
+/// Builds the application of a listener that serves only `GET /metrics`. Every other path
+/// gets `404` in the Graph error shape.
+pub fn metrics_app(endpoint: MetricsEndpoint) -> Router {
+    Router::new()
+        .route("/metrics", get(monitoring::render_metrics))
+        .with_state(endpoint)
+        .layer(CatchPanicLayer::custom(handlers::panic_response))
         .layer(axum::middleware::from_fn(context::request_context))
 }
 

@@ -13,6 +13,8 @@
 //!   and a pool of read connections, both off the async runtime's worker threads.
 //! - [`postgres`]: the PostgreSQL store, for several servers sharing one database: a pool of
 //!   connections, row locks for conditional writes, and the same SQL in the PostgreSQL dialect.
+//! - [`telemetry`]: the metrics both stores record through the `metrics` facade: operation
+//!   durations, SQLite's group commits and write queue, connections, and rows stored.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -33,6 +35,7 @@ pub use sql::compile::{OrderKey, Param};
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
+pub mod telemetry;
 
 /// The partner (managing) tenant whose data an operation may see.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -157,6 +160,16 @@ pub enum StoreError {
     /// The store is shutting down and takes no more work; becomes `503`.
     #[error("the store is shutting down")]
     ShuttingDown,
+    /// The schema's recorded version is not the one this build migrated it to: the migration
+    /// record is gone, or a newer Beacon has migrated the schema further. Only
+    /// [`Store::check_ready`] checks it; becomes `503`.
+    #[error("the database schema has version {found}, but this server runs version {expected}")]
+    SchemaMismatch {
+        /// The highest version recorded in `schema_migrations`, 0 when none is.
+        found: i64,
+        /// The newest version of this build's migrations.
+        expected: i64,
+    },
     /// A query could not be evaluated for a reason the client controls, such as an overflow
     /// in its arithmetic or an invalid pattern; becomes `400` with this message.
     #[error("{0}")]
@@ -164,6 +177,15 @@ pub enum StoreError {
     /// Any other failure of the database or its driver; becomes `500` and is logged.
     #[error("the database failed")]
     Internal(#[source] Arc<dyn StdError + Send + Sync>),
+}
+
+/// Checks a schema version read from `schema_migrations` against the newest of `migrations`.
+fn check_schema_version(found: i64, migrations: &[(i64, &str, &str)]) -> Result<(), StoreError> {
+    let expected = migrations.last().map_or(0, |(version, _, _)| *version);
+    match found == expected {
+        true => Ok(()),
+        false => Err(StoreError::SchemaMismatch { found, expected }),
+    }
 }
 
 /// Returns the version of a newly created entity: a random number from 1 to 2^62, far from
@@ -247,6 +269,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         plan: Plan,
         filter: Option<Typed>,
     ) -> Result<u64, StoreError>;
+
+    /// Checks that the store can serve: the database completes a query, its schema is at the
+    /// version this build migrated it to ([`StoreError::SchemaMismatch`] otherwise), and the
+    /// store is not closed ([`StoreError::ShuttingDown`]). The SQLite store opens a connection
+    /// of its own for the check, so that it does not wait behind long reads. The PostgreSQL
+    /// store takes one from its pool.
+    async fn check_ready(&self) -> Result<(), StoreError>;
+
+    /// Sets the store's gauges in the `metrics` recorder: connections, waiting writes and rows
+    /// stored. The server calls it before each rendering of the metrics, so that values which
+    /// are costly to keep current are read only when someone looks.
+    async fn update_gauges(&self);
 
     /// Finishes the writes already accepted and stops taking new ones.
     async fn close(&self);

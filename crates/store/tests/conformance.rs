@@ -92,7 +92,88 @@ conformance!(
     groups_sort_nulls_first,
     keys_with_nul_are_not_found,
     closed_store_rejects_writes,
+    open_store_is_ready,
+    closed_store_is_not_ready,
 );
+
+/// Readiness of a store whose schema has lost its migration record, which needs each store's
+/// own access to the database.
+mod readiness {
+    use beacon_store::sqlite::{SqliteOptions, SqliteStore};
+    use beacon_store::{Store, StoreError};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_without_migration_record_is_not_ready() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("beacon.sqlite3");
+        let store = SqliteStore::open(&path, &SqliteOptions::default()).unwrap();
+        store.check_ready().await.unwrap();
+
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection.execute_batch("DELETE FROM schema_migrations").unwrap();
+        drop(connection);
+
+        let error = store.check_ready().await.unwrap_err();
+        assert!(
+            matches!(error, StoreError::SchemaMismatch { found: 0, expected: 2.. }),
+            "{error:?}"
+        );
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_without_its_file_is_not_ready() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("beacon.sqlite3");
+        let store = SqliteStore::open(&path, &SqliteOptions::default()).unwrap();
+
+        std::fs::remove_file(&path).unwrap();
+
+        let error = store.check_ready().await.unwrap_err();
+        assert!(matches!(error, StoreError::Internal(_)), "{error:?}");
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_without_migration_table_is_not_ready() {
+        let Some(schema) =
+            super::common::schema("readiness::postgres_without_migration_table_is_not_ready").await
+        else {
+            return;
+        };
+        let store = schema.store().await;
+        store.check_ready().await.unwrap();
+
+        schema.client().await.batch_execute("DROP TABLE schema_migrations").await.unwrap();
+
+        let error = store.check_ready().await.unwrap_err();
+        assert!(matches!(error, StoreError::Internal(_)), "{error:?}");
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_with_newer_schema_is_not_ready() {
+        let Some(schema) =
+            super::common::schema("readiness::postgres_with_newer_schema_is_not_ready").await
+        else {
+            return;
+        };
+        let store = schema.store().await;
+
+        let client = schema.client().await;
+        client
+            .batch_execute("INSERT INTO schema_migrations (version, name) VALUES (1000, 'future')")
+            .await
+            .unwrap();
+
+        let error = store.check_ready().await.unwrap_err();
+        assert!(
+            matches!(error, StoreError::SchemaMismatch { found: 1000, expected: 3.. }),
+            "{error:?}"
+        );
+        store.close().await;
+    }
+}
 
 mod cases {
     use std::sync::Arc;
@@ -594,6 +675,22 @@ mod cases {
         store.close().await;
 
         let error = store.create(&partner("p"), entity("a")).await.unwrap_err();
+        assert!(matches!(error, StoreError::ShuttingDown), "{error:?}");
+    }
+
+    pub async fn open_store_is_ready(store: Arc<dyn Store>) {
+        store.check_ready().await.unwrap();
+
+        // Writes and reads in between change nothing.
+        store.create(&partner("p"), entity("a")).await.unwrap();
+        store.get(&partner("p"), "a").await.unwrap();
+        store.check_ready().await.unwrap();
+    }
+
+    pub async fn closed_store_is_not_ready(store: Arc<dyn Store>) {
+        store.close().await;
+
+        let error = store.check_ready().await.unwrap_err();
         assert!(matches!(error, StoreError::ShuttingDown), "{error:?}");
     }
 }

@@ -29,6 +29,8 @@ mod isolation;
 mod lifecycle;
 /// Rate limits, URL and header bounds, and the connection limit.
 mod limits;
+/// `/metrics`, `--metrics-listen` and `/readyz`.
+mod observability;
 /// The OpenAPI description: served as committed, and each operation answering as it says.
 mod openapi;
 /// Server-driven paging and `$top`.

@@ -27,6 +27,10 @@
 //! PostgreSQL reports that it rolled the transaction back; a write whose connection was lost
 //! may or may not have committed, so it fails as [`StoreError::Busy`] instead of being applied
 //! twice.
+//!
+//! Other servers write to the same table, so the gauge of rows stored comes from a
+//! `COUNT(*)`, run by [`Store::update_gauges`] when the last count is older than
+//! [`ROW_COUNT_MAX_AGE`].
 
 mod migrate;
 mod rows;
@@ -36,7 +40,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use beacon_odata::bind::Typed;
@@ -50,7 +54,8 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-use crate::sql::{self, Postgres, Statements};
+use crate::sql::{self, Postgres, Statements, TABLE};
+use crate::telemetry::{self, Operation, timed};
 use crate::{
     ApplyQuery, ApplyRows, Change, ListQuery, ListedEntity, Param, PartnerTenantId, Store,
     StoreError, StoredEntity, initial_version, next_version,
@@ -75,6 +80,11 @@ const ATTEMPTS: usize = 3;
 /// Query texts vary with each client's `$filter` and `$orderby`, so an unbounded cache would
 /// grow with every new query shape for as long as the connection lives.
 const MAX_CACHED_STATEMENTS: usize = 256;
+
+/// The age past which [`Store::update_gauges`] counts the rows again. A count scans the whole
+/// table or one of its indexes, so it runs at most this often however often the metrics are
+/// read, and the gauge lags the table by at most this long plus the time of one count.
+pub const ROW_COUNT_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// Settings of the PostgreSQL store.
 #[derive(Clone, Debug)]
@@ -166,6 +176,9 @@ pub struct PostgresStore {
     /// `SELECT` of one row that locks it until the transaction ends.
     select_for_update: String,
     closed: AtomicBool,
+    /// The last count of the rows and when it was taken. The lock makes a second reader of
+    /// the metrics wait for a count in progress instead of starting another.
+    row_count: tokio::sync::Mutex<Option<(Instant, i64)>>,
 }
 
 impl PostgresStore {
@@ -215,7 +228,31 @@ impl PostgresStore {
             statements: Arc::new(statements),
             select_for_update,
             closed: AtomicBool::new(false),
+            row_count: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Returns the number of rows, counted at most [`ROW_COUNT_MAX_AGE`] ago, or `None` when
+    /// no count has succeeded yet.
+    async fn recent_row_count(&self) -> Option<i64> {
+        let mut last = self.row_count.lock().await;
+        if last.is_some_and(|(counted, _)| counted.elapsed() < ROW_COUNT_MAX_AGE) {
+            return last.map(|(_, rows)| rows);
+        }
+        let text = format!("SELECT COUNT(*) FROM {TABLE}");
+        let counted = self
+            .read(|client| {
+                let text = &text;
+                async move { Ok(client.query_one(text.as_str(), &[]).await?.try_get::<_, i64>(0)?) }
+            })
+            .await;
+        match counted {
+            Ok(rows) => *last = Some((Instant::now(), rows)),
+            Err(error) => {
+                tracing::warn!(error.message = %error, error.cause_chain = ?error, "counting the rows failed");
+            }
+        }
+        last.map(|(_, rows)| rows)
     }
 
     /// Takes a connection from the pool.
@@ -355,15 +392,15 @@ impl Store for PostgresStore {
     ) -> Result<StoredEntity, StoreError> {
         let stored = StoredEntity { entity, version: initial_version() };
         let values = rows::insert_values(partner.as_str(), &stored);
-        self.write(|client| {
+        let write = self.write(|client| {
             let values = &values;
             async move {
                 let statement = client.prepare_cached(&self.statements.insert).await?;
                 client.execute(&statement, &parameters(&statement, values)).await?;
                 Ok(())
             }
-        })
-        .await?;
+        });
+        timed(Operation::Create, write).await?;
         Ok(stored)
     }
 
@@ -378,7 +415,7 @@ impl Store for PostgresStore {
             return Err(StoreError::NotFound);
         }
         let partner = partner.as_str();
-        self.write(|mut client| {
+        let write = self.write(|mut client| {
             let (change, precondition) = (&change, &precondition);
             async move {
                 let transaction = client.transaction().await?;
@@ -391,8 +428,8 @@ impl Store for PostgresStore {
                 transaction.commit().await?;
                 Ok(stored)
             }
-        })
-        .await
+        });
+        timed(Operation::Update, write).await
     }
 
     async fn delete(
@@ -405,7 +442,7 @@ impl Store for PostgresStore {
             return Err(StoreError::NotFound);
         }
         let partner = partner.as_str();
-        self.write(|mut client| {
+        let write = self.write(|mut client| {
             let precondition = &precondition;
             async move {
                 let transaction = client.transaction().await?;
@@ -415,8 +452,8 @@ impl Store for PostgresStore {
                 transaction.commit().await?;
                 Ok(stored)
             }
-        })
-        .await
+        });
+        timed(Operation::Delete, write).await
     }
 
     async fn get(
@@ -428,12 +465,12 @@ impl Store for PostgresStore {
             return Ok(None);
         }
         let partner = partner.as_str();
-        self.read(|client| async move {
+        let read = self.read(|client| async move {
             let statement = client.prepare_cached(&self.statements.select_one).await?;
             let row = client.query_opt(&statement, &[&partner, &id]).await?;
             Ok(row.as_ref().map(rows::read_entity).transpose()?)
-        })
-        .await
+        });
+        timed(Operation::Get, read).await
     }
 
     async fn list(
@@ -450,7 +487,7 @@ impl Store for PostgresStore {
                 (text, bound(&params))
             })
             .collect();
-        self.read(|mut client| {
+        let read = self.read(|mut client| {
             let statements = &statements;
             async move {
                 // A first page is one statement, which reads one snapshot by itself, so it
@@ -487,8 +524,8 @@ impl Store for PostgresStore {
                 transaction.commit().await?;
                 Ok(listed)
             }
-        })
-        .await
+        });
+        timed(Operation::List, read).await
     }
 
     async fn count(
@@ -497,11 +534,11 @@ impl Store for PostgresStore {
         filter: Option<Typed>,
     ) -> Result<u64, StoreError> {
         let (text, params) = sql::count_query(&Postgres, partner.as_str(), filter.as_ref());
-        self.read(|client| {
+        let read = self.read(|client| {
             let (text, params) = (&text, &params);
             async move { count_rows(&client, text, params).await }
-        })
-        .await
+        });
+        timed(Operation::Count, read).await
     }
 
     async fn apply(
@@ -512,7 +549,7 @@ impl Store for PostgresStore {
         let (text, params) = sql::apply::select_query(&Postgres, partner.as_str(), &query);
         let grouped = query.plan.columns.as_ref().map(Vec::len);
         let values = bound(&params);
-        self.read(|client| {
+        let read = self.read(|client| {
             let (text, values) = (&text, &values);
             async move {
                 let statement = client.prepare_cached(text).await?;
@@ -527,8 +564,8 @@ impl Store for PostgresStore {
                     .collect::<Result<_, RowError>>()?;
                 Ok(ApplyRows::Rows(cells))
             }
-        })
-        .await
+        });
+        timed(Operation::Apply, read).await
     }
 
     async fn apply_count(
@@ -539,11 +576,34 @@ impl Store for PostgresStore {
     ) -> Result<u64, StoreError> {
         let (text, params) =
             sql::apply::count_query(&Postgres, partner.as_str(), &plan, filter.as_ref());
-        self.read(|client| {
+        let read = self.read(|client| {
             let (text, params) = (&text, &params);
             async move { count_rows(&client, text, params).await }
-        })
-        .await
+        });
+        timed(Operation::ApplyCount, read).await
+    }
+
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        // One attempt, since a probe that fails is simply asked again.
+        let check = async {
+            let client = self.client().await.map_err(Failure::into_store_error)?;
+            let row = client
+                .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
+                .await
+                .map_err(classify)?;
+            let found: i64 = row.try_get(0).map_err(classify)?;
+            crate::check_schema_version(found, MIGRATIONS)
+        };
+        timed(Operation::CheckReady, check).await
+    }
+
+    async fn update_gauges(&self) {
+        let status = self.pool.status();
+        let in_use = status.size.saturating_sub(status.available);
+        telemetry::set_pool(in_use, status.available, Some(status.waiting));
+        if let Some(rows) = self.recent_row_count().await {
+            telemetry::set_rows(rows);
+        }
     }
 
     async fn close(&self) {

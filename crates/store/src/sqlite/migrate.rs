@@ -61,6 +61,12 @@ pub(super) fn inspect(path: &Path) -> Result<(), OpenError> {
     Ok(())
 }
 
+/// Reads the highest version recorded in `schema_migrations`, 0 when none is.
+pub(super) fn recorded_version(connection: &Connection) -> Result<i64, rusqlite::Error> {
+    connection
+        .query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |row| row.get(0))
+}
+
 /// Brings the schema of `connection` to the newest version.
 pub(super) fn run(connection: &mut Connection, path: &Path) -> Result<(), OpenError> {
     let migrate_error = |source| OpenError::Migrate { path: path.to_owned(), source };

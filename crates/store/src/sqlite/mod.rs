@@ -9,6 +9,10 @@
 //!
 //! Reads run on a small pool of read-only connections on the blocking thread pool, so they
 //! never wait for the writer and never block the async runtime.
+//!
+//! The writer keeps the number of rows stored. It counts them when the store opens, and adds
+//! the creates and deletes of each group after the group commits and before it replies. So the
+//! count is exact whenever no write is in flight.
 
 pub mod functions;
 mod migrate;
@@ -16,7 +20,7 @@ mod rows;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -30,6 +34,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::sql::{self, Sqlite, Statements, TABLE};
+use crate::telemetry::{self, Operation, timed};
 use crate::{
     ApplyQuery, ApplyRows, Change, ListQuery, ListedEntity, PartnerTenantId, Store, StoreError,
     StoredEntity,
@@ -130,6 +135,10 @@ pub struct SqliteStore {
     statistics: Arc<AtomicU64>,
     /// One permit per read connection, so a read waits for a connection without blocking.
     reader_permits: Arc<Semaphore>,
+    /// The number of read connections.
+    reader_count: usize,
+    /// The rows stored, which the writer thread keeps.
+    rows: Arc<AtomicI64>,
     /// The statement texts, shared with the writer.
     statements: Arc<Statements>,
 }
@@ -146,7 +155,8 @@ impl SqliteStore {
         let mut connection = Connection::open(path).map_err(open_error)?;
         configure(&connection, false).map_err(open_error)?;
         migrate::run(&mut connection, path)?;
-        refresh_statistics(&connection);
+        let rows = count_rows(&connection).map_err(open_error)?;
+        refresh_statistics(&connection, rows);
 
         let readers = (0..options.readers.max(1))
             .map(|_| open_reader(path).map(|reader| (reader, 0)))
@@ -155,12 +165,13 @@ impl SqliteStore {
 
         let statements = Arc::new(Statements::new(&Sqlite));
         let statistics = Arc::new(AtomicU64::new(0));
+        let rows = Arc::new(AtomicI64::new(rows));
         let (sender, receiver) = mpsc::channel(WRITE_QUEUE_CAPACITY);
         let writer = writer::spawn(
             connection,
             receiver,
             Arc::clone(&statements),
-            Arc::clone(&statistics),
+            writer::Counters { statistics: Arc::clone(&statistics), rows: Arc::clone(&rows) },
             wal_path(path),
         )
         .map_err(OpenError::Thread)?;
@@ -169,6 +180,8 @@ impl SqliteStore {
             writes: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
             reader_permits: Arc::new(Semaphore::new(readers.len())),
+            reader_count: readers.len(),
+            rows,
             readers: Arc::new(Mutex::new(readers)),
             path: Arc::new(path.to_owned()),
             statistics,
@@ -211,8 +224,11 @@ impl SqliteStore {
         let path = Arc::clone(&self.path);
         let running = Arc::new(Mutex::new(Some(connection.get_interrupt_handle())));
         let guard = InterruptOnDrop(Arc::clone(&running));
+        // The blocking thread does not inherit the request's span, which its log lines need.
+        let span = tracing::Span::current();
 
         let task = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             // A connection opened before the last statistics refresh plans with old ones.
             if generation < current {
                 match open_reader(&path) {
@@ -235,6 +251,28 @@ impl SqliteStore {
         drop(guard);
         result.map_err(classify)
     }
+
+    /// Checks that the writer thread runs and that a new read-only connection opens the file
+    /// and finds the schema at the newest version. A new connection, rather than one of the
+    /// pool, keeps the check from waiting behind long reads, and notices a database file that
+    /// was removed or can no longer be read.
+    async fn check_ready_now(&self) -> Result<(), StoreError> {
+        let writer_runs = lock(&self.writes).is_some()
+            && lock(&self.writer).as_ref().is_some_and(|writer| !writer.is_finished());
+        if !writer_runs {
+            return Err(StoreError::ShuttingDown);
+        }
+        let path = Arc::clone(&self.path);
+        let task = tokio::task::spawn_blocking(move || {
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let connection = Connection::open_with_flags(path.as_path(), flags)?;
+            connection.busy_timeout(BUSY_TIMEOUT)?;
+            migrate::recorded_version(&connection)
+        });
+        let found =
+            task.await.map_err(|error| StoreError::Internal(Arc::new(error)))?.map_err(classify)?;
+        crate::check_schema_version(found, MIGRATIONS)
+    }
 }
 
 /// Interrupts the query of a read when the read is dropped before it finishes.
@@ -255,7 +293,7 @@ impl Store for SqliteStore {
         partner: &PartnerTenantId,
         entity: Entity,
     ) -> Result<StoredEntity, StoreError> {
-        self.write(partner, Write::Create(entity)).await
+        timed(Operation::Create, self.write(partner, Write::Create(entity))).await
     }
 
     async fn update(
@@ -266,7 +304,7 @@ impl Store for SqliteStore {
         precondition: Precondition,
     ) -> Result<StoredEntity, StoreError> {
         let write = Write::Update { id: id.to_owned(), change, precondition };
-        self.write(partner, write).await
+        timed(Operation::Update, self.write(partner, write)).await
     }
 
     async fn delete(
@@ -275,7 +313,8 @@ impl Store for SqliteStore {
         id: &str,
         precondition: Precondition,
     ) -> Result<StoredEntity, StoreError> {
-        self.write(partner, Write::Delete { id: id.to_owned(), precondition }).await
+        let write = Write::Delete { id: id.to_owned(), precondition };
+        timed(Operation::Delete, self.write(partner, write)).await
     }
 
     async fn get(
@@ -285,10 +324,10 @@ impl Store for SqliteStore {
     ) -> Result<Option<StoredEntity>, StoreError> {
         let partner = partner.as_str().to_owned();
         let id = id.to_owned();
-        self.read(move |connection, statements| {
+        let read = self.read(move |connection, statements| {
             rows::select_one(connection, statements, &partner, &id)
-        })
-        .await
+        });
+        timed(Operation::Get, read).await
     }
 
     async fn list(
@@ -298,7 +337,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<ListedEntity>, StoreError> {
         let (statements, params) = sql::select_statements(&Sqlite, partner.as_str(), &query);
         let (keys, limit) = (query.order.len(), query.limit);
-        self.read(move |connection, _| {
+        let read = self.read(move |connection, _| {
             // The statements select consecutive runs of the order; stop once the page is full.
             // One read transaction gives them all the same snapshot.
             let snapshot = connection.unchecked_transaction()?;
@@ -312,8 +351,8 @@ impl Store for SqliteStore {
             }
             drop(snapshot);
             Ok(listed)
-        })
-        .await
+        });
+        timed(Operation::List, read).await
     }
 
     async fn count(
@@ -322,7 +361,8 @@ impl Store for SqliteStore {
         filter: Option<Typed>,
     ) -> Result<u64, StoreError> {
         let (text, params) = sql::count_query(&Sqlite, partner.as_str(), filter.as_ref());
-        self.read(move |connection, _| rows::count(connection, &text, params)).await
+        let read = self.read(move |connection, _| rows::count(connection, &text, params));
+        timed(Operation::Count, read).await
     }
 
     async fn apply(
@@ -332,8 +372,9 @@ impl Store for SqliteStore {
     ) -> Result<ApplyRows, StoreError> {
         let (text, params) = sql::apply::select_query(&Sqlite, partner.as_str(), &query);
         let grouped = query.plan.columns.as_ref().map(Vec::len);
-        self.read(move |connection, _| rows::select_applied(connection, &text, params, grouped))
-            .await
+        let read = self
+            .read(move |connection, _| rows::select_applied(connection, &text, params, grouped));
+        timed(Operation::Apply, read).await
     }
 
     async fn apply_count(
@@ -344,7 +385,21 @@ impl Store for SqliteStore {
     ) -> Result<u64, StoreError> {
         let (text, params) =
             sql::apply::count_query(&Sqlite, partner.as_str(), &plan, filter.as_ref());
-        self.read(move |connection, _| rows::count(connection, &text, params)).await
+        let read = self.read(move |connection, _| rows::count(connection, &text, params));
+        timed(Operation::ApplyCount, read).await
+    }
+
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        timed(Operation::CheckReady, self.check_ready_now()).await
+    }
+
+    async fn update_gauges(&self) {
+        if let Some(sender) = lock(&self.writes).as_ref() {
+            telemetry::set_write_queue_depth(sender.max_capacity() - sender.capacity());
+        }
+        let idle = self.reader_permits.available_permits();
+        telemetry::set_pool(self.reader_count.saturating_sub(idle), idle, None);
+        telemetry::set_rows(self.rows.load(Ordering::Acquire));
     }
 
     async fn close(&self) {
@@ -383,15 +438,21 @@ fn open_reader(path: &Path) -> Result<Connection, rusqlite::Error> {
     Ok(reader)
 }
 
+/// Counts the rows of the table, for all partners.
+fn count_rows(connection: &Connection) -> Result<i64, rusqlite::Error> {
+    connection.query_row(&format!("SELECT COUNT(*) FROM {TABLE}"), [], |row| row.get(0))
+}
+
 /// Gathers the statistics SQLite's query planner needs to choose an index, such as the
-/// tenant index for `tenantId eq '…'` over the key order, when the table has none yet or has
-/// grown or shrunk tenfold since the last analysis. Returns whether it analyzed.
+/// tenant index for `tenantId eq '…'` over the key order, when the table, which has `rows`
+/// rows, has no statistics yet or has grown or shrunk tenfold since the last analysis.
+/// Returns whether it analyzed.
 ///
 /// The analysis reads every index in full. Sampling (`analysis_limit`, which `PRAGMA optimize`
 /// also applies) misjudges the partner column that leads every index, and then the planner
 /// scans the key order instead. A full analysis of 200,000 rows took 0.4 seconds on the
 /// benchmark machine. A failure only costs speed, so it is logged and otherwise ignored.
-fn refresh_statistics(connection: &Connection) -> bool {
+fn refresh_statistics(connection: &Connection, rows: i64) -> bool {
     let recorded: Option<i64> = connection
         .query_row(
             &format!(
@@ -402,17 +463,6 @@ fn refresh_statistics(connection: &Connection) -> bool {
             |row| row.get(0),
         )
         .ok();
-    let rows: i64 = match connection.query_row(
-        &format!("SELECT COUNT(*) FROM {TABLE}"),
-        [],
-        |row| row.get(0),
-    ) {
-        Ok(rows) => rows,
-        Err(error) => {
-            tracing::warn!(%error, "counting rows for the planner statistics failed");
-            return false;
-        }
-    };
     let stale = match recorded {
         None => rows > 0,
         Some(recorded) => rows > recorded.max(1) * 10 || rows * 10 < recorded,

@@ -2,8 +2,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
+use std::time::Instant;
 
 use beacon_odata::entity::Entity;
 use beacon_odata::etag::Precondition;
@@ -12,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{classify, rows};
 use crate::sql::Statements;
+use crate::telemetry;
 use crate::{Change, PartnerTenantId, StoreError, StoredEntity, initial_version, next_version};
 
 /// The maximum number of writes in one transaction, which bounds the latency a group adds.
@@ -45,26 +47,35 @@ pub(super) enum Write {
 /// How many committed groups pass between two checks of the write-ahead log's size.
 const WAL_CHECK_EVERY_GROUPS: usize = 100;
 
-/// How many committed groups pass between two checks of the query planner's statistics.
+/// How many committed groups pass between two checks of the query planner's statistics, and
+/// between two recounts of the rows.
 const STATISTICS_CHECK_EVERY_GROUPS: usize = 1_000;
+
+/// The values the writer thread keeps for the store.
+pub(super) struct Counters {
+    /// Counts the refreshes of the planner's statistics.
+    pub statistics: Arc<AtomicU64>,
+    /// The rows stored.
+    pub rows: Arc<AtomicI64>,
+}
 
 pub(super) fn spawn(
     connection: Connection,
     receiver: mpsc::Receiver<WriteCommand>,
     statements: Arc<Statements>,
-    statistics: Arc<AtomicU64>,
+    counters: Counters,
     wal: PathBuf,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("beacon-sqlite-writer".to_owned())
-        .spawn(move || run(connection, receiver, &statements, &statistics, &wal))
+        .spawn(move || run(connection, receiver, &statements, &counters, &wal))
 }
 
 fn run(
     mut connection: Connection,
     mut receiver: mpsc::Receiver<WriteCommand>,
     statements: &Statements,
-    statistics: &AtomicU64,
+    counters: &Counters,
     wal: &Path,
 ) {
     // Wait for one write, then take every other write already waiting.
@@ -79,6 +90,19 @@ fn run(
         }
 
         let outcomes = apply_group(&mut connection, statements, &group);
+
+        // Count the rows before replying, so that a client that has received its reply reads a
+        // count that includes its write.
+        let added: i64 = group
+            .iter()
+            .zip(&outcomes)
+            .map(|(command, outcome)| match (&command.write, outcome) {
+                (Write::Create(_), Ok(_)) => 1,
+                (Write::Delete { .. }, Ok(_)) => -1,
+                _ => 0,
+            })
+            .sum();
+        counters.rows.fetch_add(added, Ordering::Release);
         for (command, outcome) in group.into_iter().zip(outcomes) {
             // The requester may have gone away, but its write is committed all the same.
             let _ = command.reply.send(outcome);
@@ -92,9 +116,7 @@ fn run(
         }
         if since_check >= STATISTICS_CHECK_EVERY_GROUPS {
             since_check = 0;
-            if super::refresh_statistics(&connection) {
-                statistics.fetch_add(1, Ordering::Release);
-            }
+            recount(&connection, counters);
         }
     }
     // A clean stop leaves an empty log, so the next start has nothing to replay.
@@ -102,9 +124,35 @@ fn run(
     tracing::debug!("database writer stopped");
 }
 
-/// Applies each write under its own savepoint inside one transaction, then commits once.
-/// If the commit fails, every write of the group fails with that error.
+/// Counts the rows again, which also corrects the count should it ever have drifted, and
+/// refreshes the planner's statistics when the count has changed tenfold.
+fn recount(connection: &Connection, counters: &Counters) {
+    match super::count_rows(connection) {
+        Ok(rows) => {
+            counters.rows.store(rows, Ordering::Release);
+            if super::refresh_statistics(connection, rows) {
+                counters.statistics.fetch_add(1, Ordering::Release);
+            }
+        }
+        Err(error) => tracing::warn!(%error, "counting the rows failed"),
+    }
+}
+
+/// Applies each write under its own savepoint inside one transaction, then commits once,
+/// and records the transaction's duration and size. If the commit fails, every write of the
+/// group fails with that error.
 fn apply_group(
+    connection: &mut Connection,
+    statements: &Statements,
+    group: &[WriteCommand],
+) -> Vec<Result<StoredEntity, StoreError>> {
+    let started = Instant::now();
+    let outcomes = apply_in_transaction(connection, statements, group);
+    telemetry::record_commit(started.elapsed(), group.len());
+    outcomes
+}
+
+fn apply_in_transaction(
     connection: &mut Connection,
     statements: &Statements,
     group: &[WriteCommand],
