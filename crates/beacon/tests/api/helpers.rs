@@ -7,7 +7,7 @@
 //! schema is dropped with its [`DataFolder`].
 
 use std::hash::{Hash, Hasher};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -275,6 +275,29 @@ pub fn postgres_query<T: Send + 'static>(
     })
     .join()
     .unwrap()
+}
+
+/// Returns the PostgreSQL URL, or `None` after printing why the test is skipped.
+pub fn postgres_url_or_skip(test: &str) -> Option<String> {
+    let url = test_postgres_url().unwrap_or_else(|| {
+        std::env::var("BEACON_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
+    });
+    match postgres_execute(&url, "SELECT 1") {
+        Ok(()) => Some(url),
+        Err(reason) if std::env::var("BEACON_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => {
+            panic!("PostgreSQL is unreachable and BEACON_REQUIRE_POSTGRES=1: {reason}")
+        }
+        Err(reason) => {
+            // Written past the test harness's output capture, so the skip shows in a passing run.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: {reason}; set BEACON_TEST_POSTGRES_URL to a reachable server, \
+                 or BEACON_REQUIRE_POSTGRES=1 to fail"
+            );
+            None
+        }
+    }
 }
 
 /// Returns the `--database` arguments that put a server on `data_dir` in its PostgreSQL schema,

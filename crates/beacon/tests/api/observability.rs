@@ -4,7 +4,7 @@
 //! line by line against the exposition format ([`parse_exposition`]) before any value is read.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -498,29 +498,6 @@ async fn readyz_503_on_schema_version_mismatch() {
 
     execute_in_database(&server, "UPDATE schema_migrations SET version = version - 1000");
     assert_eq!(readyz().await.unwrap().status(), 200);
-}
-
-/// Returns the PostgreSQL server's URL, or `None` after printing why `test` is skipped.
-fn postgres_url_or_skip(test: &str) -> Option<String> {
-    let url = test_postgres_url().unwrap_or_else(|| {
-        std::env::var("BEACON_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
-    });
-    match postgres_execute(&url, "SELECT 1") {
-        Ok(()) => Some(url),
-        Err(reason) if std::env::var("BEACON_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => {
-            panic!("PostgreSQL is unreachable and BEACON_REQUIRE_POSTGRES=1: {reason}")
-        }
-        Err(reason) => {
-            // Written past the test harness's output capture, so the skip shows in a passing run.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: {reason}; set BEACON_TEST_POSTGRES_URL to a reachable server, \
-                 or BEACON_REQUIRE_POSTGRES=1 to fail"
-            );
-            None
-        }
-    }
 }
 
 #[tokio::test]

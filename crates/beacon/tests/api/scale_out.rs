@@ -11,7 +11,6 @@
 //! were skipped and why, unless `BEACON_REQUIRE_POSTGRES=1` makes them fail.
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
 use std::process::Child;
 
 use reqwest::{Method, StatusCode};
@@ -100,29 +99,6 @@ impl Drop for Cluster {
         for child in self.children.iter_mut().flatten() {
             let _ = child.kill();
             let _ = child.wait();
-        }
-    }
-}
-
-/// Returns the PostgreSQL URL, or `None` after printing why the test is skipped.
-fn postgres_url_or_skip(test: &str) -> Option<String> {
-    let url = test_postgres_url().unwrap_or_else(|| {
-        std::env::var("BEACON_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
-    });
-    match postgres_execute(&url, "SELECT 1") {
-        Ok(()) => Some(url),
-        Err(reason) if std::env::var("BEACON_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => {
-            panic!("PostgreSQL is unreachable and BEACON_REQUIRE_POSTGRES=1: {reason}")
-        }
-        Err(reason) => {
-            // Written past the test harness's output capture, so the skip shows in a passing run.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: {reason}; set BEACON_TEST_POSTGRES_URL to a reachable server, \
-                 or BEACON_REQUIRE_POSTGRES=1 to fail"
-            );
-            None
         }
     }
 }
