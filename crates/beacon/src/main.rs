@@ -719,19 +719,48 @@ enum Database {
 
 /// Reads `--database`: a PostgreSQL URL, `sqlite:PATH`, or a path; without it, the SQLite file
 /// in the data folder.
-fn parse_database(database: Option<&str>, data_dir: &Path) -> Database {
-    match database {
-        None => Database::Sqlite(data_dir.join(DATABASE_FILE)),
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Database::Postgres(url.to_owned())
-        }
-        Some(url) => Database::Sqlite(PathBuf::from(url.strip_prefix("sqlite:").unwrap_or(url))),
+///
+/// An empty path and SQLite's in-memory names are rejected, because SQLite would give each
+/// connection a database of its own and acknowledged writes would be lost. So are other URL
+/// schemes and libpq's `key=value` form, which would otherwise be taken for file names.
+fn parse_database(database: Option<&str>, data_dir: &Path) -> Result<Database, String> {
+    let Some(given) = database else {
+        return Ok(Database::Sqlite(data_dir.join(DATABASE_FILE)));
+    };
+    // The scheme is case-insensitive in URLs, but the PostgreSQL driver takes lowercase only.
+    if let Some((scheme, rest)) = given.split_once("://")
+        && matches!(scheme.to_ascii_lowercase().as_str(), "postgres" | "postgresql")
+    {
+        return Ok(Database::Postgres(format!("{}://{rest}", scheme.to_ascii_lowercase())));
     }
+    if let Some((scheme, _)) = given.split_once("://") {
+        return Err(format!(
+            "--database '{scheme}://…' is not supported; give postgres://USER@HOST:PORT/DATABASE \
+             for PostgreSQL, or sqlite:PATH or a file path for SQLite"
+        ));
+    }
+    let path = given.strip_prefix("sqlite:").unwrap_or(given);
+    if path.trim().is_empty() || path == ":memory:" || path.starts_with("file::memory:") {
+        return Err(format!(
+            "--database '{given}' names no database file; an in-memory or empty SQLite name \
+             would lose every write, so give a file path or leave --database out to use the \
+             data folder"
+        ));
+    }
+    let libpq_keys = ["host=", "hostaddr=", "port=", "dbname=", "user=", "password=", "sslmode="];
+    if given.split_whitespace().any(|part| libpq_keys.iter().any(|key| part.starts_with(key))) {
+        return Err("--database takes a URL, not libpq's key=value form; write it as \
+                    postgres://USER@HOST:PORT/DATABASE?sslmode=…"
+            .to_owned());
+    }
+    Ok(Database::Sqlite(PathBuf::from(path)))
 }
 
 /// Opens the store that `--database` selects and applies its pending migrations.
 async fn open_store(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
-    match parse_database(args.database.as_deref(), data_dir) {
+    let database =
+        parse_database(args.database.as_deref(), data_dir).map_err(anyhow::Error::msg)?;
+    match database {
         Database::Sqlite(path) => {
             if let Some(ca_file) = &args.database_ca_file {
                 tracing::warn!(
@@ -924,8 +953,35 @@ mod tests {
                 Database::Postgres("postgresql://db/beacon".to_owned()),
             ),
         ] {
-            assert_eq!(parse_database(given, data_dir), expected, "{given:?}");
+            assert_eq!(parse_database(given, data_dir), Ok(expected), "{given:?}");
         }
+    }
+
+    #[test]
+    fn database_names_that_lose_writes_are_rejected() {
+        let data_dir = Path::new("/data");
+        for given in
+            ["", " ", "sqlite:", "sqlite::memory:", ":memory:", "file::memory:?cache=shared"]
+        {
+            let error = parse_database(Some(given), data_dir).unwrap_err();
+            assert!(error.contains("names no database file"), "{given:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn unknown_database_schemes_are_rejected() {
+        let data_dir = Path::new("/data");
+        for given in ["mysql://db/x", "http://db/x"] {
+            let error = parse_database(Some(given), data_dir).unwrap_err();
+            assert!(error.contains("is not supported"), "{given:?}: {error}");
+        }
+        let error =
+            parse_database(Some("host=127.0.0.1 dbname=x sslmode=disable"), data_dir).unwrap_err();
+        assert!(error.contains("key=value"), "{error}");
+        assert_eq!(
+            parse_database(Some("Postgres://db/x"), data_dir),
+            Ok(Database::Postgres("postgres://db/x".to_owned()))
+        );
     }
 
     #[test]

@@ -385,3 +385,27 @@ async fn last_statement(client: &tokio_postgres::Client, application: &str) -> S
         .unwrap()
         .get(0)
 }
+
+#[tokio::test]
+async fn writes_to_a_read_only_database_are_busy() {
+    // After a failover a server may reach a standby, which rejects writes with SQLSTATE 25006.
+    // That is a passing state of the database, so the client gets 503, not 500.
+    let Some(schema) = common::schema("postgres::writes_to_a_read_only_database_are_busy").await
+    else {
+        return;
+    };
+    drop(schema.store().await);
+    let mut config = schema.config();
+    let search_path = config.get_options().unwrap_or_default().to_owned();
+    config.options(format!("{search_path} -cdefault_transaction_read_only=on"));
+    let options = PostgresOptions { pool_size: 2, ..Default::default() };
+    let store = PostgresStore::connect(config, &options).await.unwrap();
+    let partner = PartnerTenantId::new("p");
+
+    let entity = Entity { id: "a".into(), fields: Fields::default() };
+    match store.create(&partner, entity).await {
+        Err(beacon_store::StoreError::Busy) => {}
+        other => panic!("unexpected result {other:?}"),
+    }
+    assert_eq!(store.count(&partner, None).await.unwrap(), 0);
+}

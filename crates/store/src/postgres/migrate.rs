@@ -47,20 +47,25 @@ pub(super) async fn run(client: &mut Client) -> Result<(), OpenError> {
 
 async fn migrate(client: &mut Client) -> Result<(), OpenError> {
     let migrate_error = |version| move |source| OpenError::Migrate { version, source };
-    client
-        // The notice that the table already exists would be logged by every later start.
-        .batch_execute(
-            "BEGIN;
-             SET LOCAL client_min_messages = warning;
-             CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version BIGINT PRIMARY KEY,
-                 name TEXT NOT NULL,
-                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-             );
-             COMMIT;",
-        )
+    // The table is created only when missing, so a server can start on a read-only standby
+    // whose schema is current.
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
         .await
-        .map_err(migrate_error(0))?;
+        .map_err(migrate_error(0))?
+        .get(0);
+    if !exists {
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                     version BIGINT PRIMARY KEY,
+                     name TEXT NOT NULL,
+                     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                 )",
+            )
+            .await
+            .map_err(migrate_error(0))?;
+    }
     let current: i64 = client
         .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
         .await

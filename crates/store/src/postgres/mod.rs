@@ -198,6 +198,14 @@ impl PostgresStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
         }
+        // The pool's own bound covers the TLS handshake and authentication too, so it follows a
+        // longer connect_timeout given in the URL.
+        let create_timeout = config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(options.connect_timeout)
+            .max(options.connect_timeout)
+            + Duration::from_secs(1);
         let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
         let manager = match tls::connector(config.get_ssl_mode(), options.ca_file.as_deref())? {
             Some(tls) => Manager::from_config(config, tls, manager_config),
@@ -207,7 +215,7 @@ impl PostgresStore {
             .max_size(options.pool_size.max(1))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(options.wait_timeout))
-            .create_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(create_timeout))
             .build()
             .map_err(|error| OpenError::Pool(error.to_string()))?;
 
@@ -711,12 +719,35 @@ fn classify(error: tokio_postgres::Error) -> StoreError {
     {
         return StoreError::Busy;
     }
+    if database_unavailable(code.code()) {
+        return StoreError::Busy;
+    }
     StoreError::Internal(Arc::new(error))
+}
+
+/// Returns whether a SQLSTATE says that the database cannot serve for now rather than that the
+/// statement is wrong: a lost connection (class 08), too few resources (class 53), an
+/// operator's intervention (class 57), a system error (class 58), a database that takes no
+/// connections (55000), a read-only database after a failover (25006), or a database, schema
+/// or table that is gone (3D000, 3F000, 42P01). A write that fails so was not applied.
+fn database_unavailable(sqlstate: &str) -> bool {
+    matches!(sqlstate.get(..2), Some("08" | "53" | "57" | "58"))
+        || matches!(sqlstate, "55000" | "25006" | "3D000" | "3F000" | "42P01")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unavailable_database_states_are_recognized() {
+        for sqlstate in ["08006", "53300", "57P01", "58030", "55000", "25006", "3D000", "42P01"] {
+            assert!(database_unavailable(sqlstate), "{sqlstate}");
+        }
+        for sqlstate in ["22003", "23505", "42601", "BQ400", "2"] {
+            assert!(!database_unavailable(sqlstate), "{sqlstate}");
+        }
+    }
 
     #[test]
     fn used_parameters_renumber_in_order_of_use() {
