@@ -10,6 +10,7 @@
 //! - `batch`: `POST /beta/$batch`, which runs several requests given in one JSON body.
 //! - `connections`: accepting connections up to a limit, and rejecting those past it.
 //! - `context`: the middleware that adds request ids, the request span and Graph error bodies.
+//! - [`dashboard`]: the compliance dashboard at `/dashboard`, a page compiled into the binary.
 //! - `documents`: the service document, the `$metadata` document and the OpenAPI description.
 //! - `error`: the error type every handler returns and its status mapping.
 //! - `grouped`: the JSON of grouped `$apply` results.
@@ -26,6 +27,7 @@ pub mod auth;
 mod batch;
 mod connections;
 mod context;
+pub mod dashboard;
 mod documents;
 mod error;
 mod grouped;
@@ -96,7 +98,11 @@ pub fn app(state: AppState) -> Router {
         EnforcedLimits { request: state.limits, body_read_timeout: state.body_read_timeout };
     let mut router = Router::new()
         .route("/healthz", get(handlers::healthz))
-        .route("/readyz", get(monitoring::readyz));
+        .route("/readyz", get(monitoring::readyz))
+        .route(dashboard::PAGE.path, get(dashboard::page))
+        .route(dashboard::SCRIPT.path, get(dashboard::script))
+        .route(dashboard::STYLE_SHEET.path, get(dashboard::style_sheet))
+        .route(dashboard::ICON.path, get(dashboard::icon));
     if let Some(endpoint) = state.metrics.clone() {
         router = router.route("/metrics", get(monitoring::render_metrics).with_state(endpoint));
     }

@@ -201,12 +201,14 @@ pub(crate) enum Route {
     Healthz,
     Readyz,
     Metrics,
+    /// The dashboard's page and its files.
+    Dashboard,
     /// No route: a path outside the API, or a request rejected before its path was resolved.
     Unknown,
 }
 
 /// The number of distinct [`Route`] values, views included.
-const ROUTES: usize = 15;
+const ROUTES: usize = 16;
 
 impl Route {
     /// Returns the route of a resolved resource.
@@ -237,6 +239,7 @@ impl Route {
             Route::Healthz => "healthz",
             Route::Readyz => "readyz",
             Route::Metrics => "metrics",
+            Route::Dashboard => "dashboard",
             Route::Unknown => "unknown",
         }
     }
@@ -273,6 +276,7 @@ impl Route {
             Route::Readyz => 12,
             Route::Metrics => 13,
             Route::Unknown => 14,
+            Route::Dashboard => 15,
         }
     }
 }
@@ -414,6 +418,7 @@ mod tests {
             Route::Readyz,
             Route::Metrics,
             Route::Unknown,
+            Route::Dashboard,
         ];
         let mut seen = [false; ROUTES];
         for route in routes {

@@ -18,6 +18,8 @@ mod bad_input;
 mod batch;
 /// Creating entities through both views and reading them back.
 mod create_and_read;
+/// The dashboard's files: headers, caching and rate limits.
+mod dashboard;
 /// The CA file for TLS connections to PostgreSQL.
 mod database_tls;
 /// `$filter`, `$orderby`, `$select`, `$top`, `$skip`, `$count` and `$apply` against a reference

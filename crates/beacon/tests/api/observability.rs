@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 /// The `route` label values the server may use.
-const ROUTES: [&str; 12] = [
+const ROUTES: [&str; 13] = [
     "collection",
     "entity",
     "count",
@@ -28,6 +28,7 @@ const ROUTES: [&str; 12] = [
     "healthz",
     "readyz",
     "metrics",
+    "dashboard",
     "unknown",
 ];
 
@@ -324,6 +325,8 @@ async fn requests_counted_by_route_and_status() {
     assert_eq!(count.status(), 200);
     let health = server.client.get(format!("{}/healthz", server.base)).send().await.unwrap();
     assert_eq!(health.status(), 200);
+    let page = server.client.get(format!("{}/dashboard", server.base)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
 
     let (_, exposition) = scrape(&server).await;
 
@@ -339,6 +342,8 @@ async fn requests_counted_by_route_and_status() {
     assert_eq!(requests(&exposition, &counted), 1.0);
     let healthz = request_labels("healthz", None, "GET", "200");
     assert_eq!(requests(&exposition, &healthz), 1.0);
+    let dashboard = request_labels("dashboard", None, "GET", "200");
+    assert_eq!(requests(&exposition, &dashboard), 1.0);
 
     // The create went through the store once.
     let creates = exposition
