@@ -239,6 +239,11 @@ fn check_property_type(view: View, name: &str, value: &JsonValue) -> Result<(), 
     }
 }
 
+/// The maximum length of any other string property, in UTF-8 bytes. Several string columns are
+/// indexed, and PostgreSQL refuses an index entry over 2,704 bytes, so a longer value would be
+/// stored by SQLite and rejected by PostgreSQL; both stores take the same values.
+pub const MAX_STRING_BYTES: usize = 1024;
+
 /// The maximum length of an `id`, in UTF-8 bytes, so that every key fits in a URL and a
 /// `Location` header.
 pub const MAX_ID_BYTES: usize = 1024;
@@ -281,6 +286,12 @@ fn decode_value(
     let decoded = match (property.edm_type(), value) {
         (EdmType::String, JsonValue::String(text)) if text.contains('\0') => {
             return Err(invalid(NUL_REASON.to_owned()));
+        }
+        (EdmType::String, JsonValue::String(text)) if text.len() > MAX_STRING_BYTES => {
+            return Err(invalid(format!(
+                "it is {} bytes long, and the maximum is {MAX_STRING_BYTES}",
+                text.len()
+            )));
         }
         (EdmType::String, JsonValue::String(text)) => Value::String(text),
         (EdmType::Int64, JsonValue::Number(number)) => {

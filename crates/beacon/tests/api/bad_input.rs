@@ -1128,3 +1128,36 @@ async fn duplicate_content_type_headers_are_rejected() {
     assert!(message.contains("Content-Type"), "{message}");
     fixture.assert_unchanged("duplicate Content-Type").await;
 }
+
+#[tokio::test]
+async fn strings_over_1024_bytes_are_rejected() {
+    // Several string columns are indexed, and PostgreSQL refuses index entries over 2,704
+    // bytes, so both stores take strings up to the same length.
+    let server = TestServer::start().await;
+    let longest = "é".repeat(512);
+    let too_long = format!("{longest}x");
+
+    for property in
+        ["tenantId", "compliancePolicyId", "compliancePolicyPlatform", "tenantDisplayName"]
+    {
+        let body = json!({ property: longest });
+        let response = server.create(GRAPH, &body).await;
+        assert_eq!(response.status(), 201, "{property} of 1024 bytes");
+
+        let body = json!({ property: too_long });
+        let message =
+            assert_graph_error(server.create(GRAPH, &body).await, 400, "BadRequest").await;
+        assert!(message.contains("the maximum is 1024"), "{property}: {message}");
+    }
+    let created = server.list_all(GRAPH).await;
+    assert_eq!(created.len(), 4);
+
+    let id = created[0]["id"].as_str().unwrap();
+    let response = server
+        .request(Method::PATCH, &format!("{GRAPH}/{id}"))
+        .json(&json!({"tenantId": too_long}))
+        .send()
+        .await
+        .unwrap();
+    assert_graph_error(response, 400, "BadRequest").await;
+}

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::{HttpLimits, component_ref, object};
-use crate::body::MAX_ID_BYTES;
+use crate::body::{MAX_ID_BYTES, MAX_STRING_BYTES};
 use crate::csdl::{MANAGED_TENANT_TYPE, TENANT_RELATIONSHIP_TYPE};
 use crate::model::{EdmType, Property, View};
 
@@ -242,6 +242,13 @@ fn request_schema(view: View, body: RequestBody) -> Value {
                 schema
             }
         };
+        if property.edm_type() == EdmType::String && property != Property::Id {
+            schema["maxLength"] = json!(MAX_STRING_BYTES);
+            schema["description"] = json!(format!(
+                "{} At most {MAX_STRING_BYTES} bytes of UTF-8.",
+                schema["description"].as_str().unwrap_or_default()
+            ));
+        }
         if property.edm_type() == EdmType::DateTimeOffset {
             schema["description"] = json!(format!(
                 "{} An RFC 3339 date-time with at most 7 fractional second digits, from \
