@@ -518,6 +518,15 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
     let data_dir = &args.storage.data_dir;
     open_data_dir(data_dir)?;
     let key_path = args.storage.signing_key_path();
+    // A key file given by name is shared with other servers, so a missing one is an error: a
+    // new key there would sign tokens and skiptokens that the other servers reject.
+    if args.storage.signing_key_file.is_some() && !key_path.exists() {
+        bail!(
+            "the signing key file {} does not exist; give the key file that the other servers \
+             use, or leave --signing-key-file out to create a key in the data folder",
+            key_path.display()
+        );
+    }
     let existing_key = if key_path.exists() { Some(SigningKey::load(&key_path)?) } else { None };
     let store = open_store(&args, data_dir).await?;
     let key = match existing_key {

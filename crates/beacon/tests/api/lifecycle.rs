@@ -237,3 +237,24 @@ fn sigterm_right_after_listening_stops_gracefully() {
         assert!(status.success(), "the server ended with {status}");
     }
 }
+
+#[test]
+fn missing_signing_key_file_stops_start() {
+    // Servers behind one load balancer share the key file, so a mistyped path must not create
+    // a key of its own.
+    let folder = DataFolder::new();
+    let missing = folder.path().with_file_name("missing-key.pem");
+
+    let output = std::process::Command::new(beacon_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(folder.path())
+        .arg("--signing-key-file")
+        .arg(&missing)
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success(), "the server started");
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("missing-key.pem") && message.contains("does not exist"), "{message}");
+    assert!(!missing.exists(), "a key was created");
+}
