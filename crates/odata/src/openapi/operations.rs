@@ -877,7 +877,7 @@ pub(super) fn parameter_components() -> Value {
                     "A condition in OData's expression language that entities must meet, with \
                      OData's null rules; at most {MAX_EXPRESSION_LENGTH} characters."
                 ),
-                "schema": { "type": "string" },
+                "schema": { "type": "string", "maxLength": MAX_EXPRESSION_LENGTH },
                 "example": "numberOfNonCompliantDevices gt 0 and \
                             startswith(compliancePolicyPlatform,'windows')",
             }),
@@ -893,7 +893,7 @@ pub(super) fn parameter_components() -> Value {
                      bottomcount and identity; at most {MAX_EXPRESSION_LENGTH} characters. The \
                      other options apply to its result."
                 ),
-                "schema": { "type": "string" },
+                "schema": { "type": "string", "maxLength": MAX_EXPRESSION_LENGTH },
                 // The other options' examples must apply to this one's result, so it keeps
                 // the entity type.
                 "example": "topcount(5,numberOfNonCompliantDevices)",
@@ -1043,9 +1043,10 @@ fn property_name_pattern(view: View) -> String {
     format!("(?:{})", names.join("|"))
 }
 
-/// Describes `$select` on `view`: a comma-separated list of its property names and `*`.
+/// Describes `$select` on `view`: a comma-separated list of its property names and `*`, each
+/// with optional spaces and tabs around it, as the parser skips them.
 fn select_parameter(view: View) -> Value {
-    let item = format!("(?:\\*|{})", property_name_pattern(view));
+    let item = format!("[ \\t]*(?:\\*|{})[ \\t]*", property_name_pattern(view));
     json!({
         "name": "$select",
         "in": "query",
@@ -1056,6 +1057,7 @@ fn select_parameter(view: View) -> Value {
         ),
         "schema": {
             "type": "string",
+            "maxLength": MAX_EXPRESSION_LENGTH,
             "pattern": format!("^{item}(?:,{item})*$"),
         },
         "example": format!(
@@ -1066,23 +1068,19 @@ fn select_parameter(view: View) -> Value {
     })
 }
 
-/// Describes `$orderby` on `view`. The pattern admits property names with an optional
-/// direction; the option also takes expressions, which only the description mentions.
+/// Describes `$orderby` on `view`. The schema has no pattern, because a sort key may be any
+/// expression, such as `tolower(compliancePolicyName)`, which no regular expression describes.
 fn orderby_parameter(view: View) -> Value {
-    let item = format!("{}(?: (?:asc|desc))?", property_name_pattern(view));
     json!({
         "name": "$orderby",
         "in": "query",
         "description": format!(
             "Up to {MAX_ORDERBY_ITEMS} sort keys, comma-separated, at most \
              {MAX_EXPRESSION_LENGTH} characters. Each key is a property or an expression, \
-             followed by `asc` (the default) or `desc`; the pattern here admits properties \
-             only. Entities that tie on every key come in `id` order."
+             followed by `asc` (the default) or `desc`. Entities that tie on every key come in \
+             `id` order."
         ),
-        "schema": {
-            "type": "string",
-            "pattern": format!("^{item}(?:,{item}){{0,{}}}$", MAX_ORDERBY_ITEMS - 1),
-        },
+        "schema": { "type": "string", "maxLength": MAX_EXPRESSION_LENGTH },
         "example": format!("{} desc", Property::NumberOfNonCompliantDevices.name(view)),
     })
 }

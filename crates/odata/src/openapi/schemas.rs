@@ -30,6 +30,10 @@ pub(super) const BATCH_RESPONSE: &str = "batchResponse";
 /// The largest value of an Int64 property; the counters take values from 0 to this.
 const INT64_MAX: i64 = i64::MAX;
 
+/// The pattern of every string in a request body: any text without U+0000, which no string
+/// value may contain (PostgreSQL text cannot store it, so neither store accepts it).
+pub(super) const WITHOUT_NUL_PATTERN: &str = "^[^\\u0000]*$";
+
 /// The request bodies a view takes, which differ in what they require.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum RequestBody {
@@ -225,6 +229,7 @@ fn request_schema(view: View, body: RequestBody) -> Value {
                 "type": "string",
                 "nullable": true,
                 "maxLength": MAX_ID_BYTES,
+                "pattern": WITHOUT_NUL_PATTERN,
                 "description": format!(
                     "The key, at most {MAX_ID_BYTES} bytes of UTF-8. A create without it, or \
                      with null or an empty string, gets a new lowercase GUID, and an id that \
@@ -238,6 +243,9 @@ fn request_schema(view: View, body: RequestBody) -> Value {
                     required.push(name);
                 }
                 let mut schema = value_schema(property.edm_type(), !required_here);
+                if property.edm_type() == EdmType::String {
+                    schema["pattern"] = json!(WITHOUT_NUL_PATTERN);
+                }
                 schema["description"] = json!(property_description(property, view));
                 schema
             }
@@ -294,8 +302,9 @@ fn request_schema(view: View, body: RequestBody) -> Value {
         "type": "object",
         "description": format!(
             "{rules} Other instance annotations (members whose name contains `@`) are ignored, \
-             and a member that names no property gets `400`. With `IEEE754Compatible=true` in \
-             the `Content-Type`, Int64 values may also be strings of decimal digits."
+             and a member that names no property gets `400`, as does a string that contains \
+             U+0000. With `IEEE754Compatible=true` in the `Content-Type`, Int64 values may also \
+             be strings of decimal digits."
         ),
         "properties": object(properties),
         "additionalProperties": false,

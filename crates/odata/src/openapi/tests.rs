@@ -213,3 +213,114 @@ fn error_responses_state_their_codes() {
         assert!(response["headers"]["request-id"].is_object(), "{code}");
     }
 }
+
+/// Returns the schema of the query parameter component `name`.
+fn parameter_schema<'a>(document: &'a Value, name: &str) -> &'a Value {
+    &document["components"]["parameters"][name]["schema"]
+}
+
+/// Returns whether `value` matches the `pattern` of `schema`, or `true` when it has none.
+fn matches_pattern(schema: &Value, value: &str) -> bool {
+    schema["pattern"].as_str().is_none_or(|pattern| {
+        regex::Regex::new(pattern)
+            .unwrap_or_else(|error| panic!("{pattern}: {error}"))
+            .is_match(value)
+    })
+}
+
+/// Returns whether Beacon accepts `query` on a single entity of `view`, where `$select` may
+/// name only the view's properties.
+fn entity_query_binds(view: View, query: &str) -> bool {
+    crate::query::parse(Some(query), crate::query::Target::Entity)
+        .and_then(|options| options.bind(view, 0))
+        .is_ok()
+}
+
+#[test]
+fn select_pattern_matches_what_binds() {
+    let document = document(&LIMITS);
+    let cases = [
+        "id",
+        "*",
+        "id,*",
+        "compliancePolicyName,numberOfErrorDevices",
+        "%20id",
+        "id%20",
+        "%09id%09,%20*",
+        "id,,id",
+        "id,",
+        ",id",
+        "ID",
+        "id%20id",
+        "id/x",
+        "microsoft.graph.managedTenants.*",
+        "tenantId",
+        "organizationId",
+    ];
+    for view in View::ALL {
+        let schema = parameter_schema(&document, &format!("select-{view}"));
+        for case in cases {
+            let decoded = percent_encoding::percent_decode_str(case).decode_utf8().unwrap();
+            let binds = entity_query_binds(view, &format!("$select={case}"));
+            assert_eq!(matches_pattern(schema, &decoded), binds, "{view} view: $select={case}");
+        }
+    }
+}
+
+#[test]
+fn orderby_schema_admits_expressions() {
+    let document = document(&LIMITS);
+    let expressions = [
+        "numberOfErrorDevices desc",
+        "tolower(compliancePolicyName) desc,id",
+        "numberOfCompliantDevices add numberOfErrorDevices",
+        "null",
+        "1",
+    ];
+    for view in View::ALL {
+        let schema = parameter_schema(&document, &format!("orderby-{view}"));
+        for expression in expressions {
+            let query = format!("$orderby={}", expression.replace(' ', "%20"));
+            let options = crate::query::parse(Some(&query), crate::query::Target::Collection);
+            assert!(options.and_then(|options| options.bind(view, 0)).is_ok(), "{query}");
+            assert!(matches_pattern(schema, expression), "{view} view: {expression}");
+        }
+    }
+}
+
+#[test]
+fn expression_options_state_length_limit() {
+    let document = document(&LIMITS);
+    let mut names = vec!["filter".to_owned(), "apply".to_owned()];
+    for view in View::ALL {
+        names.push(format!("select-{view}"));
+        names.push(format!("orderby-{view}"));
+    }
+    for name in names {
+        let schema = parameter_schema(&document, &name);
+        assert_eq!(schema["maxLength"], json!(crate::filter::MAX_LENGTH), "{name}");
+    }
+}
+
+#[test]
+fn request_strings_exclude_nul() {
+    let document = document(&LIMITS);
+    for view in View::ALL {
+        for body in [schemas::RequestBody::Create, schemas::RequestBody::Update] {
+            let schema = &document["components"]["schemas"][schemas::request(view, body)];
+            for property in Property::ALL {
+                if property.edm_type() != crate::model::EdmType::String {
+                    continue;
+                }
+                let name = property.name(view);
+                let property_schema = &schema["properties"][name];
+                assert!(matches_pattern(property_schema, "a b é"), "{view} {body:?} {name}");
+                assert!(!matches_pattern(property_schema, "a\0b"), "{view} {body:?} {name}");
+
+                let text = json!({ name: "a\0b" }).to_string();
+                let decoded = crate::body::decode(view, text.as_bytes(), Default::default());
+                assert!(decoded.is_err(), "{view} view accepts U+0000 in {name}");
+            }
+        }
+    }
+}
