@@ -32,6 +32,8 @@ mod baseline;
 mod dataset;
 #[path = "load/driver.rs"]
 mod driver;
+#[path = "query_scale/machine.rs"]
+mod machine;
 #[path = "load/process.rs"]
 mod process;
 #[path = "load/profiles.rs"]
@@ -49,6 +51,7 @@ use beacon_server::auth::{DEV_PARTNER_TENANT, READ_PERMISSION};
 use dataset::Shape;
 use driver::{Load, RequestSet};
 use hyper::{Method, StatusCode};
+use machine::{load_average, machine_summary};
 use process::ServerProcess;
 use profiles::{Facts, Profile};
 use report::{Cell, Pair, Summary, group};
@@ -347,32 +350,4 @@ fn posted_rows(database: &Path) -> anyhow::Result<i64> {
     let text =
         format!("SELECT COUNT(*) FROM {} WHERE partner_tenant_id = ?1", beacon_store::sql::TABLE);
     Ok(connection.query_row(&text, [profiles::WRITE_PARTNER], |row| row.get(0))?)
-}
-
-/// Returns the 1, 5 and 15-minute load averages, which show whether other work shared the
-/// machine during the run.
-fn load_average() -> String {
-    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let averages: Vec<&str> = text.split_whitespace().take(3).collect();
-    if averages.len() == 3 { averages.join(" ") } else { "unknown".to_owned() }
-}
-
-/// Describes the machine: logical CPUs, CPU model and memory.
-fn machine_summary() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|line| line.starts_with("model name"))
-        .and_then(|line| line.split_once(':'))
-        .map_or("unknown CPU", |(_, model)| model.trim())
-        .to_owned();
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let memory_kib: u64 = meminfo
-        .lines()
-        .find_map(|line| line.strip_prefix("MemTotal:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or(0);
-    format!("{cpus} logical CPUs, {model}, {} GiB memory", memory_kib / (1024 * 1024))
 }

@@ -348,7 +348,7 @@ impl Fixture {
 
 /// Asserts that the server's store is intact: the table and its indexes exist and each partner
 /// has the given number of rows. In SQLite runs it also runs SQLite's integrity checks on the
-/// database file, opened read-only; the server may still be running, because WAL mode lets a
+/// database file, opened read-only. The server may still be running, because WAL mode lets a
 /// reader in.
 fn assert_database_intact(data_dir: &Path, expected_rows: &[(&str, i64)], case: &str) {
     let (names, counts) = match test_postgres_url() {

@@ -255,6 +255,7 @@ fn missing_signing_key_file_stops_start() {
 
     assert!(!output.status.success(), "the server started");
     let message = String::from_utf8_lossy(&output.stderr);
-    assert!(message.contains("missing-key.pem") && message.contains("does not exist"), "{message}");
+    assert!(message.contains("missing-key.pem"), "{message}");
+    assert!(message.contains("does not exist"), "{message}");
     assert!(!missing.exists(), "a key was created");
 }

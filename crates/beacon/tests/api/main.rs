@@ -33,7 +33,7 @@ mod lifecycle;
 mod limits;
 /// `/metrics`, `--metrics-listen` and `/readyz`.
 mod observability;
-/// The OpenAPI description: served as committed, and each operation answering as it says.
+/// The OpenAPI description: served as committed, and each operation responding as described.
 mod openapi;
 /// Server-driven paging and `$top`.
 mod paging;

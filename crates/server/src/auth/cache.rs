@@ -2,8 +2,8 @@
 //! request pays for one signature check, not one per request.
 //!
 //! Entries are keyed by the SHA-256 digest of the token, so the cache stores no token. An entry
-//! is used only while its token is unexpired (its `exp` plus the clock skew) and only while the
-//! key set that verified it is still the current one: a reload of the identity provider's keys
+//! is used only while its token is unexpired (its `exp` plus the clock skew), and only while the
+//! key set that verified it is still the current one. A reload of the identity provider's keys
 //! starts a new generation, and entries of older generations are verified again. Rejected
 //! tokens are not cached, so every rejection is checked in full.
 

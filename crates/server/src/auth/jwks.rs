@@ -185,7 +185,7 @@ pub(crate) struct JwksCache {
     source: KeySource,
     loader: Loader,
     keys: ArcSwap<KeySet>,
-    /// The number of key sets loaded so far, which tells cached tokens apart by the set that
+    /// The number of key sets loaded so far, which distinguishes cached tokens by the set that
     /// verified them.
     generation: AtomicU64,
     /// Held while the set is loaded, so that only one load runs at a time.

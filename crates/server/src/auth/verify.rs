@@ -187,7 +187,7 @@ impl ClaimRules {
 /// A token that passed every check.
 #[derive(Debug)]
 pub(crate) struct Verified {
-    /// Who the token speaks for.
+    /// The caller that the token speaks for.
     pub(crate) principal: Principal,
     /// The token's `exp` in whole seconds, if it is a number that fits.
     pub(crate) expires_at: Option<u64>,

@@ -82,8 +82,8 @@ const ATTEMPTS: usize = 3;
 const MAX_CACHED_STATEMENTS: usize = 256;
 
 /// The age past which [`Store::update_gauges`] counts the rows again. A count scans the whole
-/// table or one of its indexes, so it runs at most this often however often the metrics are
-/// read, and the gauge lags the table by at most this long plus the time of one count.
+/// table or one of its indexes, so it runs at most this often, however often the metrics are
+/// read. The gauge lags the table by at most this long plus the time of one count.
 pub const ROW_COUNT_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// Settings of the PostgreSQL store.
@@ -725,11 +725,11 @@ fn classify(error: tokio_postgres::Error) -> StoreError {
     StoreError::Internal(Arc::new(error))
 }
 
-/// Returns whether a SQLSTATE says that the database cannot serve for now rather than that the
-/// statement is wrong: a lost connection (class 08), too few resources (class 53), an
+/// Returns whether a SQLSTATE shows that the database cannot serve for now, rather than that
+/// the statement is wrong: a lost connection (class 08), too few resources (class 53), an
 /// operator's intervention (class 57), a system error (class 58), a database that takes no
 /// connections (55000), a read-only database after a failover (25006), or a database, schema
-/// or table that is gone (3D000, 3F000, 42P01). A write that fails so was not applied.
+/// or table that is gone (3D000, 3F000, 42P01). A write that fails this way was not applied.
 fn database_unavailable(sqlstate: &str) -> bool {
     matches!(sqlstate.get(..2), Some("08" | "53" | "57" | "58"))
         || matches!(sqlstate, "55000" | "25006" | "3D000" | "3F000" | "42P01")
