@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -25,10 +25,12 @@ const KEPT_LOG_LINES: usize = 20;
 /// How many bytes of a server's log are kept for those lines.
 const KEPT_LOG_BYTES: usize = 16 * 1024;
 
-/// Returns the path of the `beacon` binary that Cargo built for this benchmark, in the `bench`
-/// profile, which inherits `release`.
-pub fn beacon_binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_beacon"))
+/// Returns the path of the `beacon` binary to measure: the one named by `BEACON_BENCH_BINARY`,
+/// for comparing another build, or else the one that Cargo built for this benchmark, in the
+/// `bench` profile, which inherits `release`.
+pub fn beacon_binary() -> PathBuf {
+    std::env::var_os("BEACON_BENCH_BINARY")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_beacon")), PathBuf::from)
 }
 
 /// A running server process.

@@ -7,8 +7,9 @@
 //! With `synchronous=FULL`, a commit has been synced to disk when it returns, and concurrent
 //! writers share the cost of that sync.
 //!
-//! Reads run on a small pool of read-only connections on the blocking thread pool, so they
-//! never wait for the writer and never block the async runtime.
+//! Reads run on a few reader threads, each with a read-only connection of its own, which take
+//! reads from one queue (see [`readers`]). They never wait for the writer and never block the
+//! async runtime.
 //!
 //! The writer keeps the number of rows stored. It counts them when the store opens, and adds
 //! the creates and deletes of each group after the group commits and before it replies. So the
@@ -16,11 +17,12 @@
 
 pub mod functions;
 mod migrate;
+mod readers;
 mod rows;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -31,7 +33,7 @@ use beacon_odata::bind::apply::Plan;
 use beacon_odata::entity::Entity;
 use beacon_odata::etag::Precondition;
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::sql::{self, Sqlite, Statements, TABLE};
 use crate::telemetry::{self, Operation, timed};
@@ -126,21 +128,16 @@ pub struct SqliteStore {
     writes: Mutex<Option<mpsc::Sender<WriteCommand>>>,
     /// The writer thread, joined on close.
     writer: Mutex<Option<JoinHandle<()>>>,
-    /// Idle read connections, each with the statistics generation it was opened at.
-    readers: Arc<Mutex<Vec<(Connection, u64)>>>,
-    /// The database file, for reopening read connections.
-    path: Arc<PathBuf>,
-    /// Counts the refreshes of the planner's statistics. SQLite loads statistics when a
-    /// connection opens, so a read connection older than the last refresh is reopened.
-    statistics: Arc<AtomicU64>,
-    /// One permit per read connection, so a read waits for a connection without blocking.
-    reader_permits: Arc<Semaphore>,
-    /// The number of read connections.
+    /// The queue to the reader threads; `None` once closed.
+    reads: Mutex<Option<crossbeam_channel::Sender<readers::Job>>>,
+    /// The reader threads, joined on close.
+    reader_threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The state the reader threads share, including how many of them are busy.
+    reader_state: Arc<readers::Shared>,
+    /// The number of reader threads.
     reader_count: usize,
     /// The rows stored, which the writer thread keeps.
     rows: Arc<AtomicI64>,
-    /// The statement texts, shared with the writer.
-    statements: Arc<Statements>,
 }
 
 impl SqliteStore {
@@ -158,8 +155,8 @@ impl SqliteStore {
         let rows = count_rows(&connection).map_err(open_error)?;
         refresh_statistics(&connection, rows);
 
-        let readers = (0..options.readers.max(1))
-            .map(|_| open_reader(path).map(|reader| (reader, 0)))
+        let connections = (0..options.readers.max(1))
+            .map(|_| open_reader(path))
             .collect::<Result<Vec<_>, rusqlite::Error>>()
             .map_err(open_error)?;
 
@@ -176,16 +173,25 @@ impl SqliteStore {
         )
         .map_err(OpenError::Thread)?;
 
-        Ok(Self {
-            writes: Mutex::new(Some(sender)),
-            writer: Mutex::new(Some(writer)),
-            reader_permits: Arc::new(Semaphore::new(readers.len())),
-            reader_count: readers.len(),
-            rows,
-            readers: Arc::new(Mutex::new(readers)),
+        let reader_count = connections.len();
+        let reader_state = Arc::new(readers::Shared {
             path: Arc::new(path.to_owned()),
             statistics,
             statements,
+            busy: Arc::new(AtomicUsize::new(0)),
+        });
+        let (reads, queue) = crossbeam_channel::unbounded();
+        let reader_threads =
+            readers::spawn(connections, &queue, &reader_state).map_err(OpenError::Thread)?;
+
+        Ok(Self {
+            writes: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(writer)),
+            reads: Mutex::new(Some(reads)),
+            reader_threads: Mutex::new(reader_threads),
+            reader_state,
+            reader_count,
+            rows,
         })
     }
 
@@ -202,54 +208,46 @@ impl SqliteStore {
         answer.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
-    /// Runs `read` on an idle read connection on the blocking thread pool.
+    /// Runs `read` on the next free reader thread and waits for its outcome.
     ///
-    /// The connection and its permit go back to the pool from the blocking thread, so a request
-    /// that is dropped while its query runs (the client hung up, or the request timed out)
-    /// still returns them. Dropping the request also interrupts its query, so that an abandoned
-    /// query does not keep a connection busy.
+    /// Dropping the returned future (the client hung up, or the request timed out) cancels the
+    /// read: it is skipped if it has not started and interrupted if it has, so an abandoned
+    /// query does not keep a reader busy.
     async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Connection, &Statements) -> Result<T, rusqlite::Error> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let permit = Arc::clone(&self.reader_permits)
-            .acquire_owned()
-            .await
+        let (reply, answer) = oneshot::channel();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let job = readers::Job {
+            run: Box::new(move |connection, statements| {
+                let _ = reply.send(read(connection, statements));
+            }),
+            cancelled: Arc::clone(&cancelled),
+            span: tracing::Span::current(),
+        };
+        lock(&self.reads)
+            .as_ref()
+            .ok_or(StoreError::ShuttingDown)?
+            .send(job)
             .map_err(|_| StoreError::ShuttingDown)?;
-        let readers = Arc::clone(&self.readers);
-        let statements = Arc::clone(&self.statements);
-        let (mut connection, mut generation) =
-            lock(&readers).pop().ok_or(StoreError::ShuttingDown)?;
-        let current = self.statistics.load(Ordering::Acquire);
-        let path = Arc::clone(&self.path);
-        let running = Arc::new(Mutex::new(Some(connection.get_interrupt_handle())));
-        let guard = InterruptOnDrop(Arc::clone(&running));
-        // The blocking thread does not inherit the request's span, which its log lines need.
-        let span = tracing::Span::current();
 
-        let task = tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            // A connection opened before the last statistics refresh plans with old ones.
-            if generation < current {
-                match open_reader(&path) {
-                    Ok(fresh) => {
-                        (connection, generation) = (fresh, current);
-                        *lock(&running) = Some(connection.get_interrupt_handle());
-                    }
-                    Err(error) => tracing::warn!(%error, "reopening a read connection failed"),
-                }
-            }
-            let result = read(&connection, &statements);
+        let _cancel = CancelOnDrop(cancelled);
+        match answer.await {
+            Ok(result) => result.map_err(classify),
+            // The reader threads stop only when the store closes; otherwise the read panicked.
+            Err(_) if lock(&self.reads).is_none() => Err(StoreError::ShuttingDown),
+            Err(_) => Err(StoreError::Internal(Arc::new(std::io::Error::other(
+                "a read ended without an outcome",
+            )))),
+        }
+    }
 
-            // From here on an interrupt could hit the next user of the connection.
-            *lock(&running) = None;
-            lock(&readers).push((connection, generation));
-            drop(permit);
-            result
-        });
-        let result = task.await.map_err(|error| StoreError::Internal(Arc::new(error)))?;
-        drop(guard);
-        result.map_err(classify)
+    /// Stops the reader threads once they have finished the reads already queued, and waits
+    /// for them.
+    fn stop_readers(&self) -> Vec<JoinHandle<()>> {
+        drop(lock(&self.reads).take());
+        std::mem::take(&mut *lock(&self.reader_threads))
     }
 
     /// Checks that the writer thread runs and that a new read-only connection opens the file
@@ -262,7 +260,7 @@ impl SqliteStore {
         if !writer_runs {
             return Err(StoreError::ShuttingDown);
         }
-        let path = Arc::clone(&self.path);
+        let path = Arc::clone(&self.reader_state.path);
         let task = tokio::task::spawn_blocking(move || {
             let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
             let connection = Connection::open_with_flags(path.as_path(), flags)?;
@@ -275,14 +273,13 @@ impl SqliteStore {
     }
 }
 
-/// Interrupts the query of a read when the read is dropped before it finishes.
-struct InterruptOnDrop(Arc<Mutex<Option<rusqlite::InterruptHandle>>>);
+/// Marks a read as cancelled when its caller stops waiting for it. Setting the flag after the
+/// read has finished does nothing.
+struct CancelOnDrop(Arc<AtomicBool>);
 
-impl Drop for InterruptOnDrop {
+impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        if let Some(handle) = lock(&self.0).take() {
-            handle.interrupt();
-        }
+        self.0.store(true, Ordering::Release);
     }
 }
 
@@ -397,8 +394,8 @@ impl Store for SqliteStore {
         if let Some(sender) = lock(&self.writes).as_ref() {
             telemetry::set_write_queue_depth(sender.max_capacity() - sender.capacity());
         }
-        let idle = self.reader_permits.available_permits();
-        telemetry::set_pool(self.reader_count.saturating_sub(idle), idle, None);
+        let busy = self.reader_state.busy.load(Ordering::Relaxed).min(self.reader_count);
+        telemetry::set_pool(busy, self.reader_count - busy, None);
         telemetry::set_rows(self.rows.load(Ordering::Acquire));
     }
 
@@ -406,9 +403,16 @@ impl Store for SqliteStore {
         // Dropping the sender lets the writer finish the queue and return.
         drop(lock(&self.writes).take());
         let writer = lock(&self.writer).take();
-        if let Some(writer) = writer {
-            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-        }
+        let readers = self.stop_readers();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(writer) = writer {
+                let _ = writer.join();
+            }
+            for reader in readers {
+                let _ = reader.join();
+            }
+        })
+        .await;
     }
 }
 
@@ -419,6 +423,9 @@ impl Drop for SqliteStore {
         drop(lock(&self.writes).take());
         if let Some(writer) = lock(&self.writer).take() {
             let _ = writer.join();
+        }
+        for reader in self.stop_readers() {
+            let _ = reader.join();
         }
     }
 }
@@ -579,6 +586,23 @@ mod tests {
         (dir, Arc::new(store))
     }
 
+    /// Waits up to 20 seconds for `read`, or fails with `failure`. On failure it leaks the
+    /// store, whose drop would wait for the reader still running the endless query, so that a
+    /// regression fails the test rather than hanging the test run.
+    async fn within_bound<T>(
+        store: &Arc<SqliteStore>,
+        read: impl Future<Output = T>,
+        failure: &str,
+    ) -> T {
+        match tokio::time::timeout(Duration::from_secs(20), read).await {
+            Ok(value) => value,
+            Err(_) => {
+                std::mem::forget(Arc::clone(store));
+                panic!("{failure}");
+            }
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn dropped_read_returns_its_connection() {
         let (_dir, store) = one_reader();
@@ -602,17 +626,60 @@ mod tests {
         task.abort();
         assert!(task.await.unwrap_err().is_cancelled());
 
-        // The only connection comes back, so the next reads succeed. The bound only keeps a
-        // regression from hanging the test run.
+        // The only connection comes back, so the next reads succeed.
         for _ in 0..3 {
             let next =
                 store.read(|connection, _| connection.query_row("SELECT 1", [], |r| r.get(0)));
-            let value: i64 = tokio::time::timeout(Duration::from_secs(20), next)
-                .await
-                .expect("the interrupted query kept the connection")
-                .unwrap();
+            let value: i64 =
+                within_bound(&store, next, "the interrupted query kept the reader").await.unwrap();
             assert_eq!(value, 1);
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn read_dropped_while_queued_never_keeps_the_reader() {
+        let (_dir, store) = one_reader();
+
+        // The only reader waits inside a first read until the test lets it go.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, running) = std::sync::mpsc::channel();
+        let holder = Arc::clone(&store);
+        let first = tokio::spawn(async move {
+            holder
+                .read(move |connection, _| {
+                    started.send(()).unwrap();
+                    held.recv().unwrap();
+                    connection.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))
+                })
+                .await
+        });
+        tokio::task::spawn_blocking(move || running.recv().unwrap()).await.unwrap();
+
+        // A query that would never end is queued behind it, then dropped before it starts.
+        let endless = Arc::clone(&store);
+        let queued = tokio::spawn(async move {
+            endless
+                .read(|connection, _| {
+                    connection.query_row(
+                        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) \
+                         SELECT count(*) FROM n",
+                        [],
+                        |row| row.get::<_, i64>(0),
+                    )
+                })
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        queued.abort();
+        assert!(queued.await.unwrap_err().is_cancelled());
+        release.send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+
+        // The reader skips the dropped query and serves the next read.
+        let next = store.read(|connection, _| connection.query_row("SELECT 2", [], |r| r.get(0)));
+        let value: i64 =
+            within_bound(&store, next, "the dropped query kept the only reader").await.unwrap();
+        assert_eq!(value, 2);
     }
 
     #[tokio::test]
