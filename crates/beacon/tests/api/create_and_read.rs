@@ -28,7 +28,8 @@ async fn seed_example_reads_back_through_both_views() {
 
     // The body is the stored entity with the view's names, type and context.
     let id = created["id"].as_str().unwrap().to_owned();
-    assert!(uuid_is_lowercase_v4(&id), "id {id}");
+    // Server-assigned ids are time-ordered UUIDs (version 7).
+    assert!(is_lowercase_uuid(&id, b'7'), "id {id}");
     assert_eq!(location, server.url(&format!("{SEED}/{id}")));
     assert_eq!(
         created["@odata.type"],
@@ -245,7 +246,7 @@ async fn request_ids_are_echoed_and_new() {
         .unwrap();
     assert_eq!(response.headers()["client-request-id"], "my-trace-42");
     let first = response.headers()["request-id"].to_str().unwrap().to_owned();
-    assert!(uuid_is_lowercase_v4(&first));
+    assert!(is_lowercase_uuid(&first, b'4'), "request-id {first}");
 
     let response = server.request(Method::GET, SEED).send().await.unwrap();
     let second = response.headers()["request-id"].to_str().unwrap().to_owned();
@@ -269,10 +270,11 @@ fn rename(object: &mut serde_json::Map<String, Value>, from: &str, to: &str) {
     object.insert(to.to_owned(), value);
 }
 
-fn uuid_is_lowercase_v4(text: &str) -> bool {
+/// Checks that `text` is a UUID in lowercase hexadecimal with the given version digit.
+fn is_lowercase_uuid(text: &str, version: u8) -> bool {
     let bytes = text.as_bytes();
     bytes.len() == 36
-        && bytes[14] == b'4'
+        && bytes[14] == version
         && bytes.iter().enumerate().all(|(i, b)| match i {
             8 | 13 | 18 | 23 => *b == b'-',
             _ => b.is_ascii_digit() || (b'a'..=b'f').contains(b),
