@@ -2,11 +2,11 @@
 //! environment variables and the command line, in rising precedence.
 //!
 //! clap reads the command line, the environment and the defaults, and records which of them
-//! gave each value. This module adds the file below the environment: it reads
-//! `--config PATH` (or `BEACON_CONFIG`), else `beacon.toml` in the data folder when that file
-//! exists, checks every key and value, and passes each value that neither the command line nor
-//! the environment gives to clap as if it had been typed. So a value from the file goes through
-//! the same parser as the flag, and the parsed arguments are the ones clap builds.
+//! gave each value. This module adds the file below the environment. It reads `--config PATH`
+//! (or `BEACON_CONFIG`), else `beacon.toml` in the data folder when that file exists, and
+//! checks every key and value. Then it passes each value that neither the command line nor the
+//! environment gives to clap as if it had been typed. So a value from the file goes through the
+//! same parser as the flag, and the parsed arguments are the ones clap builds.
 //!
 //! The file's keys are the long names of `beacon serve`'s options without the dashes in front,
 //! such as `listen`, `metrics-listen` and `rate-limit`. A value is a string, a number, or an
@@ -37,7 +37,7 @@ const CONFIG_ARG: &str = "config";
 /// The argument id of `--data-dir`, the folder whose `beacon.toml` is read.
 const DATA_DIR_ARG: &str = "data_dir";
 
-/// Where a setting's value came from, from lowest to highest precedence.
+/// The origin of a setting's value, from lowest to highest precedence.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
     /// The option's default.
@@ -62,7 +62,7 @@ pub struct Setting {
     pub key: String,
     /// The values as given, before parsing; empty when the option is not set.
     pub values: Vec<String>,
-    /// Where the values came from; `None` when the option is not set.
+    /// The origin of the values; `None` when the option is not set.
     pub source: Option<Source>,
     /// The file's line that a higher source overrode, if any.
     pub overridden: Option<Source>,
@@ -185,9 +185,9 @@ struct FileValues {
 
 /// Reads and checks the settings file at `path`, and returns the arguments it adds.
 ///
-/// Every key must be an option of `settings_command`; the keys that `subcommand` also has are
-/// applied unless `matches` shows that the command line or the environment gives them, or
-/// gives another member of their group.
+/// Every key must be an option of `settings_command`. A key that `subcommand` also has is
+/// applied unless `matches` shows that the command line or the environment gives it, or gives
+/// another member of its group.
 fn read_file(
     path: &Path,
     settings_command: &Command,

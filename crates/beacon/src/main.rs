@@ -919,7 +919,7 @@ fn describe(error: &anyhow::Error) -> String {
 }
 
 /// Starts logging to standard error at the levels of `RUST_LOG`, or at info when it is unset
-/// or invalid; an invalid one is reported once logging runs.
+/// or invalid. An invalid one is reported once logging runs.
 fn init_logging(format: LogFormat) {
     let (filter, invalid) = match tracing_subscriber::EnvFilter::try_from_default_env() {
         Ok(filter) => (filter, None),

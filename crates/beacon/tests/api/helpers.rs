@@ -44,7 +44,7 @@ pub fn beacon_binary() -> &'static str {
 }
 
 /// Starts a `beacon` command without the `BEACON_*` variables of the test's environment, so
-/// that a run with `BEACON_TEST_STORE` or `BEACON_DATA_DIR` set sees the defaults.
+/// that a run with `BEACON_TEST_STORE` or `BEACON_DATA_DIR` set uses the defaults.
 pub fn beacon_command() -> Command {
     let mut command = Command::new(beacon_binary());
     for (name, _) in std::env::vars_os() {

@@ -161,10 +161,11 @@ impl SqliteStore {
         let open_error = |source| OpenError::Open { path: path.to_owned(), source };
 
         // Refuse a file that is not Beacon's before anything can write to it, then let the
-        // writer connection create the file and own the schema. The lock comes first, so that
-        // a restore cannot swap the file between the check and the open.
-        let lock = backup::lock_shared(path).map_err(OpenError::Lock)?;
+        // writer connection create the file and own the schema. The lock file is created only
+        // once the check passes, so a refused file leaves the folder as it was. A restore that
+        // runs between the check and the lock has checked its file in the same way.
         migrate::inspect(path)?;
+        let lock = backup::lock_shared(path).map_err(OpenError::Lock)?;
         let mut connection = Connection::open(path).map_err(open_error)?;
         configure(&connection, false).map_err(open_error)?;
         migrate::run(&mut connection, path)?;
@@ -532,8 +533,8 @@ fn configure(connection: &Connection, read_only: bool) -> Result<(), rusqlite::E
 /// none of them can start the log over, so the log grows with every write. A `TRUNCATE`
 /// checkpoint waits for the readers of older snapshots to finish, which takes milliseconds
 /// for the short reads of requests, then empties the file. It waits at most
-/// [`CHECKPOINT_WAIT`], or the busy timeout when `force` is set, since a backup's read can last
-/// seconds; the frames it could copy are copied all the same.
+/// [`CHECKPOINT_WAIT`], or the busy timeout when `force` is set, because a backup's read can
+/// last seconds. The frames it could copy are copied all the same.
 pub(super) fn checkpoint(connection: &Connection, wal: &Path, force: bool) {
     let size = std::fs::metadata(wal).map_or(0, |metadata| metadata.len());
     if !force && size <= WAL_SIZE_LIMIT as u64 {
