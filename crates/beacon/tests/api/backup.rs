@@ -74,6 +74,22 @@ async fn create(server: &TestServer, id: &str) {
     assert_eq!(response.status(), 201, "create {id}");
 }
 
+/// Waits until at least `count` writes were acknowledged after `since`, for up to 30 seconds.
+async fn wait_for_writes(
+    acknowledged: &Mutex<Vec<(String, Instant)>>,
+    since: Instant,
+    count: usize,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let done = acknowledged.lock().unwrap().iter().filter(|(_, at)| *at > since).count();
+        if done >= count || Instant::now() > deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backup_during_writes_keeps_acknowledged_rows() {
     let folder = DataFolder::new();
@@ -102,7 +118,7 @@ async fn backup_during_writes_keeps_acknowledged_rows() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_writes(&acknowledged, Instant::now(), 20).await;
 
     // Every row acknowledged before the backup starts must be in the copy.
     let destination = folder.path().with_file_name("copy.sqlite3");
@@ -110,7 +126,7 @@ async fn backup_during_writes_keeps_acknowledged_rows() {
     let output = backup(folder.path(), &destination).await;
     let backup_ended = Instant::now();
     assert!(output.status.success(), "backup failed: {}", stderr(&output));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for_writes(&acknowledged, backup_ended, 20).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for writer in writers {
         writer.await.unwrap();
@@ -121,8 +137,8 @@ async fn backup_during_writes_keeps_acknowledged_rows() {
     let before: Vec<&String> =
         acknowledged.iter().filter(|(_, at)| *at < backup_started).map(|(id, _)| id).collect();
     let after = acknowledged.iter().filter(|(_, at)| *at > backup_ended).count();
-    assert!(before.len() > 10, "only {} writes before the backup", before.len());
-    assert!(after > 10, "only {after} writes after the backup: the writers stalled");
+    assert!(before.len() >= 20, "only {} writes before the backup", before.len());
+    assert!(after >= 20, "only {after} writes after the backup: the writers stalled");
     for id in &before {
         assert!(copied.contains(*id), "{id} was acknowledged before the backup but is missing");
     }
