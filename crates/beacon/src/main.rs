@@ -7,6 +7,11 @@
 //! tokens (`--auth jwks`).
 //! `beacon token` prints a bearer token that a dev mode server using the same data folder (or
 //! the same `--signing-key-file`) accepts.
+//! `beacon config` prints the settings `serve` would use and where each comes from (see
+//! `config`), and `beacon backup` and `beacon restore` copy the SQLite store (see `backup`).
+
+mod backup;
+mod config;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -64,6 +69,13 @@ enum Command {
     Serve(ServeArgs),
     /// Print a development bearer token for a server that uses the same data folder or key.
     Token(TokenArgs),
+    /// Print the settings that `serve` would use with the same options, and where each comes
+    /// from, with passwords hidden.
+    Config(ServeArgs),
+    /// Copy the SQLite store to a new file while servers keep using it.
+    Backup(backup::BackupArgs),
+    /// Replace the SQLite store with a backup; fails while a server uses the store.
+    Restore(backup::RestoreArgs),
 }
 
 /// Locations of the data folder and the signing key, shared by every subcommand.
@@ -80,6 +92,12 @@ struct StorageArgs {
     /// DIR/signing-key.pem, created by either command]
     #[arg(long, env = "BEACON_SIGNING_KEY_FILE", value_name = "PATH")]
     signing_key_file: Option<PathBuf>,
+
+    /// TOML file of settings, whose keys are the long option names of `serve`, such as
+    /// listen or rate-limit. Environment variables and options override it. [default:
+    /// DIR/beacon.toml, when it exists]
+    #[arg(long, env = "BEACON_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
 }
 
 impl StorageArgs {
@@ -455,8 +473,14 @@ struct TokenArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Command::Serve(args) = &cli.command {
+    let (cli, settings) = match config::parse::<Cli>() {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            eprintln!("error: {}", describe(&error));
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::Serve(args) | Command::Config(args) = &cli.command {
         let misplaced = args.auth.jwks_options_in_dev_mode();
         if !misplaced.is_empty() {
             let verb = if misplaced.len() == 1 { "applies" } else { "apply" };
@@ -475,6 +499,12 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(args) => run_serve(args),
         Command::Token(args) => run_token(&args),
+        Command::Config(args) => {
+            print!("{}", settings.render(&derived_defaults(&args)));
+            Ok(())
+        }
+        Command::Backup(args) => backup::run_backup(&args),
+        Command::Restore(args) => backup::run_restore(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -483,6 +513,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Returns the values that `serve` computes for the options left unset whose defaults depend
+/// on the data folder, for `beacon config` to show.
+fn derived_defaults(args: &ServeArgs) -> Vec<(&'static str, String)> {
+    let data_dir = &args.storage.data_dir;
+    vec![
+        ("signing-key-file", data_dir.join(SIGNING_KEY_FILE).display().to_string()),
+        ("database", data_dir.join(DATABASE_FILE).display().to_string()),
+    ]
 }
 
 fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -878,9 +918,16 @@ fn describe(error: &anyhow::Error) -> String {
     line
 }
 
+/// Starts logging to standard error at the levels of `RUST_LOG`, or at info when it is unset
+/// or invalid. An invalid one is reported once logging runs.
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (filter, invalid) = match tracing_subscriber::EnvFilter::try_from_default_env() {
+        Ok(filter) => (filter, None),
+        Err(error) => {
+            let invalid = std::env::var_os("RUST_LOG").map(|_| error.to_string());
+            (tracing_subscriber::EnvFilter::new("info"), invalid)
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -888,6 +935,9 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+    if let Some(error) = invalid {
+        tracing::warn!(error.message = %error, "RUST_LOG is invalid, so the level is info");
     }
 }
 

@@ -43,6 +43,18 @@ pub fn beacon_binary() -> &'static str {
     env!("CARGO_BIN_EXE_beacon")
 }
 
+/// Starts a `beacon` command without the `BEACON_*` variables of the test's environment, so
+/// that a run with `BEACON_TEST_STORE` or `BEACON_DATA_DIR` set uses the defaults.
+pub fn beacon_command() -> Command {
+    let mut command = Command::new(beacon_binary());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("BEACON_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// A running `beacon serve` process with its own data folder.
 pub struct TestServer {
     pub base: String,

@@ -12,10 +12,14 @@ mod helpers;
 mod apply;
 /// Tokens and permissions.
 mod auth;
+/// `beacon backup` and `beacon restore` with a running server.
+mod backup;
 /// Every kind of bad input: its status, its Graph error body, and an unchanged collection.
 mod bad_input;
 /// `$batch`: several requests in one JSON body.
 mod batch;
+/// The settings file, environment variables and flags, and `beacon config`.
+mod config;
 /// Creating entities through both views and reading them back.
 mod create_and_read;
 /// The dashboard's files: headers, caching and rate limits.
@@ -31,6 +35,8 @@ mod isolation;
 mod lifecycle;
 /// Rate limits, URL and header bounds, and the connection limit.
 mod limits;
+/// `--log-format`, request ids in log lines, and `RUST_LOG` filtering.
+mod logs;
 /// `/metrics`, `--metrics-listen` and `/readyz`.
 mod observability;
 /// The OpenAPI description: served as committed, and each operation responding as described.

@@ -15,6 +15,7 @@
 //! the creates and deletes of each group after the group commits and before it replies. So the
 //! count is exact whenever no write is in flight.
 
+pub mod backup;
 pub mod functions;
 mod migrate;
 mod readers;
@@ -50,6 +51,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The size in bytes past which the writer empties the write-ahead log.
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// How long the writer's size-triggered checkpoint waits for readers of older snapshots before
+/// it gives up until its next try. Short reads finish well within it. A backup reads one
+/// snapshot for seconds, and the writer, which commits nothing while it waits here, must not
+/// stall for that long.
+const CHECKPOINT_WAIT: Duration = Duration::from_millis(100);
 
 /// The maximum length of a string or blob a query may compute, in bytes: 16 MiB, well above
 /// the longest value a 1 MiB request body can store.
@@ -119,6 +126,10 @@ pub enum OpenError {
     /// The writer thread could not be started.
     #[error("cannot start the database writer thread: {0}")]
     Thread(std::io::Error),
+    /// The lock beside the database could not be taken, because a restore holds it or the
+    /// lock file cannot be opened.
+    #[error(transparent)]
+    Lock(backup::BackupError),
 }
 
 /// The embedded SQLite store.
@@ -138,6 +149,9 @@ pub struct SqliteStore {
     reader_count: usize,
     /// The rows stored, which the writer thread keeps.
     rows: Arc<AtomicI64>,
+    /// The shared lock beside the database, held while the store is open so that a restore
+    /// cannot replace the file under it.
+    _lock: std::fs::File,
 }
 
 impl SqliteStore {
@@ -147,8 +161,11 @@ impl SqliteStore {
         let open_error = |source| OpenError::Open { path: path.to_owned(), source };
 
         // Refuse a file that is not Beacon's before anything can write to it, then let the
-        // writer connection create the file and own the schema.
+        // writer connection create the file and own the schema. The lock file is created only
+        // once the check passes, so a refused file leaves the folder as it was. A restore that
+        // runs between the check and the lock has checked its file in the same way.
         migrate::inspect(path)?;
+        let lock = backup::lock_shared(path).map_err(OpenError::Lock)?;
         let mut connection = Connection::open(path).map_err(open_error)?;
         configure(&connection, false).map_err(open_error)?;
         migrate::run(&mut connection, path)?;
@@ -192,6 +209,7 @@ impl SqliteStore {
             reader_state,
             reader_count,
             rows,
+            _lock: lock,
         })
     }
 
@@ -513,14 +531,25 @@ fn configure(connection: &Connection, read_only: bool) -> Result<(), rusqlite::E
 ///
 /// SQLite's automatic checkpoints run in PASSIVE mode and never wait for readers, and while reads keep overlapping,
 /// none of them can start the log over, so the log grows with every write. A `TRUNCATE`
-/// checkpoint waits (up to the busy timeout) for the readers of older snapshots to finish,
-/// which takes milliseconds because every read here is short, then empties the file.
+/// checkpoint waits for the readers of older snapshots to finish, which takes milliseconds
+/// for the short reads of requests, then empties the file. It waits at most
+/// [`CHECKPOINT_WAIT`], or the busy timeout when `force` is set, because a backup's read can
+/// last seconds. The frames it could copy are copied all the same.
 pub(super) fn checkpoint(connection: &Connection, wal: &Path, force: bool) {
     let size = std::fs::metadata(wal).map_or(0, |metadata| metadata.len());
     if !force && size <= WAL_SIZE_LIMIT as u64 {
         return;
     }
-    match connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0)) {
+    let wait = if force { BUSY_TIMEOUT } else { CHECKPOINT_WAIT };
+    if let Err(error) = connection.busy_timeout(wait) {
+        tracing::warn!(%error, "setting the checkpoint's wait failed");
+    }
+    let outcome =
+        connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0));
+    if let Err(error) = connection.busy_timeout(BUSY_TIMEOUT) {
+        tracing::warn!(%error, "restoring the busy timeout failed");
+    }
+    match outcome {
         Ok(0) => tracing::debug!(wal.bytes = size, "checkpointed the write-ahead log"),
         Ok(_) => {
             tracing::warn!(wal.bytes = size, "readers kept the write-ahead log from being emptied")
