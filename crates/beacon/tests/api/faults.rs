@@ -344,7 +344,7 @@ async fn read_only_folder_stops_start_unchanged() {
     let message = serve_expecting_failure(folder.path());
 
     assert!(message.contains(folder.path().to_str().unwrap()), "{message}");
-    assert!(message.contains("cannot be written"), "{message}");
+    assert!(message.contains("cannot write"), "{message}");
     assert_eq!(snapshot(folder.path()), before);
 }
 
@@ -359,7 +359,7 @@ async fn read_only_database_stops_start_unchanged() {
     let message = serve_expecting_failure(folder.path());
 
     assert!(message.contains(database.to_str().unwrap()), "{message}");
-    assert!(message.contains("cannot be written"), "{message}");
+    assert!(message.contains("cannot write"), "{message}");
     assert_eq!(snapshot(folder.path()), before);
 }
 

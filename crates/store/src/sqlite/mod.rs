@@ -113,15 +113,16 @@ pub enum OpenError {
     /// The database file, or the folder where SQLite creates the write-ahead log beside it,
     /// cannot be written.
     #[error(
-        "the database {path} cannot be written: {source}; make {} and the files in it \
-         writable by the user that runs Beacon",
-        .folder.display()
+        "cannot write {}: {source}; the database {} and its folder must be writable by the \
+         user that runs Beacon",
+        .path.display(),
+        .database.display()
     )]
     NotWritable {
         /// The file or folder that cannot be written.
         path: PathBuf,
-        /// The database file's folder.
-        folder: PathBuf,
+        /// The database file.
+        database: PathBuf,
         /// The operating system's error.
         source: std::io::Error,
     },
@@ -517,7 +518,7 @@ fn check_writable(path: &Path) -> Result<(), OpenError> {
     };
     let not_writable = |failed: &Path, source| OpenError::NotWritable {
         path: failed.to_owned(),
-        folder: folder.clone(),
+        database: path.to_owned(),
         source,
     };
 
