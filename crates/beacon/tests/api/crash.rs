@@ -65,6 +65,32 @@ pub fn integrity_check(path: &std::path::Path) -> String {
     lines.join("\n")
 }
 
+/// Waits until no PostgreSQL session holds a lock on a table of `schema`, and returns how long
+/// that took.
+///
+/// A killed server's sessions live on until PostgreSQL notices the closed connection, and one
+/// whose `COMMIT` had been sent commits even so, after its client is gone. Until then a write
+/// that was never acknowledged may still appear, so the rows are read only after it.
+async fn wait_for_orphaned_transactions(url: &str, schema: &str) -> Duration {
+    let started = Instant::now();
+    let query = format!(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = '{schema}' AND l.pid <> pg_backend_pid()"
+    );
+    loop {
+        let (url, query) = (url.to_owned(), query.clone());
+        let counts = tokio::task::spawn_blocking(move || {
+            postgres_query(&url, &query, |row| row.get::<_, i64>(0))
+        });
+        if counts.await.unwrap() == [0] {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "sessions kept locks for 60 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_nine_cycles() {
     let cycles = setting("BEACON_CRASH_CYCLES", 100);
@@ -81,7 +107,7 @@ async fn acknowledged_writes_survive_kill_nine_cycles() {
         (0..client_count).map(|index| Client::new(index, seed, &[])).collect();
     let mut token = String::new();
     let mut problems = Vec::new();
-    let (mut compared, mut slowest_ready) = (0, Duration::ZERO);
+    let (mut compared, mut slowest_ready, mut slowest_orphan) = (0, Duration::ZERO, Duration::ZERO);
     let started = Instant::now();
 
     for cycle in 0..=cycles {
@@ -121,6 +147,10 @@ async fn acknowledged_writes_survive_kill_nine_cycles() {
         for task in tasks {
             clients.push(task.await.unwrap());
         }
+        if let Some(url) = test_postgres_url() {
+            let waited = wait_for_orphaned_transactions(&url, &schema_name(folder.path())).await;
+            slowest_orphan = slowest_orphan.max(waited);
+        }
     }
 
     let mut figures = Figures::default();
@@ -129,13 +159,14 @@ async fn acknowledged_writes_survive_kill_nine_cycles() {
     }
     eprintln!(
         "crash test: {cycles} cycles in {:.1} s on {store}: {} acknowledged writes, {} \
-         unacknowledged, {compared} entity states checked, {} writes lost, slowest restart to \
-         ready {} ms, statuses {:?}",
+         unacknowledged, {compared} entity checks, {} problems, slowest restart to ready {} ms, \
+         longest wait for a killed server's transactions {} ms, statuses {:?}",
         started.elapsed().as_secs_f64(),
         figures.acknowledged,
         figures.unacknowledged,
         problems.len(),
         slowest_ready.as_millis(),
+        slowest_orphan.as_millis(),
         figures.statuses,
     );
     assert!(figures.unexpected.is_empty(), "unexpected responses: {:#?}", figures.unexpected);
