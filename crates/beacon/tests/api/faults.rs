@@ -112,6 +112,92 @@ async fn full_store_returns_507_until_freed() {
     assert_eq!(integrity_check(Path::new(&database)), "ok");
 }
 
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct SmallFileSystem {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFileSystem {
+    /// Mounts a tmpfs of `kib` KiB, or returns why it cannot (mounting needs root).
+    fn mount(kib: u32) -> Result<SmallFileSystem, String> {
+        let dir = tempfile::tempdir().map_err(|error| error.to_string())?;
+        let size = format!("size={kib}k");
+        let path = dir.path().to_str().unwrap();
+        command_output("mount", &["-t", "tmpfs", "-o", &size, "tmpfs", path])?;
+        Ok(SmallFileSystem { dir })
+    }
+
+    /// Sets the size to `kib` KiB, which frees space when it grows.
+    fn resize(&self, kib: u32) {
+        let options = format!("remount,size={kib}k");
+        command_output("mount", &["-o", &options, self.dir.path().to_str().unwrap()]).unwrap();
+    }
+}
+
+impl Drop for SmallFileSystem {
+    fn drop(&mut self) {
+        if let Err(error) = command_output("umount", &[self.dir.path().to_str().unwrap()]) {
+            eprintln!("unmounting the test file system failed: {error}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn full_disk_returns_507_until_space_is_freed() {
+    let test = "faults::full_disk_returns_507_until_space_is_freed";
+    let disk = match SmallFileSystem::mount(400) {
+        Ok(disk) => disk,
+        Err(reason) => {
+            eprintln!("SKIPPED {test}: cannot mount a small tmpfs ({reason})");
+            return;
+        }
+    };
+    let data_dir = disk.dir.path().join("data");
+    let database = sqlite_in(&data_dir);
+    let mut server = TestServer::start_in_with(&data_dir, &["--database", &database]).await;
+
+    // Fill the disk: the write-ahead log grows until a write finds no space.
+    let mut stored = BTreeSet::new();
+    for i in 0..400 {
+        let id = format!("r{i:03}");
+        let response = server.create(GRAPH, &large_row(&id)).await;
+        if response.status() == 201 {
+            stored.insert(id);
+            continue;
+        }
+        assert_graph_error(response, 507, "InsufficientStorage").await;
+        break;
+    }
+    assert!(stored.len() < 400, "the disk never filled up");
+
+    // Reads keep working while the disk is full, and writes keep getting 507.
+    assert_eq!(ids(&server).await, stored);
+    let response = server.create(GRAPH, &large_row("while-full")).await;
+    assert_graph_error(response, 507, "InsufficientStorage").await;
+    // A delete too needs space, for its frames in the write-ahead log.
+    let first = stored.iter().next().unwrap().clone();
+    let response =
+        server.request(Method::DELETE, &format!("{GRAPH}/{first}")).send().await.unwrap();
+    assert_graph_error(response, 507, "InsufficientStorage").await;
+    assert_eq!(ids(&server).await, stored);
+
+    // Once there is space again, writes succeed without a restart.
+    disk.resize(4096);
+    for i in 0..5 {
+        let id = format!("after-{i}");
+        let response = server.create(GRAPH, &large_row(&id)).await;
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        stored.insert(id);
+    }
+
+    // A clean stop leaves an intact store with exactly the acknowledged rows.
+    assert!(server.terminate().success());
+    assert_eq!(integrity_check(Path::new(&database)), "ok");
+    let restarted = TestServer::start_in_with(&data_dir, &["--database", &database]).await;
+    assert_eq!(ids(&restarted).await, stored);
+    drop(restarted);
+}
+
 #[tokio::test]
 async fn held_write_lock_returns_503() {
     let folder = DataFolder::new();
