@@ -172,7 +172,7 @@ impl SqliteStore {
     pub fn open(path: &Path, options: &SqliteOptions) -> Result<Self, OpenError> {
         let open_error = |source| OpenError::Open { path: path.to_owned(), source };
 
-        // Refuse a file that cannot be written, or that is not Beacon's, before anything can
+        // Reject a file that cannot be written, or that is not Beacon's, before anything can
         // write to it, then let the writer connection create the file and own the schema.
         check_writable(path)?;
         migrate::inspect(path)?;
@@ -308,7 +308,7 @@ impl SqliteStore {
             }
         });
         let found = task.await.map_err(|error| StoreError::Internal(Arc::new(error)))?;
-        // A file that was removed or replaced fails here; its log line should name the file.
+        // A file that cannot be read fails here, with an error that names the file.
         let found = found.map_err(|source| match source.sqlite_error_code() {
             Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
                 StoreError::Busy
