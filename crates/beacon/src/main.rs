@@ -164,6 +164,12 @@ struct ServeArgs {
     )]
     db_readers: u16,
 
+    /// For tests only, and hidden from the help: the maximum number of 4 KiB pages of the
+    /// SQLite database file. Writes that would grow the file past it get `507`, as on a full
+    /// disk, so the tests can fill the store without filling a disk.
+    #[arg(long, env = "BEACON_SQLITE_MAX_PAGE_COUNT", hide = true, value_name = "PAGES")]
+    sqlite_max_page_count: Option<u32>,
+
     /// How long a client may take to send a request's headers once it has started, such as
     /// 30s. The connection is closed after that.
     #[arg(
@@ -817,7 +823,10 @@ async fn open_store(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn
                     "--database-ca-file is ignored, because the SQLite store opens no connections"
                 );
             }
-            let options = SqliteOptions { readers: usize::from(args.db_readers) };
+            let options = SqliteOptions {
+                readers: usize::from(args.db_readers),
+                max_page_count: args.sqlite_max_page_count,
+            };
             let opened = tokio::task::spawn_blocking({
                 let path = path.clone();
                 move || SqliteStore::open(&path, &options)

@@ -178,13 +178,26 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         ),
     };
 
-    // The cause is logged, not sent, since the probe needs no token.
+    // The cause is logged, not sent, since the probe needs no token. Its text names the
+    // file or server and the problem, which the debug form may only show as a type.
+    let cause = cause_text(&error);
     if REPORTED_NOT_READY.swap(true, Ordering::Relaxed) {
-        tracing::debug!(error.message = %error, error.cause_chain = ?error, "the store is not ready");
+        tracing::debug!(error.message = %error, error.cause = %cause, error.cause_chain = ?error, "the store is not ready");
     } else {
-        tracing::warn!(error.message = %error, error.cause_chain = ?error, "the store is not ready");
+        tracing::warn!(error.message = %error, error.cause = %cause, error.cause_chain = ?error, "the store is not ready");
     }
     ApiError::DependencyUnavailable { message, retry_after: READINESS_RETRY_AFTER }.into_response()
+}
+
+/// Joins the messages of an error's sources, or returns an empty string when it has none.
+fn cause_text(error: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        parts.push(cause.to_string());
+        source = cause.source();
+    }
+    parts.join(": ")
 }
 
 /// The part of the API that served a request, as the `route` and `view` labels name it.

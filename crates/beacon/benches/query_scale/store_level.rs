@@ -39,7 +39,7 @@ impl StoreUnderTest {
     pub async fn open(database: &Path, partner: &str) -> anyhow::Result<StoreUnderTest> {
         let path = database.to_owned();
         let store = tokio::task::spawn_blocking(move || {
-            SqliteStore::open(&path, &SqliteOptions { readers: 1 })
+            SqliteStore::open(&path, &SqliteOptions { readers: 1, ..SqliteOptions::default() })
         })
         .await??;
         Ok(StoreUnderTest { store, partner: PartnerTenantId::new(partner) })

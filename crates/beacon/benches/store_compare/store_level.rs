@@ -71,7 +71,7 @@ pub async fn measure(
     // One read connection, as in query_scale, since every read here is sequential.
     let path = stores.sqlite_database();
     let sqlite = tokio::task::spawn_blocking(move || {
-        SqliteStore::open(&path, &SqliteOptions { readers: 1 })
+        SqliteStore::open(&path, &SqliteOptions { readers: 1, ..SqliteOptions::default() })
     })
     .await??;
     let postgres = stores.schema.open_store().await?;

@@ -60,6 +60,8 @@ pub struct TestServer {
     pub base: String,
     pub data_dir: PathBuf,
     pub client: reqwest::Client,
+    /// The server's log lines so far.
+    pub log: Log,
     token: String,
     child: Child,
     _dir: Option<DataFolder>,
@@ -89,14 +91,15 @@ impl TestServer {
     pub async fn start_in_with(data_dir: &Path, args: &[&str]) -> TestServer {
         let data_dir = data_dir.to_owned();
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        let (child, base) = tokio::task::spawn_blocking({
+        let (child, base, log) = tokio::task::spawn_blocking({
             let data_dir = data_dir.clone();
-            move || spawn_serve(&data_dir, &args)
+            move || spawn_serve_logged(&data_dir, &args, true)
         })
         .await
         .unwrap();
         let token = mint_token(&data_dir, &[]);
-        TestServer { base, data_dir, client: reqwest::Client::new(), token, child, _dir: None }
+        let client = reqwest::Client::new();
+        TestServer { base, data_dir, client, log, token, child, _dir: None }
     }
 
     /// Kills the process with SIGKILL and waits for it to be gone.
@@ -111,6 +114,26 @@ impl TestServer {
             Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
         assert!(status.success());
         self.child.wait().unwrap()
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn send_sigterm(&self) {
+        let status =
+            Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits up to `bound` for the process to exit, and returns its exit status, or `None`
+    /// if it still runs.
+    pub fn wait_for_exit(&mut self, bound: Duration) -> Option<std::process::ExitStatus> {
+        let started = std::time::Instant::now();
+        while started.elapsed() < bound {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Returns the absolute URL of a path below `/beta`.
@@ -331,6 +354,20 @@ fn database_args(data_dir: &Path, args: &[String]) -> Vec<String> {
 /// The rate limits are off unless `args` turn them on, because most tests send requests
 /// faster than the default limits allow.
 pub fn spawn_serve(data_dir: &Path, args: &[String]) -> (Child, String) {
+    let (child, base, _) = spawn_serve_logged(data_dir, args, false);
+    (child, base)
+}
+
+/// The log lines a server has written on standard error so far.
+pub type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Runs `beacon serve` as [`spawn_serve`] does, and with `keep_log` keeps its log lines.
+pub fn spawn_serve_logged(
+    data_dir: &Path,
+    args: &[String],
+    keep_log: bool,
+) -> (Child, String, Log) {
+    let log = Log::default();
     let mut child = Command::new(beacon_binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -348,6 +385,7 @@ pub fn spawn_serve(data_dir: &Path, args: &[String]) -> (Child, String) {
     // Keep draining standard error so the server never blocks on a full pipe.
     let stderr = child.stderr.take().unwrap();
     let (found, listening) = mpsc::channel();
+    let kept = std::sync::Arc::clone(&log);
     std::thread::spawn(move || {
         let mut found = Some(found);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -364,12 +402,15 @@ pub fn spawn_serve(data_dir: &Path, args: &[String]) -> (Child, String) {
             if std::env::var_os("BEACON_TEST_LOG").is_some() {
                 eprintln!("server: {line}");
             }
+            if keep_log {
+                kept.lock().unwrap().push(line);
+            }
         }
     });
     let base = listening
         .recv_timeout(Duration::from_secs(30))
         .expect("the server did not report its address within 30 seconds");
-    (child, base)
+    (child, base, log)
 }
 
 /// Runs `beacon token` for `data_dir` with extra arguments.

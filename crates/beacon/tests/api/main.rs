@@ -20,6 +20,8 @@ mod bad_input;
 mod batch;
 /// The settings file, environment variables and flags, and `beacon config`.
 mod config;
+/// Crash consistency: writes under load, `kill -9` at random moments, restarts, a journal.
+mod crash;
 /// Creating entities through both views and reading them back.
 mod create_and_read;
 /// The dashboard's files: headers, caching and rate limits.
@@ -29,8 +31,13 @@ mod database_tls;
 /// `$filter`, `$orderby`, `$select`, `$top`, `$skip`, `$count` and `$apply` against a reference
 /// evaluator.
 mod differential;
+/// Faults of the environment: a full store, a held lock, PostgreSQL restarts, unwritable or
+/// replaced files, SIGTERM under load.
+mod faults;
 /// Partner isolation in every operation, and hostile input that must change and reveal nothing.
 mod isolation;
+/// Clients that journal their writes, and the check of a journal against the rows.
+mod journal;
 /// Durability across `kill -9`, and graceful shutdown.
 mod lifecycle;
 /// Rate limits, URL and header bounds, and the connection limit.
@@ -43,6 +50,8 @@ mod observability;
 mod openapi;
 /// Server-driven paging and `$top`.
 mod paging;
+/// A throwaway PostgreSQL cluster that tests may stop and start.
+mod pg_cluster;
 /// The OData query options, one behaviour per test.
 mod query;
 /// Three servers over one PostgreSQL schema.

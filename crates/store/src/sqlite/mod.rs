@@ -70,11 +70,15 @@ const WRITE_QUEUE_CAPACITY: usize = 4096;
 pub struct SqliteOptions {
     /// How many read connections to open.
     pub readers: usize,
+    /// The maximum number of pages the database file may hold (SQLite's `max_page_count`),
+    /// past which writes fail as [`StoreError::Full`]; `None` keeps SQLite's default. The
+    /// tests use it to fill the store without filling a disk.
+    pub max_page_count: Option<u32>,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        Self { readers: 4 }
+        Self { readers: 4, max_page_count: None }
     }
 }
 
@@ -115,6 +119,22 @@ pub enum OpenError {
         /// The tables found.
         tables: Vec<String>,
     },
+    /// The database file, or the folder where SQLite creates the write-ahead log beside it,
+    /// cannot be written.
+    #[error(
+        "cannot write {}: {source}; the database {} and its folder must be writable by the \
+         user that runs Beacon",
+        .path.display(),
+        .database.display()
+    )]
+    NotWritable {
+        /// The file or folder that cannot be written.
+        path: PathBuf,
+        /// The database file.
+        database: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
     /// A migration failed; the file is left at the last version that applied fully.
     #[error("cannot migrate the database {path}: {source}")]
     Migrate {
@@ -145,6 +165,9 @@ pub struct SqliteStore {
     reader_threads: Mutex<Vec<JoinHandle<()>>>,
     /// The state the reader threads share, including how many of them are busy.
     reader_state: Arc<readers::Shared>,
+    /// The device and inode of the database file when the store opened it, so that the
+    /// readiness check notices a file replaced or removed under the open connections.
+    identity: Option<(u64, u64)>,
     /// The number of reader threads.
     reader_count: usize,
     /// The rows stored, which the writer thread keeps.
@@ -160,17 +183,25 @@ impl SqliteStore {
     pub fn open(path: &Path, options: &SqliteOptions) -> Result<Self, OpenError> {
         let open_error = |source| OpenError::Open { path: path.to_owned(), source };
 
-        // Refuse a file that is not Beacon's before anything can write to it, then let the
-        // writer connection create the file and own the schema. The lock file is created only
-        // once the check passes, so a refused file leaves the folder as it was. A restore that
-        // runs between the check and the lock has checked its file in the same way.
+        // Reject a file that cannot be written, or that is not Beacon's, before anything can
+        // write to it, then let the writer connection create the file and own the schema. The
+        // lock file is created only once the checks pass, so a rejected file leaves the folder
+        // as it was. A restore that runs between the check and the lock has checked its file in
+        // the same way.
+        check_writable(path)?;
         migrate::inspect(path)?;
         let lock = backup::lock_shared(path).map_err(OpenError::Lock)?;
         let mut connection = Connection::open(path).map_err(open_error)?;
         configure(&connection, false).map_err(open_error)?;
+        if let Some(pages) = options.max_page_count {
+            connection
+                .pragma_update(None, "max_page_count", i64::from(pages))
+                .map_err(open_error)?;
+        }
         migrate::run(&mut connection, path)?;
         let rows = count_rows(&connection).map_err(open_error)?;
         refresh_statistics(&connection, rows);
+        let identity = file_identity(path);
 
         let connections = (0..options.readers.max(1))
             .map(|_| open_reader(path))
@@ -207,6 +238,7 @@ impl SqliteStore {
             reads: Mutex::new(Some(reads)),
             reader_threads: Mutex::new(reader_threads),
             reader_state,
+            identity,
             reader_count,
             rows,
             _lock: lock,
@@ -279,16 +311,67 @@ impl SqliteStore {
             return Err(StoreError::ShuttingDown);
         }
         let path = Arc::clone(&self.reader_state.path);
-        let task = tokio::task::spawn_blocking(move || {
-            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            let connection = Connection::open_with_flags(path.as_path(), flags)?;
-            connection.busy_timeout(BUSY_TIMEOUT)?;
-            migrate::recorded_version(&connection)
+        if file_identity(&path) != self.identity {
+            let replaced = FileError::Replaced { path: path.to_path_buf() };
+            return Err(StoreError::Internal(Arc::new(replaced)));
+        }
+        let task = tokio::task::spawn_blocking({
+            let path = Arc::clone(&path);
+            move || {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let connection = Connection::open_with_flags(path.as_path(), flags)?;
+                connection.busy_timeout(BUSY_TIMEOUT)?;
+                migrate::recorded_version(&connection)
+            }
         });
-        let found =
-            task.await.map_err(|error| StoreError::Internal(Arc::new(error)))?.map_err(classify)?;
+        let found = task.await.map_err(|error| StoreError::Internal(Arc::new(error)))?;
+        // A file that cannot be read fails here, with an error that names the file.
+        let found = found.map_err(|source| match source.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                StoreError::Busy
+            }
+            _ => {
+                StoreError::Internal(Arc::new(FileError::Read { path: path.to_path_buf(), source }))
+            }
+        })?;
         crate::check_schema_version(found, MIGRATIONS)
     }
+}
+
+/// A failure of the readiness check's look at the database file, with the file's path.
+#[derive(Debug, thiserror::Error)]
+enum FileError {
+    /// A new connection cannot read the file.
+    #[error("cannot read the database {path}: {source}")]
+    Read {
+        /// The database file.
+        path: PathBuf,
+        /// The driver's error.
+        source: rusqlite::Error,
+    },
+    /// Another file, or none, is at the path now. The store's connections still use the file
+    /// they opened, which is no longer the one at the path.
+    #[error(
+        "the database file {path} was replaced or removed after the server opened it; restore \
+         it, or restart the server to open the file now at that path"
+    )]
+    Replaced {
+        /// The database file.
+        path: PathBuf,
+    },
+}
+
+/// Returns the device and inode of the file at `path`, or `None` when it cannot be read.
+#[cfg(unix)]
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|metadata| (metadata.dev(), metadata.ino()))
+}
+
+/// Returns `None`: outside Unix the readiness check does not compare file identities.
+#[cfg(not(unix))]
+fn file_identity(_path: &Path) -> Option<(u64, u64)> {
+    None
 }
 
 /// Marks a read as cancelled when its caller stops waiting for it. Setting the flag after the
@@ -446,6 +529,38 @@ impl Drop for SqliteStore {
             let _ = reader.join();
         }
     }
+}
+
+/// Checks that the database file at `path`, if it exists, opens for writing, and that its
+/// folder takes new files, as SQLite's write-ahead log and shared-memory files need. Without
+/// this check SQLite opens a read-only file read-only, and every write would fail later.
+///
+/// The folder check creates and removes an empty file named `.beacon-write-check-<pid>`; no
+/// existing file is changed.
+fn check_writable(path: &Path) -> Result<(), OpenError> {
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let not_writable = |failed: &Path, source| OpenError::NotWritable {
+        path: failed.to_owned(),
+        database: path.to_owned(),
+        source,
+    };
+
+    if path.exists() {
+        std::fs::OpenOptions::new().write(true).open(path).map_err(|e| not_writable(path, e))?;
+    }
+    let probe = folder.join(format!(".beacon-write-check-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|e| not_writable(&folder, e))?;
+    if let Err(error) = std::fs::remove_file(&probe) {
+        tracing::warn!(path = %probe.display(), %error, "removing the write check file failed");
+    }
+    Ok(())
 }
 
 /// Returns the path of the write-ahead log of the database at `path`.
@@ -609,9 +724,11 @@ mod tests {
     /// Opens a store with one read connection in a new folder.
     fn one_reader() -> (tempfile::TempDir, Arc<SqliteStore>) {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            SqliteStore::open(&dir.path().join("beacon.sqlite3"), &SqliteOptions { readers: 1 })
-                .unwrap();
+        let store = SqliteStore::open(
+            &dir.path().join("beacon.sqlite3"),
+            &SqliteOptions { readers: 1, ..SqliteOptions::default() },
+        )
+        .unwrap();
         (dir, Arc::new(store))
     }
 

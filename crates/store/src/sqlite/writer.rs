@@ -152,39 +152,89 @@ fn apply_group(
     outcomes
 }
 
+/// Applies the group in one transaction. On some errors (a full disk or database, an I/O
+/// error) SQLite rolls back the whole transaction rather than the one statement, which undoes
+/// the writes before it in the group. Such a write fails, and the others run again in a new
+/// transaction, so no write is reported as applied unless its transaction commits.
 fn apply_in_transaction(
     connection: &mut Connection,
     statements: &Statements,
     group: &[WriteCommand],
 ) -> Vec<Result<StoredEntity, StoreError>> {
+    // Each attempt adds one write to `failed`, so there are at most as many as writes.
+    let mut failed: Vec<Option<StoreError>> = vec![None; group.len()];
+    loop {
+        match attempt(connection, statements, group, &failed) {
+            Attempt::Finished(outcomes) => return outcomes,
+            Attempt::RolledBack { index, error } => {
+                tracing::warn!(
+                    error.message = %error,
+                    writes = group.len(),
+                    "a write rolled back its whole group; applying the others again"
+                );
+                failed[index] = Some(error);
+            }
+        }
+    }
+}
+
+/// The end of one attempt at a group's transaction.
+enum Attempt {
+    /// The transaction committed, or failed as a whole: the outcome of every write.
+    Finished(Vec<Result<StoredEntity, StoreError>>),
+    /// The write at `index` failed, and SQLite rolled back the whole transaction with it.
+    RolledBack { index: usize, error: StoreError },
+}
+
+/// Applies each write of the group under its own savepoint, skipping those already in
+/// `failed`, and commits once.
+fn attempt(
+    connection: &mut Connection,
+    statements: &Statements,
+    group: &[WriteCommand],
+    failed: &[Option<StoreError>],
+) -> Attempt {
+    let fail_all = |error: rusqlite::Error| {
+        let error = classify(error);
+        let outcomes = failed.iter().map(|own| Err(own.clone().unwrap_or_else(|| error.clone())));
+        Attempt::Finished(outcomes.collect())
+    };
     let mut transaction = match connection.transaction_with_behavior(TransactionBehavior::Immediate)
     {
         Ok(transaction) => transaction,
-        Err(error) => return fail_all(group.len(), error),
+        Err(error) => return fail_all(error),
     };
 
     let mut outcomes = Vec::with_capacity(group.len());
-    for command in group {
+    for (index, command) in group.iter().enumerate() {
+        if let Some(error) = &failed[index] {
+            outcomes.push(Err(error.clone()));
+            continue;
+        }
         let outcome = match transaction.savepoint() {
-            Ok(mut savepoint) => {
-                let result = apply(&savepoint, statements, command);
-                if result.is_err() {
+            Ok(mut savepoint) => match apply(&savepoint, statements, command) {
+                Ok(stored) => savepoint.commit().map(|()| stored).map_err(classify),
+                Err(error) => {
+                    // The write's own error is its outcome, whatever the rollback reports.
                     let _ = savepoint.rollback();
+                    let _ = savepoint.commit();
+                    Err(error)
                 }
-                match savepoint.commit() {
-                    Ok(()) => result,
-                    Err(error) => Err(classify(error)),
-                }
-            }
+            },
             Err(error) => Err(classify(error)),
         };
+        if let Err(error) = &outcome
+            && transaction.is_autocommit()
+        {
+            return Attempt::RolledBack { index, error: error.clone() };
+        }
         outcomes.push(outcome);
     }
 
-    if let Err(error) = transaction.commit() {
-        return fail_all(group.len(), error);
+    match transaction.commit() {
+        Ok(()) => Attempt::Finished(outcomes),
+        Err(error) => fail_all(error),
     }
-    outcomes
 }
 
 /// Applies one write. An update or delete reads the current row first, inside the group's
@@ -240,7 +290,61 @@ fn execute(
     Ok(())
 }
 
-/// Gives every write of a group the error that failed the group's transaction.
-fn fail_all(count: usize, error: rusqlite::Error) -> Vec<Result<StoredEntity, StoreError>> {
-    vec![Err(classify(error)); count]
+#[cfg(test)]
+mod tests {
+    use beacon_odata::entity::{Fields, Value};
+    use beacon_odata::model::Property;
+
+    use super::*;
+    use crate::sql::Sqlite;
+    use crate::sqlite::{SqliteOptions, SqliteStore};
+
+    /// Returns a create of an entity whose display name is `name_bytes` long.
+    fn create(id: &str, name_bytes: usize) -> (WriteCommand, oneshot::Receiver<()>) {
+        let mut fields: Fields = Default::default();
+        let name = Property::TenantDisplayName.field_index().unwrap();
+        fields[name] = Some(Value::String("n".repeat(name_bytes)));
+        let entity = Entity { id: id.to_owned(), fields };
+        let (reply, _) = oneshot::channel();
+        let (_keep, closed) = oneshot::channel();
+        let command = WriteCommand {
+            partner: PartnerTenantId::new("p"),
+            write: Write::Create(entity),
+            reply,
+        };
+        (command, closed)
+    }
+
+    #[test]
+    fn full_database_fails_only_the_oversized_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("beacon.sqlite3");
+        drop(SqliteStore::open(&path, &SqliteOptions::default()).unwrap());
+        let mut connection = Connection::open(&path).unwrap();
+        super::super::configure(&connection, false).unwrap();
+        let pages: i64 = connection.query_row("PRAGMA page_count", [], |row| row.get(0)).unwrap();
+        connection.pragma_update(None, "max_page_count", pages + 8).unwrap();
+        let statements = Statements::new(&Sqlite);
+
+        // The middle write needs far more than the 8 free pages. SQLite then rolls back the
+        // whole transaction, the small writes before it included.
+        let group: Vec<WriteCommand> = [("before", 10), ("huge", 200_000), ("after", 10)]
+            .into_iter()
+            .map(|(id, bytes)| create(id, bytes).0)
+            .collect();
+        let outcomes = apply_group(&mut connection, &statements, &group);
+
+        assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
+        assert!(matches!(outcomes[1], Err(StoreError::Full)), "{:?}", outcomes[1]);
+        assert!(outcomes[2].is_ok(), "{:?}", outcomes[2]);
+        for (id, stored) in [("before", true), ("huge", false), ("after", true)] {
+            let found = rows::select_one(&connection, &statements, "p", id).unwrap();
+            assert_eq!(found.is_some(), stored, "{id}");
+        }
+
+        // The writer's connection is not left inside a transaction, so later groups commit.
+        assert!(connection.is_autocommit());
+        let outcomes = apply_group(&mut connection, &statements, &[create("later", 10).0]);
+        assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
+    }
 }
