@@ -11,7 +11,7 @@
 //! and sends requests at a fixed rate, whether or not earlier ones have finished (an open
 //! loop): reads by id, filtered lists, counts, aggregations, creates, `PATCH`es with
 //! `If-Match` and deletes. Every 10 seconds it reads the server's resident set size and open
-//! file descriptors from `/proc`, the size of the write-ahead log, and the 99th percentile
+//! file descriptors (sockets apart from other files) from `/proc`, the size of the write-ahead log, and the 99th percentile
 //! latency of the requests that completed in those 10 seconds. At the end it writes the
 //! samples as CSV and as an SVG chart, and says for each measure whether it stayed flat after
 //! the warm-up.
@@ -92,7 +92,10 @@ struct Sample {
     /// Seconds since the load started.
     seconds: f64,
     rss_bytes: u64,
+    /// Open file descriptors other than sockets: the database, its log and lock files.
     open_files: usize,
+    /// Open sockets, which follow the number of client connections.
+    sockets: usize,
     wal_bytes: u64,
     /// The 99th percentile latency of the requests completed in the period, in milliseconds.
     p99_ms: f64,
@@ -307,11 +310,12 @@ async fn drive(
             _ = sampling.tick() => {
                 let sample = take_sample(started, shared, server, wal)?;
                 println!(
-                    "{:>6.0} s  rss {:>6.1} MiB  files {:>4}  wal {:>6.1} MiB  p99 {:>7.2} ms  \
-                     done {:>5}  errors {}  skipped {}",
+                    "{:>6.0} s  rss {:>6.1} MiB  files {:>3}  sockets {:>3}  wal {:>6.1} MiB  \
+                     p99 {:>7.2} ms  done {:>5}  errors {}  skipped {}",
                     sample.seconds,
                     mib(sample.rss_bytes),
                     sample.open_files,
+                    sample.sockets,
                     mib(sample.wal_bytes),
                     sample.p99_ms,
                     sample.completed,
@@ -343,13 +347,22 @@ fn take_sample(
         n => latencies[(n * 99).div_ceil(100).saturating_sub(1)],
     };
     let pid = server.pid();
-    let open_files = std::fs::read_dir(format!("/proc/{pid}/fd"))
+    let (mut open_files, mut sockets) = (0, 0);
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))
         .with_context(|| format!("cannot list the open files of process {pid}"))?
-        .count();
+    {
+        // A descriptor closed since the listing has no link to read; it is not counted.
+        match std::fs::read_link(entry?.path()) {
+            Ok(target) if target.to_string_lossy().starts_with("socket:") => sockets += 1,
+            Ok(_) => open_files += 1,
+            Err(_) => {}
+        }
+    }
     Ok(Sample {
         seconds: started.elapsed().as_secs_f64(),
         rss_bytes: current_rss(pid)?,
         open_files,
+        sockets,
         wal_bytes: std::fs::metadata(wal).map_or(0, |metadata| metadata.len()),
         p99_ms: p99.as_secs_f64() * 1_000.0,
         completed: latencies.len(),
@@ -511,7 +524,7 @@ fn to_csv(samples: &[Sample]) -> String {
 /// Reads one measure of a sample, as drawn in a chart.
 type Measure = fn(&Sample) -> f64;
 
-/// Draws the four measures over time as four stacked line charts in one SVG document, with
+/// Draws the five measures over time as stacked line charts in one SVG document, with
 /// the end of the warm-up marked.
 fn to_svg(samples: &[Sample], settings: &Settings) -> String {
     const WIDTH: f64 = 720.0;
@@ -519,9 +532,10 @@ fn to_svg(samples: &[Sample], settings: &Settings) -> String {
     const LEFT: f64 = 70.0;
     const RIGHT: f64 = 20.0;
     const TOP: f64 = 40.0;
-    let panels: [(&str, Measure); 4] = [
+    let panels: [(&str, Measure); 5] = [
         ("resident set size (MiB)", |s| mib(s.rss_bytes)),
-        ("open file descriptors", |s| s.open_files as f64),
+        ("open files other than sockets", |s| s.open_files as f64),
+        ("open sockets", |s| s.sockets as f64),
         ("p99 latency (ms)", |s| s.p99_ms),
         ("write-ahead log (MiB)", |s| mib(s.wal_bytes)),
     ];
@@ -617,9 +631,16 @@ fn print_verdicts(samples: &[Sample], warm_up: Duration) {
     let fewest = after.iter().map(|s| s.open_files).min().unwrap_or(0);
     let most = after.iter().map(|s| s.open_files).max().unwrap_or(0);
     println!(
-        "open files: {fewest} to {most} after the warm-up, {} at the end ({})",
+        "open files other than sockets: {fewest} to {most} after the warm-up, {} at the end ({})",
         last.open_files,
         if fewest == most { "constant" } else { "not constant" }
+    );
+    let fewest = after.iter().map(|s| s.sockets).min().unwrap_or(0);
+    let most = after.iter().map(|s| s.sockets).max().unwrap_or(0);
+    println!(
+        "open sockets: {fewest} to {most} after the warm-up, {} at the end (they follow the \
+         client's connections)",
+        last.sockets
     );
     let largest_wal = samples.iter().map(|s| s.wal_bytes).max().unwrap_or(0);
     println!(
