@@ -15,6 +15,7 @@
 //! count is exact whenever no write is in flight.
 
 pub mod functions;
+mod import;
 mod migrate;
 mod rows;
 mod writer;
@@ -36,8 +37,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::sql::{self, Sqlite, Statements, TABLE};
 use crate::telemetry::{self, Operation, timed};
 use crate::{
-    ApplyQuery, ApplyRows, Change, ListQuery, ListedEntity, PartnerTenantId, Store, StoreError,
-    StoredEntity,
+    ApplyQuery, ApplyRows, Change, Import, ListQuery, ListedEntity, OnConflict, PartnerTenantId,
+    Store, StoreError, StoredEntity,
 };
 
 pub use migrate::MIGRATIONS;
@@ -391,6 +392,24 @@ impl Store for SqliteStore {
 
     async fn check_ready(&self) -> Result<(), StoreError> {
         timed(Operation::CheckReady, self.check_ready_now()).await
+    }
+
+    async fn begin_import(
+        &self,
+        partner: &PartnerTenantId,
+        on_conflict: OnConflict,
+    ) -> Result<Box<dyn Import>, StoreError> {
+        if lock(&self.writes).is_none() {
+            return Err(StoreError::ShuttingDown);
+        }
+        let import = import::SqliteImport::begin(
+            &self.path,
+            wal_path(&self.path),
+            partner.as_str(),
+            on_conflict,
+        )
+        .await?;
+        Ok(Box::new(import))
     }
 
     async fn update_gauges(&self) {

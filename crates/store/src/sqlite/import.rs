@@ -1,0 +1,221 @@
+//! Bulk import into the SQLite store, on a connection of its own.
+//!
+//! The rows are staged in a temporary table, which lives in the connection's own temporary
+//! database, so staging takes no lock on the database file and a server on the same file
+//! keeps writing. The commit indexes and checks the staged rows, still without a lock, and
+//! only then takes the write lock for one `INSERT … SELECT` into the table. A server's writes
+//! wait for that statement and its commit (see docs/benchmarks.md for how long it takes), and
+//! fail as busy after [`BUSY_TIMEOUT`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use beacon_odata::entity::Entity;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params_from_iter};
+
+use super::{BUSY_TIMEOUT, checkpoint, classify, count_rows, refresh_statistics, rows};
+use crate::sql::Sqlite;
+use crate::sql::import::ImportStatements;
+use crate::{Import, ImportOutcome, KeyConflict, OnConflict, StoreError, initial_version};
+
+/// The page cache of the temporary database that holds the staged rows, in KiB. A larger cache
+/// keeps more of the staging table and its index out of the temporary file.
+const STAGING_CACHE_KIB: i64 = 256 * 1024;
+
+/// An import in progress into the SQLite store.
+#[derive(Debug)]
+pub(super) struct SqliteImport {
+    /// The import's connection; taken by each blocking task and put back when it ends.
+    connection: Option<Connection>,
+    /// The partner whose rows the import stores.
+    partner: Arc<str>,
+    /// The rule for rows whose key exists.
+    on_conflict: OnConflict,
+    /// The statement texts of this import.
+    statements: Arc<ImportStatements>,
+    /// The write-ahead log, emptied after a large commit.
+    wal: PathBuf,
+}
+
+impl SqliteImport {
+    /// Opens a connection to the database at `path` and creates the staging table.
+    pub(super) async fn begin(
+        path: &Path,
+        wal: PathBuf,
+        partner: &str,
+        on_conflict: OnConflict,
+    ) -> Result<Self, StoreError> {
+        let statements = Arc::new(ImportStatements::new(&Sqlite, on_conflict));
+        let path = path.to_owned();
+        let texts = Arc::clone(&statements);
+        let connection = tokio::task::spawn_blocking(move || {
+            let connection = Connection::open(&path)?;
+            connection.busy_timeout(BUSY_TIMEOUT)?;
+            connection.pragma_update(None, "synchronous", "FULL")?;
+            connection.pragma_update(Some("temp"), "cache_size", -STAGING_CACHE_KIB)?;
+            connection.execute(&texts.create_staging, [])?;
+            Ok(connection)
+        })
+        .await
+        .map_err(|error| StoreError::Internal(Arc::new(error)))?
+        .map_err(classify)?;
+        Ok(Self {
+            connection: Some(connection),
+            partner: Arc::from(partner),
+            on_conflict,
+            statements,
+            wal,
+        })
+    }
+
+    /// Runs `work` with the connection on the blocking thread pool.
+    async fn with_connection<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&mut Connection, &ImportStatements, &str) -> Result<T, rusqlite::Error>
+        + Send
+        + 'static,
+    ) -> Result<T, StoreError> {
+        let mut connection = self.connection.take().ok_or(StoreError::ShuttingDown)?;
+        let statements = Arc::clone(&self.statements);
+        let partner = Arc::clone(&self.partner);
+        let task = tokio::task::spawn_blocking(move || {
+            let result = work(&mut connection, &statements, &partner);
+            (connection, result)
+        });
+        let (connection, result) =
+            task.await.map_err(|error| StoreError::Internal(Arc::new(error)))?;
+        self.connection = Some(connection);
+        result.map_err(classify)
+    }
+}
+
+#[async_trait]
+impl Import for SqliteImport {
+    async fn stage(&mut self, batch: Vec<(u64, Entity)>) -> Result<(), StoreError> {
+        self.with_connection(move |connection, statements, _| {
+            // The transaction writes only the temporary database, so its commit syncs nothing.
+            let transaction = connection.transaction()?;
+            {
+                let mut insert = transaction.prepare_cached(&statements.stage)?;
+                for (position, entity) in batch {
+                    let mut values = rows::insert_values("", &entity, initial_version());
+                    values[0] = SqlValue::Integer(i64::try_from(position).unwrap_or(i64::MAX));
+                    insert.execute(params_from_iter(values))?;
+                }
+            }
+            transaction.commit()
+        })
+        .await
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<ImportOutcome, StoreError> {
+        let on_conflict = self.on_conflict;
+        let wal = self.wal.clone();
+        self.with_connection(move |connection, statements, partner| {
+            commit(connection, statements, partner, on_conflict, &wal)
+        })
+        .await
+    }
+}
+
+/// Checks the staged rows and copies them into the table in one transaction.
+fn commit(
+    connection: &mut Connection,
+    statements: &ImportStatements,
+    partner: &str,
+    on_conflict: OnConflict,
+    wal: &Path,
+) -> Result<ImportOutcome, rusqlite::Error> {
+    // Everything up to the merge reads the staged rows or the committed table, so a server on
+    // the same file keeps writing meanwhile.
+    connection.execute(&statements.index_staging, [])?;
+    let staged: i64 = connection.query_row(&statements.count_staged, [], |row| row.get(0))?;
+    if on_conflict == OnConflict::Fail {
+        if let Some(conflict) = first_repeated_key(connection, statements)? {
+            return Ok(ImportOutcome::Conflict(conflict));
+        }
+        if let Some(conflict) = first_existing_key(connection, statements, partner)? {
+            return Ok(ImportOutcome::Conflict(conflict));
+        }
+    }
+
+    // A row the server created since the check makes the merge fail on the key, and the
+    // check, run again, names it.
+    let locked = Instant::now();
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let stored = match transaction.execute(&statements.merge, [partner]) {
+        Ok(stored) => stored,
+        Err(error) if on_conflict == OnConflict::Fail && is_key_violation(&error) => {
+            drop(transaction);
+            return match first_existing_key(connection, statements, partner)? {
+                Some(conflict) => Ok(ImportOutcome::Conflict(conflict)),
+                None => Err(error),
+            };
+        }
+        Err(error) => return Err(error),
+    };
+    transaction.commit()?;
+    let lock_ms = locked.elapsed().as_millis();
+    tracing::info!(rows.staged = staged, rows.stored = stored, lock_ms, "import committed");
+
+    // The server does the same upkeep on its own schedule; doing it now keeps the log small
+    // and the planner's statistics fit for the new size at once.
+    checkpoint(connection, wal, false);
+    let rows = count_rows(connection)?;
+    refresh_statistics(connection, rows);
+
+    let stored = stored as u64;
+    let skipped = u64::try_from(staged).unwrap_or(0).saturating_sub(stored);
+    Ok(ImportOutcome::Committed { stored, skipped })
+}
+
+/// Returns the first staged row whose key an earlier staged row has.
+fn first_repeated_key(
+    connection: &Connection,
+    statements: &ImportStatements,
+) -> Result<Option<KeyConflict>, rusqlite::Error> {
+    // The cheap scan of the index finds whether any key repeats; only then is it worth
+    // finding the first row that repeats one.
+    let any: Option<String> =
+        connection.query_row(&statements.any_repeated_key, [], |row| row.get(0)).optional()?;
+    if any.is_none() {
+        return Ok(None);
+    }
+    connection
+        .query_row(&statements.first_repeated_key, [], |row| {
+            Ok(KeyConflict {
+                position: position(row.get(0)?),
+                id: row.get(1)?,
+                earlier: Some(position(row.get(2)?)),
+            })
+        })
+        .optional()
+}
+
+/// Returns the first staged row whose key the partner already has.
+fn first_existing_key(
+    connection: &Connection,
+    statements: &ImportStatements,
+    partner: &str,
+) -> Result<Option<KeyConflict>, rusqlite::Error> {
+    connection
+        .query_row(&statements.first_existing_key, [partner], |row| {
+            Ok(KeyConflict { position: position(row.get(0)?), id: row.get(1)?, earlier: None })
+        })
+        .optional()
+}
+
+fn position(seq: i64) -> u64 {
+    u64::try_from(seq).unwrap_or(0)
+}
+
+fn is_key_violation(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}
