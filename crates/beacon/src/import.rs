@@ -124,13 +124,16 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
     let (sender, mut receiver) = mpsc::channel(BATCHES_IN_FLIGHT);
     let reader = tokio::task::spawn_blocking(move || read_source(source, view, rejects, sender));
     let mut staging_error = None;
+    let mut staged_rows = 0;
     while let Some(batch) = receiver.recv().await {
+        staged_rows += batch.len();
         if let Err(error) = import.stage(batch).await {
             staging_error = Some(error);
             break;
         }
     }
     drop(receiver);
+    tracing::debug!(rows = staged_rows, "staged every row");
     let read = reader.await.context("the reader thread failed")?;
     if let Some(error) = staging_error {
         return Err(anyhow::Error::new(error).context("cannot stage the rows; nothing was stored"));

@@ -25,6 +25,8 @@ mod database_tls;
 /// `$filter`, `$orderby`, `$select`, `$top`, `$skip`, `$count` and `$apply` against a reference
 /// evaluator.
 mod differential;
+/// `beacon import` and `beacon export`: formats, round trips, bad rows, conflicts.
+mod import_export;
 /// Partner isolation in every operation, and hostile input that must change and reveal nothing.
 mod isolation;
 /// Durability across `kill -9`, and graceful shutdown.

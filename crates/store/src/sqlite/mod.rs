@@ -402,13 +402,7 @@ impl Store for SqliteStore {
         if lock(&self.writes).is_none() {
             return Err(StoreError::ShuttingDown);
         }
-        let import = import::SqliteImport::begin(
-            &self.path,
-            wal_path(&self.path),
-            partner.as_str(),
-            on_conflict,
-        )
-        .await?;
+        let import = import::SqliteImport::begin(&self.path, partner.as_str(), on_conflict).await?;
         Ok(Box::new(import))
     }
 
