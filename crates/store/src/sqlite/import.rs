@@ -26,9 +26,9 @@ use crate::{Import, ImportOutcome, KeyConflict, OnConflict, StoreError, initial_
 const STAGING_CACHE_KIB: i64 = 256 * 1024;
 
 /// The page cache of the database file on the import's connection, in KiB. The merge inserts
-/// into every index of the table at scattered places, and with SQLite's default cache of 2 MiB
-/// most of those inserts read and write pages on disk, which multiplies the time the write
-/// lock is held (about tenfold for 1,000,000 rows).
+/// into every index of the table at scattered places. With SQLite's default cache of 2 MiB,
+/// most of those inserts read and write pages on disk, and the write lock was held about twice
+/// as long for 1,000,000 rows.
 const TABLE_CACHE_KIB: i64 = 1024 * 1024;
 
 /// An import in progress into the SQLite store.
