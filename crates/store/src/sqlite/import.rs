@@ -3,9 +3,10 @@
 //! The rows are staged in a temporary table, which lives in the connection's own temporary
 //! database, so staging takes no lock on the database file and a server on the same file
 //! keeps writing. The commit indexes and checks the staged rows, still without a lock, and
-//! only then takes the write lock for one `INSERT … SELECT` into the table. A server's writes
-//! wait for that statement and its commit (see docs/benchmarks.md for how long it takes), and
-//! fail as busy after [`BUSY_TIMEOUT`].
+//! only then takes the write lock for one `INSERT … SELECT` into the table. When the import at
+//! least doubles the table, the same transaction drops the table's secondary indexes before
+//! the insert and creates them again after it. A server's writes wait for that transaction
+//! (see docs/benchmarks.md for how long it takes), and fail as busy after [`BUSY_TIMEOUT`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,8 +18,8 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params_from_iter};
 
 use super::{BUSY_TIMEOUT, classify, count_rows, refresh_statistics, rows};
-use crate::sql::Sqlite;
 use crate::sql::import::ImportStatements;
+use crate::sql::{Sqlite, TABLE};
 use crate::{Import, ImportOutcome, KeyConflict, OnConflict, StoreError, initial_version};
 
 /// The page cache of the temporary database that contains the staged rows, in KiB. A larger
@@ -149,9 +150,25 @@ fn commit(
 
     // A row the server created since the check makes the merge fail on the key, and the
     // check, run again, names it.
+    let existing = count_rows(connection)?;
     let locked = Instant::now();
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let stored = match transaction.execute(&statements.merge, [partner]) {
+
+    // An import that at least doubles the table is faster with the indexes built afresh, by
+    // sorting, than with each row inserted into each of them. The change is part of the
+    // transaction, so other connections see the old indexes until the commit.
+    let rebuilt = match staged > existing {
+        true => drop_indexes(&transaction)?,
+        false => Vec::new(),
+    };
+    let merged = transaction.execute(&statements.merge, [partner]);
+    let merged = merged.and_then(|stored| {
+        for definition in &rebuilt {
+            transaction.execute(definition, [])?;
+        }
+        Ok(stored)
+    });
+    let stored = match merged {
         Ok(stored) => stored,
         Err(error) if on_conflict == OnConflict::Fail && is_key_violation(&error) => {
             drop(transaction);
@@ -180,6 +197,20 @@ fn commit(
     let stored = stored as u64;
     let skipped = u64::try_from(staged).unwrap_or(0).saturating_sub(stored);
     Ok(ImportOutcome::Committed { stored, skipped })
+}
+
+/// Drops the table's secondary indexes and returns the statements that create them again.
+fn drop_indexes(connection: &Connection) -> Result<Vec<String>, rusqlite::Error> {
+    let mut select = connection.prepare(&format!(
+        "SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = '{TABLE}' \
+         AND sql IS NOT NULL"
+    ))?;
+    let indexes: Vec<(String, String)> =
+        select.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
+    for (name, _) in &indexes {
+        connection.execute(&format!("DROP INDEX \"{name}\""), [])?;
+    }
+    Ok(indexes.into_iter().map(|(_, definition)| definition).collect())
 }
 
 /// Returns the first staged row whose key an earlier staged row has.
