@@ -9,9 +9,16 @@
 //! the same `--signing-key-file`) accepts.
 //! `beacon config` prints the settings `serve` would use and where each comes from (see
 //! `config`), and `beacon backup` and `beacon restore` copy the SQLite store (see `backup`).
+//! `beacon import` and `beacon export` load a partner's rows into the store and write them out
+//! (see the modules `import` and `export`).
 
 mod backup;
+mod bulk;
 mod config;
+mod csv;
+mod export;
+mod import;
+mod progress;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -76,6 +83,10 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Replace the SQLite store with a backup; fails while a server uses the store.
     Restore(backup::RestoreArgs),
+    /// Load rows from NDJSON, CSV or Graph list responses into the store, all or nothing.
+    Import(import::ImportArgs),
+    /// Write a partner's rows as NDJSON or CSV, in key order.
+    Export(export::ExportArgs),
 }
 
 /// Locations of the data folder and the signing key, shared by every subcommand.
@@ -511,6 +522,8 @@ fn main() -> ExitCode {
         }
         Command::Backup(args) => backup::run_backup(&args),
         Command::Restore(args) => backup::run_restore(&args),
+        Command::Import(args) => import::run(args),
+        Command::Export(args) => export::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -574,7 +587,14 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let existing_key = if key_path.exists() { Some(SigningKey::load(&key_path)?) } else { None };
-    let store = open_store(&args, data_dir).await?;
+    let choice = StoreChoice {
+        database: args.database.as_deref(),
+        ca_file: args.database_ca_file.as_deref(),
+        pool_size: usize::from(args.db_pool_size),
+        readers: usize::from(args.db_readers),
+        max_page_count: args.sqlite_max_page_count,
+    };
+    let store = open_store(&choice, data_dir).await?;
     let key = match existing_key {
         Some(key) => key,
         None => SigningKey::load_or_create(&key_path)?,
@@ -811,22 +831,33 @@ fn parse_database(database: Option<&str>, data_dir: &Path) -> Result<Database, S
     Ok(Database::Sqlite(PathBuf::from(path)))
 }
 
+/// The options that choose and size the store, which `serve`, `import` and `export` share.
+struct StoreChoice<'a> {
+    /// `--database`, as given.
+    database: Option<&'a str>,
+    /// `--database-ca-file`.
+    ca_file: Option<&'a Path>,
+    /// The maximum number of PostgreSQL connections.
+    pool_size: usize,
+    /// The number of SQLite read connections.
+    readers: usize,
+    /// The size cap of the SQLite file in pages, for tests only.
+    max_page_count: Option<u32>,
+}
+
 /// Opens the store that `--database` selects and applies its pending migrations.
-async fn open_store(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
-    let database =
-        parse_database(args.database.as_deref(), data_dir).map_err(anyhow::Error::msg)?;
+async fn open_store(choice: &StoreChoice<'_>, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    let database = parse_database(choice.database, data_dir).map_err(anyhow::Error::msg)?;
     match database {
         Database::Sqlite(path) => {
-            if let Some(ca_file) = &args.database_ca_file {
+            if let Some(ca_file) = choice.ca_file {
                 tracing::warn!(
                     ca_file = %ca_file.display(),
                     "--database-ca-file is ignored, because the SQLite store opens no connections"
                 );
             }
-            let options = SqliteOptions {
-                readers: usize::from(args.db_readers),
-                max_page_count: args.sqlite_max_page_count,
-            };
+            let options =
+                SqliteOptions { readers: choice.readers, max_page_count: choice.max_page_count };
             let opened = tokio::task::spawn_blocking({
                 let path = path.clone();
                 move || SqliteStore::open(&path, &options)
@@ -838,8 +869,8 @@ async fn open_store(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn
         }
         Database::Postgres(url) => {
             let options = PostgresOptions {
-                pool_size: usize::from(args.db_pool_size),
-                ca_file: args.database_ca_file.clone(),
+                pool_size: choice.pool_size,
+                ca_file: choice.ca_file.map(Path::to_path_buf),
                 ..PostgresOptions::default()
             };
             let opened = PostgresStore::open(&url, &options).await?;

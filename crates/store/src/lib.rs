@@ -15,6 +15,7 @@
 //!   connections, row locks for conditional writes, and the same SQL in the PostgreSQL dialect.
 //! - [`telemetry`]: the metrics both stores record through the `metrics` facade: operation
 //!   durations, SQLite's group commits and write queue, connections, and rows stored.
+//! - [`import`]: bulk loading, where rows are staged out of sight and committed at once.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -29,9 +30,11 @@ use beacon_odata::etag::Precondition;
 
 pub use beacon_odata::entity::StoredEntity;
 
+pub use import::{Import, ImportOutcome, KeyConflict, OnConflict};
 pub use sql::apply::ApplyQuery;
 pub use sql::compile::{OrderKey, Param};
 
+pub mod import;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
@@ -281,6 +284,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// stored. The server calls it before each rendering of the metrics, so that values which
     /// are costly to keep current are read only when someone looks.
     async fn update_gauges(&self);
+
+    /// Starts a bulk import of `partner`'s rows on a connection of its own. Rows staged into
+    /// it stay invisible to every other operation until [`Import::commit`], which stores all
+    /// of them or none; dropping the import discards them.
+    async fn begin_import(
+        &self,
+        partner: &PartnerTenantId,
+        on_conflict: OnConflict,
+    ) -> Result<Box<dyn Import>, StoreError>;
 
     /// Finishes the writes already accepted and stops taking new ones.
     async fn close(&self);

@@ -338,7 +338,7 @@ pub fn postgres_url_or_skip(test: &str) -> Option<String> {
 /// Returns the `--database` arguments that put a server on `data_dir` in its PostgreSQL schema,
 /// and creates the schema if needed. Returns nothing in SQLite runs and when `args` name a
 /// database.
-fn database_args(data_dir: &Path, args: &[String]) -> Vec<String> {
+pub fn database_args(data_dir: &Path, args: &[String]) -> Vec<String> {
     let Some(url) = test_postgres_url() else { return Vec::new() };
     if args.iter().any(|arg| arg == "--database") {
         return Vec::new();

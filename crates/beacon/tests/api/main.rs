@@ -34,6 +34,8 @@ mod differential;
 /// Faults of the environment: a full store, a held lock, PostgreSQL restarts, unwritable or
 /// replaced files, SIGTERM under load.
 mod faults;
+/// `beacon import` and `beacon export`: formats, round trips, bad rows, conflicts.
+mod import_export;
 /// Partner isolation in every operation, and hostile input that must change and reveal nothing.
 mod isolation;
 /// Clients that journal their writes, and the check of a journal against the rows.

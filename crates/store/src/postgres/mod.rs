@@ -32,6 +32,7 @@
 //! `COUNT(*)`, run by [`Store::update_gauges`] when the last count is older than
 //! [`ROW_COUNT_MAX_AGE`].
 
+mod import;
 mod migrate;
 mod rows;
 mod tls;
@@ -57,8 +58,8 @@ use tokio_postgres::types::ToSql;
 use crate::sql::{self, Postgres, Statements, TABLE};
 use crate::telemetry::{self, Operation, timed};
 use crate::{
-    ApplyQuery, ApplyRows, Change, ListQuery, ListedEntity, Param, PartnerTenantId, Store,
-    StoreError, StoredEntity, initial_version, next_version,
+    ApplyQuery, ApplyRows, Change, Import, ListQuery, ListedEntity, OnConflict, Param,
+    PartnerTenantId, Store, StoreError, StoredEntity, initial_version, next_version,
 };
 
 pub use migrate::MIGRATIONS;
@@ -603,6 +604,15 @@ impl Store for PostgresStore {
             crate::check_schema_version(found, MIGRATIONS)
         };
         timed(Operation::CheckReady, check).await
+    }
+
+    async fn begin_import(
+        &self,
+        partner: &PartnerTenantId,
+        on_conflict: OnConflict,
+    ) -> Result<Box<dyn Import>, StoreError> {
+        let import = import::PostgresImport::begin(self, partner.as_str(), on_conflict).await?;
+        Ok(Box::new(import))
     }
 
     async fn update_gauges(&self) {

@@ -15,6 +15,7 @@ use beacon_odata::model::{EdmType, Property};
 
 pub mod apply;
 pub mod compile;
+pub mod import;
 
 use crate::ListQuery;
 use compile::{Compiler, Param};

@@ -17,6 +17,7 @@
 
 pub mod backup;
 pub mod functions;
+mod import;
 mod migrate;
 mod readers;
 mod rows;
@@ -39,8 +40,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::sql::{self, Sqlite, Statements, TABLE};
 use crate::telemetry::{self, Operation, timed};
 use crate::{
-    ApplyQuery, ApplyRows, Change, ListQuery, ListedEntity, PartnerTenantId, Store, StoreError,
-    StoredEntity,
+    ApplyQuery, ApplyRows, Change, Import, ListQuery, ListedEntity, OnConflict, PartnerTenantId,
+    Store, StoreError, StoredEntity,
 };
 
 pub use migrate::MIGRATIONS;
@@ -489,6 +490,20 @@ impl Store for SqliteStore {
 
     async fn check_ready(&self) -> Result<(), StoreError> {
         timed(Operation::CheckReady, self.check_ready_now()).await
+    }
+
+    async fn begin_import(
+        &self,
+        partner: &PartnerTenantId,
+        on_conflict: OnConflict,
+    ) -> Result<Box<dyn Import>, StoreError> {
+        if lock(&self.writes).is_none() {
+            return Err(StoreError::ShuttingDown);
+        }
+        let import =
+            import::SqliteImport::begin(&self.reader_state.path, partner.as_str(), on_conflict)
+                .await?;
+        Ok(Box::new(import))
     }
 
     async fn update_gauges(&self) {
