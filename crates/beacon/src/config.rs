@@ -108,12 +108,21 @@ pub fn parse_from<C: CommandFactory + FromArgMatches>(
             .map_err(|error| explain_environment_error(&command, &args, error))?,
         Err(error) => return Err(explain_environment_error(&command, &args, error)),
     };
+    // Without a settings file to fill in what is missing, clap's own checks decide, so a
+    // missing argument gets clap's message and usage rather than a bare field name.
+    let without_file = |command: &Command| -> anyhow::Result<(C, Settings)> {
+        let strict = command
+            .clone()
+            .try_get_matches_from(&args)
+            .map_err(|error| explain_environment_error(command, &args, error))?;
+        Ok((C::from_arg_matches(&strict)?, Settings::default()))
+    };
     let Some((name, sub_matches)) = matches.subcommand() else {
-        return Ok((C::from_arg_matches(&matches)?, Settings::default()));
+        return without_file(&command);
     };
     let subcommand = command.find_subcommand(name).expect("clap matched this subcommand");
     if !subcommand.get_arguments().any(|arg| arg.get_id() == CONFIG_ARG) {
-        return Ok((C::from_arg_matches(&matches)?, Settings::default()));
+        return without_file(&command);
     }
     let settings_command =
         command.find_subcommand(SETTINGS_COMMAND).expect("the settings subcommand exists");

@@ -466,7 +466,7 @@ async fn replaced_database_makes_server_unready() {
     let response = server.client.get(format!("{}/readyz", server.base)).send().await.unwrap();
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key("retry-after"));
-    let logged = server.log.lock().unwrap().join("\n");
+    let logged = server.wait_for_log("was replaced or removed").await;
     assert!(logged.contains(&database), "{logged}");
     assert!(logged.contains("was replaced or removed"), "{logged}");
 

@@ -123,6 +123,20 @@ impl TestServer {
         assert!(status.success());
     }
 
+    /// Waits up to 10 seconds for a log line that contains `text`, and returns the whole log
+    /// so far. The log is read from the process on another thread, so a line written just
+    /// before a response may arrive after it.
+    pub async fn wait_for_log(&self, text: &str) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            let logged = self.log.lock().unwrap().join("\n");
+            if logged.contains(text) || started.elapsed() > Duration::from_secs(10) {
+                return logged;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits up to `bound` for the process to exit, and returns its exit status, or `None`
     /// if it still runs.
     pub fn wait_for_exit(&mut self, bound: Duration) -> Option<std::process::ExitStatus> {
