@@ -502,15 +502,17 @@ fn entity(index: u64) -> Value {
 
 /// Writes the samples as CSV with a header line.
 fn to_csv(samples: &[Sample]) -> String {
-    let mut csv =
-        String::from("seconds,rss_bytes,open_files,wal_bytes,p99_ms,completed,errors,skipped\n");
+    let mut csv = String::from(
+        "seconds,rss_bytes,open_files,sockets,wal_bytes,p99_ms,completed,errors,skipped\n",
+    );
     for s in samples {
         let _ = writeln!(
             csv,
-            "{:.1},{},{},{},{:.3},{},{},{}",
+            "{:.1},{},{},{},{},{:.3},{},{},{}",
             s.seconds,
             s.rss_bytes,
             s.open_files,
+            s.sockets,
             s.wal_bytes,
             s.p99_ms,
             s.completed,
