@@ -138,6 +138,8 @@ impl<R: BufRead> CsvReader<R> {
                 }
             }
             raw.push_str(&line);
+            // Give the line's allocation back, so that the next line reuses it.
+            self.buffer = line;
             if !in_quotes {
                 break;
             }

@@ -123,6 +123,53 @@ async fn ndjson_round_trip_is_exact() {
     assert!(exported.contains("\"numberOfNonCompliantDevices\":9223372036854775807,"));
 }
 
+/// Returns `count` rows that repeat [`hard_rows`] under ids that sort in input order.
+fn numbered_rows(count: usize) -> Vec<Value> {
+    let hard = hard_rows();
+    (0..count)
+        .map(|i| {
+            let mut row = hard[i % hard.len()].clone();
+            row["id"] = json!(format!("{i:03}-{}", row["id"].as_str().unwrap()));
+            row
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn import_of_many_rows_keeps_every_value() {
+    // 70 rows are staged as two inserts of 32 rows each and 6 single-row inserts.
+    let folder = DataFolder::new();
+    let files = tempfile::tempdir().unwrap();
+    let given = numbered_rows(70);
+    let input = write_file(files.path(), "rows.ndjson", &ndjson(&given));
+
+    succeed("import", folder.path(), &[&input]);
+
+    let rows = export_rows(folder.path());
+    assert_eq!(rows.len(), given.len());
+    for (row, given) in rows.iter().zip(&given) {
+        for (name, value) in given.as_object().unwrap() {
+            assert_eq!(&row[name], value, "{name} of {}", given["id"]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn repeated_id_past_first_rows_names_both_lines() {
+    let folder = DataFolder::new();
+    let files = tempfile::tempdir().unwrap();
+    let mut given = numbered_rows(70);
+    given[66]["id"] = given[40]["id"].clone();
+    let input = write_file(files.path(), "rows.ndjson", &ndjson(&given));
+
+    let error = fail("import", folder.path(), &[&input]);
+
+    assert!(error.contains("rows.ndjson line 67"), "{error}");
+    assert!(error.contains("is already used by"), "{error}");
+    assert!(error.contains("rows.ndjson line 41;"), "{error}");
+    assert_eq!(export_rows(folder.path()).len(), 0);
+}
+
 #[tokio::test]
 async fn csv_round_trip_is_exact() {
     let (first, second) = (DataFolder::new(), DataFolder::new());

@@ -13,6 +13,10 @@ use crate::OnConflict;
 /// The name of the temporary table that contains the staged rows of one import.
 pub const STAGING: &str = "beacon_import_staging";
 
+/// The rows that one [`ImportStatements::stage_many`] inserts. Fewer statements save SQLite's
+/// per-statement work, and 32 rows bind 544 parameters, well under SQLite's limit of 32,766.
+pub const STAGED_ROWS_PER_INSERT: usize = 32;
+
 /// The text of each statement of an import, rendered for one dialect.
 #[derive(Clone, Debug)]
 pub struct ImportStatements {
@@ -21,6 +25,9 @@ pub struct ImportStatements {
     pub create_staging: String,
     /// Inserts one staged row; binds `seq`, then every entity column in order.
     pub stage: String,
+    /// Inserts [`STAGED_ROWS_PER_INSERT`] staged rows; binds the values of [`Self::stage`]
+    /// for each row in turn.
+    pub stage_many: String,
     /// Indexes the staged rows by key, for the checks and the merge.
     pub index_staging: String,
     /// Selects one key that the staged rows repeat, if any.
@@ -47,6 +54,14 @@ impl ImportStatements {
         let list = columns.join(", ");
         let partner = dialect.parameter(1, &Param::Text(String::new()));
         let values: Vec<String> = (1..=columns.len() + 1).map(|n| dialect.placeholder(n)).collect();
+        let groups: Vec<String> = (0..STAGED_ROWS_PER_INSERT)
+            .map(|row| {
+                let first = row * (columns.len() + 1);
+                let row: Vec<String> =
+                    (1..=columns.len() + 1).map(|n| dialect.placeholder(first + n)).collect();
+                format!("({})", row.join(", "))
+            })
+            .collect();
 
         // Of several staged rows with one key, `skip` keeps the first and `replace` the last.
         // `fail` never gets here with repeated keys, so it keeps every row.
@@ -84,6 +99,7 @@ impl ImportStatements {
                 dialect.boolean(false)
             ),
             stage: format!("INSERT INTO {STAGING} (seq, {list}) VALUES ({})", values.join(", ")),
+            stage_many: format!("INSERT INTO {STAGING} (seq, {list}) VALUES {}", groups.join(", ")),
             index_staging: format!("CREATE INDEX {STAGING}_by_id ON {STAGING} (id, seq)"),
             any_repeated_key: format!(
                 "SELECT id FROM {STAGING} GROUP BY id HAVING COUNT(*) > 1 LIMIT 1"

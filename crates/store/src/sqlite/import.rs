@@ -14,11 +14,11 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use beacon_odata::entity::Entity;
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params_from_iter};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OptionalExtension, Statement, TransactionBehavior};
 
 use super::{BUSY_TIMEOUT, classify, count_rows, refresh_statistics, rows};
-use crate::sql::import::ImportStatements;
+use crate::sql::import::{ImportStatements, STAGED_ROWS_PER_INSERT};
 use crate::sql::{Sqlite, TABLE};
 use crate::{Import, ImportOutcome, KeyConflict, OnConflict, StoreError, initial_version};
 
@@ -103,11 +103,21 @@ impl SqliteImport {
 impl Import for SqliteImport {
     async fn stage(&mut self, batch: Vec<(u64, Entity)>) -> Result<(), StoreError> {
         self.with_connection(move |connection, statements, _| {
-            let mut insert = connection.prepare_cached(&statements.stage)?;
-            for (position, entity) in batch {
-                let mut values = rows::insert_values("", &entity, initial_version());
-                values[0] = SqlValue::Integer(i64::try_from(position).unwrap_or(i64::MAX));
-                insert.execute(params_from_iter(values))?;
+            // Whole groups go through the many-row insert, the rest one row at a time. The
+            // values are bound from the entities, without cloning their strings.
+            let mut group_insert = connection.prepare_cached(&statements.stage_many)?;
+            let mut chunks = batch.chunks_exact(STAGED_ROWS_PER_INSERT);
+            for chunk in &mut chunks {
+                let mut index = 1;
+                for (position, entity) in chunk {
+                    index = bind_staged(&mut group_insert, index, *position, entity)?;
+                }
+                group_insert.raw_execute()?;
+            }
+            let mut row_insert = connection.prepare_cached(&statements.stage)?;
+            for (position, entity) in chunks.remainder() {
+                bind_staged(&mut row_insert, 1, *position, entity)?;
+                row_insert.raw_execute()?;
             }
             Ok(())
         })
@@ -121,6 +131,18 @@ impl Import for SqliteImport {
         })
         .await
     }
+}
+
+/// Binds one staged row from parameter `first` on: its position in the input, then the
+/// entity columns. Returns the next parameter index.
+fn bind_staged(
+    statement: &mut Statement<'_>,
+    first: usize,
+    position: u64,
+    entity: &Entity,
+) -> Result<usize, rusqlite::Error> {
+    let seq = ValueRef::Integer(i64::try_from(position).unwrap_or(i64::MAX));
+    rows::bind_insert_values(statement, first, seq, entity, initial_version())
 }
 
 /// Checks the staged rows and copies them into the table in one transaction.

@@ -3,8 +3,8 @@
 use beacon_odata::datetime::DateTimeOffset;
 use beacon_odata::entity::{Entity, Fields, Value};
 use beacon_odata::model::{EdmType, Property};
-use rusqlite::types::{Type, Value as SqlValue, ValueRef};
-use rusqlite::{Connection, Row, params_from_iter};
+use rusqlite::types::{ToSqlOutput, Type, Value as SqlValue, ValueRef};
+use rusqlite::{Connection, Row, Statement, params_from_iter};
 
 use crate::sql::{Statements, entity_columns};
 use crate::{ApplyRows, Cell, Cursor, ListedEntity, Param, StoredEntity};
@@ -27,6 +27,43 @@ pub(super) fn insert_values(partner: &str, entity: &Entity, version: i64) -> Vec
     }
     values.push(SqlValue::Integer(version));
     values
+}
+
+/// Binds the values of [`insert_values`] to `statement` from parameter `first` on, without
+/// cloning the strings, with `key` in place of the partner. Returns the next parameter index.
+pub(super) fn bind_insert_values(
+    statement: &mut Statement<'_>,
+    first: usize,
+    key: ValueRef<'_>,
+    entity: &Entity,
+    version: i64,
+) -> Result<usize, rusqlite::Error> {
+    let mut index = first;
+    let mut bind = |value: ValueRef<'_>| {
+        let bound = statement.raw_bind_parameter(index, ToSqlOutput::Borrowed(value));
+        index += 1;
+        bound
+    };
+    bind(key)?;
+    bind(ValueRef::Text(entity.id.as_bytes()))?;
+    for (property, value) in Property::FIELDS.into_iter().zip(&entity.fields) {
+        match (property.edm_type(), value) {
+            (EdmType::DateTimeOffset, Some(Value::DateTimeOffset(instant))) => {
+                bind(ValueRef::Integer(instant.ticks()))?;
+                bind(ValueRef::Integer(i64::from(instant.digits())))?;
+            }
+            (EdmType::DateTimeOffset, _) => {
+                bind(ValueRef::Null)?;
+                bind(ValueRef::Null)?;
+            }
+            (_, None) => bind(ValueRef::Null)?,
+            (_, Some(Value::String(text))) => bind(ValueRef::Text(text.as_bytes()))?,
+            (_, Some(Value::Int64(number))) => bind(ValueRef::Integer(*number))?,
+            (_, Some(Value::DateTimeOffset(_))) => bind(ValueRef::Null)?,
+        }
+    }
+    bind(ValueRef::Integer(version))?;
+    Ok(index)
 }
 
 /// Reads a row selected with the entity columns in order.
