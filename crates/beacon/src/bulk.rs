@@ -31,6 +31,11 @@ pub(crate) struct BulkArgs {
     #[arg(long, env = "BEACON_DATABASE_CA_FILE", value_name = "PATH")]
     database_ca_file: Option<PathBuf>,
 
+    /// TOML file of settings, read as `serve` reads it, for the options shared with `serve`
+    /// (the database). [default: DIR/beacon.toml, when it exists]
+    #[arg(long, env = "BEACON_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+
     /// Partner tenant id (a GUID) whose rows are read or written, the `tid` of its tokens.
     #[arg(long, default_value = DEV_PARTNER_TENANT, value_name = "GUID")]
     tenant: String,
@@ -57,6 +62,22 @@ impl BulkArgs {
             ViewName::Graph => View::Graph,
             ViewName::Seed => View::Seed,
         }
+    }
+
+    /// Opens the store for an export, which reads an existing store only, so that a mistyped
+    /// folder or file gives an error rather than an empty export.
+    pub(crate) async fn open_existing_store(&self) -> anyhow::Result<Arc<dyn Store>> {
+        let database = crate::parse_database(self.database.as_deref(), &self.data_dir)
+            .map_err(anyhow::Error::msg)?;
+        if let crate::Database::Sqlite(path) = &database
+            && !path.is_file()
+        {
+            anyhow::bail!(
+                "the database {} does not exist; check --data-dir or --database",
+                path.display()
+            );
+        }
+        self.open_store().await
     }
 
     /// Opens the store, creating the data folder first when the SQLite file goes there.

@@ -74,6 +74,10 @@ impl<R: BufRead> CsvReader<R> {
                 return Ok(None);
             }
             self.line += 1;
+            // Spreadsheet programs often begin a UTF-8 file with a byte order mark.
+            if self.line == 1 && self.buffer.starts_with('\u{feff}') {
+                self.buffer.drain(..'\u{feff}'.len_utf8());
+            }
             if !self.buffer.trim_end_matches(['\r', '\n']).is_empty() {
                 break;
             }
@@ -194,6 +198,13 @@ mod tests {
 
     fn texts(record: &Record) -> Vec<(&str, bool)> {
         record.fields.iter().map(|f| (f.text.as_str(), f.quoted)).collect()
+    }
+
+    #[test]
+    fn byte_order_mark_before_header_is_dropped() {
+        let records = read_all("\u{feff}id,name\r\n1,x\r\n");
+        assert_eq!(texts(&records[0]), [("id", false), ("name", false)]);
+        assert_eq!(texts(&records[1]), [("1", false), ("x", false)]);
     }
 
     #[test]

@@ -86,7 +86,7 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
         write_csv_header(&mut out, view)?;
     }
 
-    let store = args.bulk.open_store().await?;
+    let store = args.bulk.open_existing_store().await?;
     let mut query = ListQuery { filter, limit: PAGE_ROWS, ..ListQuery::default() };
     let mut rows = 0_u64;
     loop {

@@ -47,9 +47,10 @@ pub(crate) struct ImportArgs {
     #[arg(long, value_enum, value_name = "FORMAT")]
     format: Option<ImportFormat>,
 
-    /// Store the valid rows and write each invalid one to this file as an NDJSON line with
-    /// its line or record number, the property, the reason and the record as given. Without
-    /// it, the first invalid row stops the import and nothing is stored.
+    /// Store the valid rows and write each invalid one to this new file (it must not exist)
+    /// as an NDJSON line with its line or record number, the property, the reason and the
+    /// record as given. Without it, the first invalid row stops the import and nothing is
+    /// stored.
     #[arg(long, value_name = "REJECTS_FILE")]
     skip_invalid: Option<PathBuf>,
 
@@ -293,9 +294,16 @@ struct Rejects {
 }
 
 impl Rejects {
+    /// Creates the rejects file, which must not exist yet, so that a mistyped name (the input
+    /// file's, say) cannot overwrite a file.
     fn create(path: &Path) -> anyhow::Result<Rejects> {
-        let file = File::create(path)
-            .with_context(|| format!("cannot create the rejects file {}", path.display()))?;
+        let file = File::options().write(true).create_new(true).open(path).with_context(|| {
+            format!(
+                "cannot create the rejects file {}; it must be a new file, so remove it or name \
+                 another",
+                path.display()
+            )
+        })?;
         Ok(Rejects { out: BufWriter::new(file), path: path.to_owned() })
     }
 

@@ -294,6 +294,69 @@ async fn skip_invalid_writes_rejects_and_stores_the_rest() {
 }
 
 #[tokio::test]
+async fn existing_rejects_file_is_left_alone() {
+    let folder = DataFolder::new();
+    let files = tempfile::tempdir().unwrap();
+    let input = write_file(files.path(), "rows.ndjson", "{\"id\":\"ok1\"}\nnot json\n");
+    let kept = write_file(files.path(), "kept.txt", "a file the user needs\n");
+
+    // Naming an existing file, or the input itself, as the rejects file stops the import.
+    let error = fail("import", folder.path(), &["--skip-invalid", &kept, &input]);
+    assert!(error.contains("must be a new file"), "{error}");
+    let error = fail("import", folder.path(), &["--skip-invalid", &input, &input]);
+    assert!(error.contains("must be a new file"), "{error}");
+
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "a file the user needs\n");
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), "{\"id\":\"ok1\"}\nnot json\n");
+    // The import stopped before it opened the store, so no row can be there.
+    if test_postgres_url().is_some() || folder.path().join("beacon.sqlite3").exists() {
+        assert!(export_rows(folder.path()).is_empty());
+    }
+}
+
+#[tokio::test]
+async fn settings_file_chooses_the_database_for_import_and_export() {
+    if test_postgres_url().is_some() {
+        // The run's --database flag would win over the file, which names a SQLite file.
+        eprintln!("SKIPPED: the settings file names a SQLite database; the SQLite run covers it");
+        return;
+    }
+    let folder = DataFolder::new();
+    let files = tempfile::tempdir().unwrap();
+    let other = files.path().join("other.sqlite3");
+    std::fs::create_dir_all(folder.path()).unwrap();
+    write_file(
+        folder.path(),
+        "beacon.toml",
+        &format!("database = \"{}\"\n", other.to_str().unwrap()),
+    );
+    let input = write_file(files.path(), "rows.ndjson", "{\"id\":\"r1\"}\n");
+
+    succeed("import", folder.path(), &[&input]);
+
+    // The rows went to the database the settings file names, as `serve` would use it.
+    assert!(other.is_file());
+    assert!(!folder.path().join("beacon.sqlite3").exists());
+    let exported = succeed("export", folder.path(), &[]);
+    assert!(exported.contains("\"id\":\"r1\""), "{exported}");
+}
+
+#[tokio::test]
+async fn export_of_missing_store_fails_and_creates_nothing() {
+    if test_postgres_url().is_some() {
+        eprintln!("SKIPPED: a PostgreSQL schema has no data folder to mistype");
+        return;
+    }
+    let files = tempfile::tempdir().unwrap();
+    let missing = files.path().join("mistyped");
+
+    let error = fail("export", &missing, &[]);
+
+    assert!(error.contains("does not exist"), "{error}");
+    assert!(!missing.exists());
+}
+
+#[tokio::test]
 async fn existing_id_fails_import_by_default() {
     let folder = DataFolder::new();
     let files = tempfile::tempdir().unwrap();

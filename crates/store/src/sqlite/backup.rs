@@ -34,7 +34,9 @@ pub enum BackupError {
     #[error("a restore of the database {0} is running; wait for it to finish")]
     Restoring(PathBuf),
     /// A server or a backup has the database open, so it cannot be restored.
-    #[error("the database {0} is in use by a running beacon serve or beacon backup; stop it first")]
+    #[error(
+        "the database {0} is in use by a running beacon serve, backup or import; stop it first"
+    )]
     InUse(PathBuf),
     /// There is no database file to copy.
     #[error("there is no database at {0}")]
