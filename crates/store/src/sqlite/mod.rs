@@ -16,6 +16,8 @@
 //! count is exact whenever no write is in flight.
 
 pub mod functions;
+#[doc(hidden)]
+pub mod fuzzing;
 mod migrate;
 mod readers;
 mod rows;
