@@ -21,7 +21,7 @@ if [ -d "regressions/$target" ]; then
 fi
 mkdir -p "work/$target"
 
-# cargo fuzz passes flags that only nightly rustc takes; RUSTC_BOOTSTRAP=1 lets stable
+# cargo fuzz passes flags that only nightly rustc takes, and RUSTC_BOOTSTRAP=1 lets stable
 # rustc take them too.
 RUSTC_BOOTSTRAP=1 exec cargo fuzz run --sanitizer "$sanitizer" "$target" "${corpora[@]}" -- \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1

@@ -1,13 +1,13 @@
 //! Replays the committed fuzzing inputs without a fuzzer: every file of `fuzz/corpus/TARGET`
 //! (the seeds) and `fuzz/regressions/TARGET` (inputs that once broke an invariant) goes through
 //! the function that the fuzz target `TARGET` calls, which panics when an invariant breaks.
-//! `fuzz/README.md` says how to run the fuzzer itself.
+//! The section "Fuzzing" of README.md describes how to run the fuzzer itself.
 
 use std::path::{Path, PathBuf};
 
 use beacon_server::fuzzing;
 
-/// Runs every input of `target` through `check`, and fails if the folders hold no input.
+/// Runs every input of `target` through `check`, and fails if the folders contain no input.
 fn replay(target: &str, check: fn(&[u8])) {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
     let mut inputs: Vec<PathBuf> = Vec::new();
