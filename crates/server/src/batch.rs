@@ -103,16 +103,16 @@ const BASE64_STANDARD: GeneralPurpose = GeneralPurpose::new(
 
 /// One request of a batch, checked and ready to run.
 #[derive(Debug)]
-struct BatchRequest {
+pub(crate) struct BatchRequest {
     /// The client's id for the request, as given.
-    id: String,
+    pub(crate) id: String,
     /// The positions of the earlier requests this one depends on.
-    depends_on: Vec<usize>,
-    method: Method,
+    pub(crate) depends_on: Vec<usize>,
+    pub(crate) method: Method,
     /// The request's path and query under `/beta`.
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    pub(crate) uri: Uri,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 /// The completed response to one request of a batch.
@@ -153,7 +153,10 @@ pub(crate) async fn run(state: &AppState, parts: &Parts, body: Body) -> Result<R
 }
 
 /// Parses and checks a batch body, returning its requests in order.
-fn parse_batch(bytes: &[u8], batch_headers: &HeaderMap) -> Result<Vec<BatchRequest>, ApiError> {
+pub(crate) fn parse_batch(
+    bytes: &[u8],
+    batch_headers: &HeaderMap,
+) -> Result<Vec<BatchRequest>, ApiError> {
     let document: Value = serde_json::from_slice(bytes).map_err(|error| {
         ApiError::BadRequest(format!("The batch body is not valid JSON: {error}."))
     })?;

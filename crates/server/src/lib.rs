@@ -13,6 +13,7 @@
 //! - [`dashboard`]: the compliance dashboard at `/dashboard`, a page compiled into the binary.
 //! - `documents`: the service document, the `$metadata` document and the OpenAPI description.
 //! - `error`: the error type every handler returns and its status mapping.
+//! - `fuzzing`: entry points for the fuzz targets in `fuzz/`, hidden from the docs.
 //! - `grouped`: the JSON of grouped `$apply` results.
 //! - `handlers`: resolves the OData path and runs the operation.
 //! - [`limits`]: bounds on each request's URL, headers and handling time.
@@ -30,6 +31,8 @@ mod context;
 pub mod dashboard;
 mod documents;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grouped;
 mod handlers;
 pub mod limits;

@@ -1,10 +1,15 @@
 //! Writing a syntax tree back as expression text that [`parse`](super::parse) reads as the same
 //! tree.
 //!
-//! Every operator application is written in parentheses, so the text never depends on
-//! precedence or associativity. Literals are written in the form the lexer reads back to the
-//! same value, such as strings with doubled quotes and doubles with an exponent. A negation is
-//! written with a space after the `-`, because `-5` is the literal minus five.
+//! Every binary operation and `in` is written in parentheses, so the text never depends on
+//! precedence or associativity. A prefix operator (`-` or `not`) is written without them,
+//! because the parser counts each pair of parentheses as a level of nesting as well as the
+//! operator itself, so parentheses around each of a chain of 60 negations would print text
+//! nested deeper than [`MAX_DEPTH`](super::MAX_DEPTH) allows. A prefix operator binds its
+//! operand more loosely than `has` and `in` do, so it is parenthesized only as their left
+//! operand. Literals are written in the form the lexer reads back to the same value, such as
+//! strings with doubled quotes and doubles with an exponent. A negation is written with a
+//! space after the `-`, because `-5` is the literal minus five.
 
 use std::fmt;
 
@@ -16,13 +21,17 @@ impl fmt::Display for Expr {
         match self {
             Expr::Literal(literal, _) => literal.fmt(f),
             Expr::Name(name, _) => f.write_str(name),
-            Expr::Unary { op: UnaryOp::Not, operand, .. } => write!(f, "(not {operand})"),
-            Expr::Unary { op: UnaryOp::Negate, operand, .. } => write!(f, "(- {operand})"),
+            Expr::Unary { op: UnaryOp::Not, operand, .. } => write!(f, "not {operand}"),
+            Expr::Unary { op: UnaryOp::Negate, operand, .. } => write!(f, "- {operand}"),
             Expr::Binary { op, left, right, .. } => {
-                write!(f, "({left} {} {right})", op.word())
+                f.write_str("(")?;
+                write_left_operand(f, left, *op == BinaryOp::Has)?;
+                write!(f, " {} {right})", op.word())
             }
             Expr::In { operand, list, .. } => {
-                write!(f, "({operand} in (")?;
+                f.write_str("(")?;
+                write_left_operand(f, operand, true)?;
+                f.write_str(" in (")?;
                 write_list(f, list)?;
                 f.write_str("))")
             }
@@ -32,6 +41,15 @@ impl fmt::Display for Expr {
                 f.write_str(")")
             }
         }
+    }
+}
+
+/// Writes the left operand of an operator, in parentheses where it is a prefix operation
+/// and the operator binds more tightly than the prefix operator does.
+fn write_left_operand(f: &mut fmt::Formatter<'_>, operand: &Expr, tighter: bool) -> fmt::Result {
+    match operand {
+        Expr::Unary { .. } if tighter => write!(f, "({operand})"),
+        _ => write!(f, "{operand}"),
     }
 }
 
@@ -115,8 +133,29 @@ mod tests {
 
     #[test]
     fn negation_of_a_number_keeps_its_space() {
-        assert_eq!(round_trip("- 5 eq -5"), "((- 5) eq -5)");
-        assert_eq!(round_trip("not (a eq 1)"), "(not (a eq 1))");
+        assert_eq!(round_trip("- 5 eq -5"), "(- 5 eq -5)");
+        assert_eq!(round_trip("not (a eq 1)"), "not (a eq 1)");
+    }
+
+    #[test]
+    fn prefix_operators_are_parenthesized_only_before_has_and_in() {
+        assert_eq!(round_trip("(- a) has b"), "((- a) has b)");
+        assert_eq!(round_trip("- a has b"), "- (a has b)");
+        assert_eq!(round_trip("(not a) in (true)"), "((not a) in (true))");
+        assert_eq!(round_trip("not a in (true)"), "not (a in (true))");
+        assert_eq!(round_trip("a has - b"), "(a has - b)");
+        assert_eq!(round_trip("- a add - b"), "(- a add - b)");
+        assert_eq!(round_trip("f(- a, not b)"), "f(- a,not b)");
+    }
+
+    #[test]
+    fn deepest_chain_of_prefix_operators_prints_within_the_depth_limit() {
+        // The chain that the fuzz target `filter` found: 90 negations printed with parentheses
+        // around each were nested 180 levels deep, past the limit of 100.
+        let text = format!("{}c", "-".repeat(90));
+        assert_eq!(round_trip(&text), format!("{}c", "- ".repeat(90)));
+        let text = format!("{}c", "not ".repeat(99));
+        assert_eq!(round_trip(&text), text);
     }
 
     #[test]

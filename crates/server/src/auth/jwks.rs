@@ -428,7 +428,7 @@ struct Jwk {
 /// Parses a key set and returns its usable keys with the number of keys left out. Keys for
 /// other algorithms, encryption keys and RSA keys under 2048 bits are left out. A set with no
 /// usable key is an error, so that it never replaces a working one.
-fn parse_key_set(bytes: &[u8]) -> Result<(KeySet, usize), JwksError> {
+pub(crate) fn parse_key_set(bytes: &[u8]) -> Result<(KeySet, usize), JwksError> {
     let document: KeySetDocument = serde_json::from_slice(bytes).map_err(JwksError::Json)?;
     let mut keys = Vec::new();
     let mut skipped = 0;

@@ -32,6 +32,7 @@ use beacon_store::PartnerTenantId;
 
 use self::cache::TokenCache;
 use self::jwks::JwksCache;
+pub(crate) use self::jwks::parse_key_set;
 pub use self::jwks::{JwksError, KeySource, MAX_KEY_SET_BYTES};
 pub use self::keys::{KeyError, SigningKey, TokenRequest, create_private_dir};
 use self::verify::{ClaimRules, KeySet};

@@ -17,6 +17,8 @@
 
 pub mod backup;
 pub mod functions;
+#[doc(hidden)]
+pub mod fuzzing;
 mod import;
 mod migrate;
 mod readers;
