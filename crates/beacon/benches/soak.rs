@@ -19,7 +19,7 @@
 //! Options after `--`:
 //!
 //! - `--minutes N`: the length of the load (30). The first tenth, and at least one minute, is
-//!   the warm-up.
+//!   the warm-up, but never more than half of the run.
 //! - `--rate N`: requests a second (300).
 //! - `--out DIR`: where to write `soak.csv` and `soak.svg` (`target/soak`).
 //!
@@ -263,9 +263,10 @@ fn sample_ids(database: &Path) -> anyhow::Result<Vec<String>> {
     Ok(ids)
 }
 
-/// The length of the warm-up: a tenth of the run, and at least one minute.
+/// The length of the warm-up: a tenth of the run and at least one minute, but at most half of
+/// the run, so that a short run has samples after it.
 fn warm_up(settings: &Settings) -> Duration {
-    Duration::from_secs_f64((settings.minutes * 6.0).max(60.0))
+    Duration::from_secs_f64((settings.minutes * 6.0).max(60.0).min(settings.minutes * 30.0))
 }
 
 /// Sends requests at the fixed rate until the run ends, and samples every period.
@@ -613,6 +614,21 @@ fn to_svg(samples: &[Sample], settings: &Settings) -> String {
 
 /// Prints whether each measure stayed flat after the warm-up.
 fn print_verdicts(samples: &[Sample], warm_up: Duration) {
+    let errors: usize = samples.iter().map(|s| s.errors).sum();
+    let skipped: usize = samples.iter().map(|s| s.skipped).sum();
+    let completed: usize = samples.iter().map(|s| s.completed).sum();
+    println!("requests: {completed} completed, {errors} unexpected statuses, {skipped} skipped");
+    let largest_wal = samples.iter().map(|s| s.wal_bytes).max().unwrap_or(0);
+    println!(
+        "write-ahead log: {:.1} MiB at most ({})",
+        mib(largest_wal),
+        if largest_wal <= WAL_LIMIT_BYTES + WAL_LIMIT_BYTES / 4 {
+            "bounded by checkpoints"
+        } else {
+            "past the checkpoint limit"
+        }
+    );
+
     let after: Vec<&Sample> =
         samples.iter().filter(|s| s.seconds >= warm_up.as_secs_f64()).collect();
     let (Some(first), Some(last)) = (after.first(), after.last()) else {
@@ -644,16 +660,6 @@ fn print_verdicts(samples: &[Sample], warm_up: Duration) {
          client's connections)",
         last.sockets
     );
-    let largest_wal = samples.iter().map(|s| s.wal_bytes).max().unwrap_or(0);
-    println!(
-        "write-ahead log: {:.1} MiB at most ({})",
-        mib(largest_wal),
-        if largest_wal <= WAL_LIMIT_BYTES + WAL_LIMIT_BYTES / 4 {
-            "bounded by checkpoints"
-        } else {
-            "past the checkpoint limit"
-        }
-    );
     let p99s: Vec<f64> = after.iter().map(|s| s.p99_ms).collect();
     let first_p99 = p99s.iter().take(3).sum::<f64>() / p99s.len().clamp(1, 3) as f64;
     let last_p99 = p99s.iter().rev().take(3).sum::<f64>() / p99s.len().clamp(1, 3) as f64;
@@ -662,10 +668,6 @@ fn print_verdicts(samples: &[Sample], warm_up: Duration) {
          {last_p99:.2} ms over the last three, {:.2} ms at most",
         p99s.iter().copied().fold(0.0_f64, f64::max)
     );
-    let errors: usize = samples.iter().map(|s| s.errors).sum();
-    let skipped: usize = samples.iter().map(|s| s.skipped).sum();
-    let completed: usize = samples.iter().map(|s| s.completed).sum();
-    println!("requests: {completed} completed, {errors} unexpected statuses, {skipped} skipped");
 }
 
 /// Converts bytes to mebibytes.
