@@ -134,7 +134,7 @@ impl Kind {
     }
 }
 
-/// What the requests of the current period record.
+/// The figures that the requests of the current period record.
 #[derive(Debug, Default)]
 struct Period {
     latencies: Vec<Duration>,
@@ -263,8 +263,8 @@ fn sample_ids(database: &Path) -> anyhow::Result<Vec<String>> {
     Ok(ids)
 }
 
-/// The length of the warm-up: a tenth of the run and at least one minute, but at most half of
-/// the run, so that a short run has samples after it.
+/// Returns the length of the warm-up: a tenth of the run and at least one minute, but at most
+/// half of the run, so that a short run has samples after it.
 fn warm_up(settings: &Settings) -> Duration {
     Duration::from_secs_f64((settings.minutes * 6.0).max(60.0).min(settings.minutes * 30.0))
 }

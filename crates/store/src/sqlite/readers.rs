@@ -7,8 +7,8 @@
 //! running each read as a task on the runtime's blocking pool.
 //!
 //! A read whose caller went away (the client hung up or the request timed out) is skipped if it
-//! has not started, and stopped by SQLite's progress handler if it has, so an abandoned query
-//! does not keep a reader busy. The handler checks a flag, which the caller sets whenever it
+//! has not started. If it has, SQLite's progress handler stops it, so an abandoned query does
+//! not keep a reader busy. The handler checks a flag, which the caller sets whenever it
 //! goes away, so cancellation cannot be lost between the start of a read and the start of its
 //! statement.
 
