@@ -1,4 +1,4 @@
-//! What `beacon import` and `beacon export` share: the options that choose the store, the
+//! The parts that `beacon import` and `beacon export` share: the options that choose the store, the
 //! partner and the view, and the two record formats they both read or write.
 
 use std::path::PathBuf;

@@ -45,7 +45,7 @@ pub enum CsvError {
     Malformed {
         /// The line the record starts on.
         line: u64,
-        /// What is wrong, as a clause.
+        /// The fault, as a clause.
         reason: String,
     },
 }

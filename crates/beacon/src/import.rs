@@ -179,7 +179,7 @@ fn conflict_message(origins: &Origins, conflict: &KeyConflict) -> String {
     }
 }
 
-/// What the import reads.
+/// The input of an import.
 #[derive(Debug)]
 enum Source {
     /// One NDJSON or CSV file, or standard input (`None`).
@@ -248,7 +248,7 @@ impl Source {
     }
 }
 
-/// Where the positions of the rows come from, to name a row by its file and line or record.
+/// The source of the rows' positions, which names a row by its file and line or record.
 #[derive(Debug, Default)]
 struct Origins {
     /// Each file's label and the position of its first row, in order.
@@ -273,7 +273,7 @@ fn label(path: &Option<PathBuf>) -> String {
     path.as_ref().map_or_else(|| "standard input".to_owned(), |p| p.display().to_string())
 }
 
-/// What the reader thread reports once the input is read.
+/// The report of the reader thread once the input is read.
 #[derive(Debug)]
 struct ReadSummary {
     /// The records read, valid or not.
@@ -631,7 +631,7 @@ impl Reader {
     }
 }
 
-/// Why a record was rejected.
+/// The reason a record was rejected.
 #[derive(Debug)]
 struct Fault {
     property: Option<String>,

@@ -381,7 +381,8 @@ pub fn batch(data: &[u8]) {
         }
     };
 
-    assert!(!requests.is_empty() && requests.len() <= MAX_REQUESTS, "{} requests", requests.len());
+    assert!(!requests.is_empty(), "an accepted batch has no requests");
+    assert!(requests.len() <= MAX_REQUESTS, "{} requests", requests.len());
     let ids: Vec<String> = requests.iter().map(|r| r.id.to_lowercase()).collect();
     for (position, request) in requests.iter().enumerate() {
         assert!(!ids[..position].contains(&ids[position]), "id {} repeats", request.id);
@@ -390,7 +391,8 @@ pub fn batch(data: &[u8]) {
         assert_eq!(request.headers.get(header::HOST), batch_headers.get(header::HOST));
         assert!(request.headers.contains_key(header::AUTHORIZATION));
         if !request.body.is_empty() {
-            assert!(request.method != Method::GET && request.method != Method::DELETE);
+            assert_ne!(request.method, Method::GET);
+            assert_ne!(request.method, Method::DELETE);
             let length = request.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
             assert_eq!(length, Some(request.body.len().to_string().as_str()));
         }

@@ -13,7 +13,7 @@ use beacon_odata::entity::Entity;
 
 use crate::StoreError;
 
-/// What an import does with a row whose key the partner already has, or whose key an earlier
+/// The rule an import applies to a row whose key the partner already has, or whose key an earlier
 /// row of the same import has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum OnConflict {

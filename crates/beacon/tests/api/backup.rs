@@ -302,7 +302,8 @@ fn postgres_database_names_pg_tools() {
         let output = run_beacon(&[verb, file, "--database", url]);
         assert_eq!(output.status.code(), Some(1), "{verb}: {}", stderr(&output));
         let message = stderr(&output);
-        assert!(message.contains("pg_dump") && message.contains("pg_restore"), "{message}");
+        assert!(message.contains("pg_dump"), "{message}");
+        assert!(message.contains("pg_restore"), "{message}");
         assert!(!message.contains("secret"), "{message}");
     }
 }

@@ -189,6 +189,10 @@ fn give_to_postgres(dir: &Path) -> Result<(), String> {
 }
 
 /// Finds the folder that contains `initdb` and `pg_ctl`.
+///
+/// NOTE: crates/store/tests/postgres_tls.rs has its own copy of this search and of the
+/// cluster set-up, because test crates cannot share modules. A small dev-only crate of test
+/// support used by both would remove the copy.
 fn postgres_bin() -> Option<PathBuf> {
     let has_programs = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
     if let Some(dir) = std::env::var_os("BEACON_TEST_POSTGRES_BIN") {
