@@ -347,7 +347,10 @@ async fn prepare_tier(root: &Path, rows: usize, profiles: &[Profile]) -> anyhow:
 /// Counts the rows that `post` created in the database at `database`.
 fn posted_rows(database: &Path) -> anyhow::Result<i64> {
     let connection = rusqlite::Connection::open(database)?;
-    let text =
-        format!("SELECT COUNT(*) FROM {} WHERE partner_tenant_id = ?1", beacon_store::sql::TABLE);
+    let text = format!(
+        "SELECT COUNT(*) FROM {} WHERE {}",
+        beacon_store::sql::TABLE,
+        beacon_store::sql::Dialect::partner_condition(&beacon_store::sql::Sqlite, "?1")
+    );
     Ok(connection.query_row(&text, [profiles::WRITE_PARTNER], |row| row.get(0))?)
 }

@@ -115,11 +115,14 @@ fn opening_gathers_statistics_so_filters_use_their_index() {
     // Rows written behind the store's back, as an import or a restore would.
     let connection = rusqlite::Connection::open(&path).unwrap();
     connection.execute_batch("BEGIN").unwrap();
+    connection
+        .execute("INSERT INTO beacon_partner (partner_key, partner_tenant_id) VALUES (1, 'p')", [])
+        .unwrap();
     for i in 0..5000 {
         connection
             .execute(
-                "INSERT INTO aggregated_policy_compliance (partner_tenant_id, id, tenant_id, version) \
-                 VALUES ('p', ?1, ?2, 1)",
+                "INSERT INTO aggregated_policy_compliance (partner_key, id, tenant_id, version) \
+                 VALUES (1, ?1, ?2, 1)",
                 (format!("{i:05}"), format!("t{}", i % 50)),
             )
             .unwrap();
@@ -132,7 +135,8 @@ fn opening_gathers_statistics_so_filters_use_their_index() {
     let plan: String = connection
         .query_row(
             "EXPLAIN QUERY PLAN SELECT * FROM aggregated_policy_compliance \
-             WHERE partner_tenant_id = 'p' AND tenant_id = 't7' ORDER BY id LIMIT 101",
+             WHERE partner_key = (SELECT partner_key FROM beacon_partner \
+             WHERE partner_tenant_id = 'p') AND tenant_id = 't7' ORDER BY id LIMIT 101",
             [],
             |row| row.get(3),
         )
@@ -156,4 +160,110 @@ async fn closing_empties_the_write_ahead_log() {
     assert_eq!(length, 0, "the log was checkpointed and emptied");
     let reopened = open(&dir);
     assert_eq!(reopened.count(&partner("p"), None).await.unwrap(), 50);
+}
+
+/// Creates a database at schema version 2, when the table stored each row's partner tenant id,
+/// with the rows `(partner, id, version)`.
+fn create_version_2_database(path: &std::path::Path, rows: &[(&str, &str, i64)]) {
+    let connection = rusqlite::Connection::open(path).unwrap();
+    connection.execute_batch("PRAGMA journal_mode = WAL").unwrap();
+    connection
+        .execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+             applied_at TEXT NOT NULL) STRICT",
+        )
+        .unwrap();
+    let migrations = [
+        include_str!("../migrations/sqlite/0001_create_aggregated_policy_compliance.sql"),
+        include_str!("../migrations/sqlite/0002_index_common_filters.sql"),
+    ];
+    for (version, sql) in (1..).zip(migrations) {
+        connection.execute_batch(sql).unwrap();
+        connection
+            .execute(
+                "INSERT INTO schema_migrations VALUES (?1, 'earlier', '2026-01-01T00:00:00Z')",
+                [version],
+            )
+            .unwrap();
+    }
+    for (partner, id, version) in rows {
+        connection
+            .execute(
+                "INSERT INTO aggregated_policy_compliance (partner_tenant_id, id, tenant_id, \
+                 number_of_compliant_devices, last_refreshed_ticks, last_refreshed_digits, \
+                 version) VALUES (?1, ?2, 'tenant', 9007199254740993, 17092782001000000, 3, ?3)",
+                (partner, id, version),
+            )
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn migration_to_partner_keys_keeps_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("beacon.sqlite3");
+    let rows = [("p1", "a", 11), ("p1", "b", 12), ("p2", "a", 21), ("p2", "c", 23)];
+    create_version_2_database(&path, &rows);
+
+    let store = open(&dir);
+    for (name, id, version) in rows {
+        let stored = store.get(&partner(name), id).await.unwrap();
+        let stored = stored.unwrap_or_else(|| panic!("{name}/{id} is missing"));
+        assert_eq!(stored.version, version, "{name}/{id}");
+        assert_eq!(stored.entity, entity(id), "{name}/{id}");
+    }
+    assert_eq!(store.count(&partner("p1"), None).await.unwrap(), 2);
+    assert_eq!(store.count(&partner("p2"), None).await.unwrap(), 2);
+    assert_eq!(store.count(&partner("p3"), None).await.unwrap(), 0);
+
+    // A partner without rows before the migration gets its key on its first create.
+    store.create(&partner("p3"), entity("a")).await.unwrap();
+    assert_eq!(store.count(&partner("p3"), None).await.unwrap(), 1);
+    assert_eq!(store.count(&partner("p1"), None).await.unwrap(), 2);
+    store.close().await;
+    drop(store);
+
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let integrity: String =
+        connection.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
+    assert_eq!(integrity, "ok");
+    let partners: Vec<(i64, String)> = connection
+        .prepare("SELECT partner_key, partner_tenant_id FROM beacon_partner ORDER BY 1")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(partners, [(1, "p1".to_owned()), (2, "p2".to_owned()), (3, "p3".to_owned())]);
+    let indexes: Vec<String> = connection
+        .prepare(
+            "SELECT sql FROM sqlite_schema WHERE type = 'index' \
+             AND tbl_name = 'aggregated_policy_compliance' AND sql IS NOT NULL ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(indexes.len(), 7, "{indexes:?}");
+    for index in &indexes {
+        assert!(index.contains("(partner_key, "), "{index}");
+    }
+}
+
+#[tokio::test]
+async fn partner_without_rows_reads_nothing_and_registers_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create(&partner("p1"), entity("a")).await.unwrap();
+
+    assert_eq!(store.get(&partner("p2"), "a").await.unwrap(), None);
+    assert_eq!(store.count(&partner("p2"), None).await.unwrap(), 0);
+    store.close().await;
+    drop(store);
+
+    let connection = rusqlite::Connection::open(dir.path().join("beacon.sqlite3")).unwrap();
+    let partners: i64 =
+        connection.query_row("SELECT COUNT(*) FROM beacon_partner", [], |row| row.get(0)).unwrap();
+    assert_eq!(partners, 1, "only a create registers a partner");
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail, ensure};
 use beacon_server::auth::{DEV_PARTNER_TENANT, READ_PERMISSION, READ_WRITE_PERMISSION};
-use beacon_store::sql::TABLE;
+use beacon_store::sql::{Dialect, Sqlite, TABLE};
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -123,8 +123,9 @@ impl Facts {
     pub fn read(database: &Path, rows: usize, tenants: usize) -> anyhow::Result<Facts> {
         let connection = rusqlite::Connection::open(database)?;
         let stride = (rows / BYKEY_SAMPLE).max(1);
-        let mut statement = connection
-            .prepare(&format!("SELECT id FROM {TABLE} WHERE partner_tenant_id = ?1 ORDER BY id"))?;
+        let partner = Sqlite.partner_condition("?1");
+        let mut statement =
+            connection.prepare(&format!("SELECT id FROM {TABLE} WHERE {partner} ORDER BY id"))?;
         let ids = statement.query_map([DEV_PARTNER_TENANT], |row| row.get::<_, String>(0))?;
         let mut sample_ids = Vec::with_capacity(BYKEY_SAMPLE);
         for (index, id) in ids.enumerate() {
@@ -134,8 +135,7 @@ impl Facts {
         }
         let platform_rows: i64 = connection.query_row(
             &format!(
-                "SELECT COUNT(*) FROM {TABLE} WHERE partner_tenant_id = ?1 \
-                 AND compliance_policy_platform = ?2"
+                "SELECT COUNT(*) FROM {TABLE} WHERE {partner} AND compliance_policy_platform = ?2"
             ),
             [DEV_PARTNER_TENANT, COUNT_PLATFORM],
             |row| row.get(0),

@@ -146,7 +146,11 @@ pub fn load(database: &Path, partner: &str, shape: Shape) -> anyhow::Result<Load
     connection.pragma_update(None, "synchronous", "OFF")?;
     connection.pragma_update(None, "cache_size", -262_144)?;
 
-    let insert = Statements::new(&Sqlite).insert;
+    let statements = Statements::new(&Sqlite);
+    if let Some(register) = &statements.register_partner {
+        connection.execute(register, [partner])?;
+    }
+    let insert = statements.insert;
     for _ in 0..shape.rows.div_ceil(ROWS_PER_TRANSACTION) {
         let transaction = connection.transaction()?;
         {

@@ -369,9 +369,16 @@ fn assert_database_intact(data_dir: &Path, expected_rows: &[(&str, i64)], case: 
     assert_eq!(counts, expected, "{case}: rows per partner in the database");
 }
 
-/// The SQL that counts rows per partner, the same on both stores.
+/// The SQL that counts rows per partner in the PostgreSQL store, whose table stores each row's
+/// partner tenant id.
 const COUNT_PER_PARTNER: &str = "SELECT partner_tenant_id, COUNT(*) FROM \
      aggregated_policy_compliance GROUP BY partner_tenant_id ORDER BY partner_tenant_id";
+
+/// The SQL that counts rows per partner in the SQLite store, whose table stores an integer key
+/// per partner in place of its tenant id.
+const SQLITE_COUNT_PER_PARTNER: &str = "SELECT p.partner_tenant_id, COUNT(*) FROM \
+     aggregated_policy_compliance t JOIN beacon_partner p USING (partner_key) \
+     GROUP BY p.partner_tenant_id ORDER BY p.partner_tenant_id";
 
 /// Checks the SQLite file's integrity and returns its table and index names and the rows per
 /// partner.
@@ -407,7 +414,7 @@ fn sqlite_tables_and_counts(data_dir: &Path, case: &str) -> (Vec<String>, Vec<(S
         .collect::<Result<_, _>>()
         .unwrap();
     let counts = connection
-        .prepare(COUNT_PER_PARTNER)
+        .prepare(SQLITE_COUNT_PER_PARTNER)
         .unwrap()
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
         .unwrap()

@@ -29,7 +29,7 @@ struct Relation {
 fn relation(compiler: &mut Compiler<'_>, partner: &str, plan: &Plan) -> Relation {
     let partner = compiler.bind(Param::Text(partner.to_owned()));
     let mut relation = Relation {
-        sql: format!("SELECT * FROM {TABLE} WHERE partner_tenant_id = {partner}"),
+        sql: format!("SELECT * FROM {TABLE} WHERE {}", compiler.partner_condition(&partner)),
         order: Vec::new(),
         tiebreak: vec!["id".to_owned()],
     };
@@ -210,7 +210,8 @@ mod tests {
             sql,
             "SELECT c0, c1 FROM (SELECT compliance_policy_platform AS c0, \
              SUM(number_of_error_devices) AS c1 FROM (SELECT * FROM \
-             aggregated_policy_compliance WHERE partner_tenant_id = ?1) AS r GROUP BY \
+             aggregated_policy_compliance WHERE partner_key = (SELECT partner_key FROM \
+             beacon_partner WHERE partner_tenant_id = ?1)) AS r GROUP BY \
              compliance_policy_platform) AS r ORDER BY c0 LIMIT ?2 OFFSET ?3"
         );
         assert_eq!(params[0], Param::Text("p".into()));

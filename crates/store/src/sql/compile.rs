@@ -66,6 +66,12 @@ impl<'a> Compiler<'a> {
         self.dialect.nulls_order(descending)
     }
 
+    /// Returns the dialect's test that selects the rows of the partner that `placeholder`
+    /// binds.
+    pub fn partner_condition(&self, placeholder: &str) -> String {
+        self.dialect.partner_condition(placeholder)
+    }
+
     /// Returns the dialect's sum aggregate of `operand`.
     pub fn sum(&self, operand: &str) -> String {
         self.dialect.sum(operand)

@@ -40,6 +40,9 @@ pub struct ImportStatements {
     pub first_existing_key: String,
     /// Copies the staged rows into the table as the conflict rule sets; binds the partner.
     pub merge: String,
+    /// Runs before the merge where the dialect has one ([`crate::sql::Dialect::register_partner`]);
+    /// binds the partner.
+    pub register_partner: Option<String>,
     /// Counts the staged rows.
     pub count_staged: String,
     /// Drops the staging table.
@@ -53,6 +56,7 @@ impl ImportStatements {
         let columns = entity_columns();
         let list = columns.join(", ");
         let partner = dialect.parameter(1, &Param::Text(String::new()));
+        let partner_column = dialect.partner_column();
         let values: Vec<String> = (1..=columns.len() + 1).map(|n| dialect.placeholder(n)).collect();
         let groups: Vec<String> = (0..STAGED_ROWS_PER_INSERT)
             .map(|row| {
@@ -76,9 +80,9 @@ impl ImportStatements {
         };
         let on_existing = match on_conflict {
             OnConflict::Fail => String::new(),
-            OnConflict::Skip => " ON CONFLICT (partner_tenant_id, id) DO NOTHING".to_owned(),
+            OnConflict::Skip => format!(" ON CONFLICT ({partner_column}, id) DO NOTHING"),
             OnConflict::Replace => format!(
-                " ON CONFLICT (partner_tenant_id, id) DO UPDATE SET {}",
+                " ON CONFLICT ({partner_column}, id) DO UPDATE SET {}",
                 columns
                     .iter()
                     .skip(1)
@@ -112,15 +116,18 @@ impl ImportStatements {
             ),
             first_existing_key: format!(
                 "SELECT s.seq, s.id FROM {STAGING} s WHERE EXISTS (SELECT 1 FROM {TABLE} t \
-                 WHERE t.partner_tenant_id = {partner} AND t.id = s.id) ORDER BY s.seq LIMIT 1"
+                 WHERE t.{partner_column} = {} AND t.id = s.id) ORDER BY s.seq LIMIT 1",
+                dialect.partner_value(&partner)
             ),
             // In key order, the table's indexes grow at their ends rather than all over. The
             // WHERE clause also keeps SQLite from reading ON CONFLICT as a join constraint.
             merge: format!(
-                "INSERT INTO {TABLE} (partner_tenant_id, {list}) \
-                 SELECT {partner}, {staged_list} FROM {STAGING} s WHERE {keep} \
-                 ORDER BY s.id{on_existing}"
+                "INSERT INTO {TABLE} ({partner_column}, {list}) \
+                 SELECT {}, {staged_list} FROM {STAGING} s WHERE {keep} \
+                 ORDER BY s.id{on_existing}",
+                dialect.partner_value(&partner)
             ),
+            register_partner: dialect.register_partner(),
             count_staged: format!("SELECT COUNT(*) FROM {STAGING}"),
             drop_staging: format!("DROP TABLE IF EXISTS {STAGING}"),
         }

@@ -23,6 +23,9 @@ use compile::{Compiler, Param};
 /// The name of the table holding every partner's entities.
 pub const TABLE: &str = "aggregated_policy_compliance";
 
+/// The name of the SQLite table that gives each partner tenant its integer key.
+pub const PARTNER_TABLE: &str = "beacon_partner";
+
 /// A SQL dialect: what the compiler writes differently for each database.
 ///
 /// Both dialects call the same vocabulary of functions for OData's string, date and checked
@@ -38,6 +41,29 @@ pub trait Dialect: fmt::Debug + Send + Sync {
     /// database that infers parameter types receives the type (and collation) of each.
     fn parameter(&self, n: usize, _param: &Param) -> String {
         self.placeholder(n)
+    }
+
+    /// The column of the table that identifies a row's partner.
+    fn partner_column(&self) -> &'static str {
+        "partner_tenant_id"
+    }
+
+    /// Writes the value of [`Dialect::partner_column`] for the partner whose tenant id
+    /// `placeholder` binds.
+    fn partner_value(&self, placeholder: &str) -> String {
+        placeholder.to_owned()
+    }
+
+    /// Writes the test that selects the rows of the partner whose tenant id `placeholder`
+    /// binds.
+    fn partner_condition(&self, placeholder: &str) -> String {
+        format!("{} = {}", self.partner_column(), self.partner_value(placeholder))
+    }
+
+    /// Writes the statement that must run, binding the partner's tenant id, before the first
+    /// row of a partner is stored; `None` where the table stores the tenant id itself.
+    fn register_partner(&self) -> Option<String> {
+        None
     }
 
     /// Writes a double constant from `text`, the placeholder of its shortest decimal form,
@@ -129,6 +155,23 @@ pub struct Sqlite;
 impl Dialect for Sqlite {
     fn placeholder(&self, n: usize) -> String {
         format!("?{n}")
+    }
+
+    // The table stores a small integer per partner, which keeps the keys of the table and of
+    // every index short. SQLite evaluates the lookup once per statement and seeks the indexes
+    // with its result; a partner without a key has no rows.
+    fn partner_column(&self) -> &'static str {
+        "partner_key"
+    }
+
+    fn partner_value(&self, placeholder: &str) -> String {
+        format!("(SELECT partner_key FROM {PARTNER_TABLE} WHERE partner_tenant_id = {placeholder})")
+    }
+
+    fn register_partner(&self) -> Option<String> {
+        Some(format!(
+            "INSERT INTO {PARTNER_TABLE} (partner_tenant_id) VALUES (?1) ON CONFLICT DO NOTHING"
+        ))
     }
 
     fn null_safe_eq(&self, a: &str, b: &str) -> String {
@@ -254,6 +297,9 @@ pub struct Statements {
     pub update: String,
     /// Deletes one row; binds the partner and the key.
     pub delete: String,
+    /// Runs before an insert where the dialect has one ([`Dialect::register_partner`]);
+    /// binds the partner.
+    pub register_partner: Option<String>,
 }
 
 impl Statements {
@@ -262,20 +308,19 @@ impl Statements {
         let columns = entity_columns();
         let list = columns.join(", ");
         let p = |n| dialect.placeholder(n);
-        let values: Vec<String> = (1..=columns.len() + 1).map(p).collect();
+        let mut values: Vec<String> = (1..=columns.len() + 1).map(p).collect();
+        values[0] = dialect.partner_value(&p(1));
+        let partner_column = dialect.partner_column();
+        let partner = dialect.partner_condition(&p(1));
         Statements {
             insert: format!(
-                "INSERT INTO {TABLE} (partner_tenant_id, {list}) VALUES ({})",
+                "INSERT INTO {TABLE} ({partner_column}, {list}) VALUES ({})",
                 values.join(", ")
             ),
-            select_one: format!(
-                "SELECT {list} FROM {TABLE} WHERE partner_tenant_id = {} AND id = {}",
-                p(1),
-                p(2)
-            ),
+            select_one: format!("SELECT {list} FROM {TABLE} WHERE {partner} AND id = {}", p(2)),
             // The insert's placeholders follow the column order after the partner.
             update: format!(
-                "UPDATE {TABLE} SET {} WHERE partner_tenant_id = {} AND id = {}",
+                "UPDATE {TABLE} SET {} WHERE {partner} AND id = {}",
                 columns
                     .iter()
                     .enumerate()
@@ -283,14 +328,10 @@ impl Statements {
                     .map(|(i, column)| format!("{column} = {}", p(i + 2)))
                     .collect::<Vec<_>>()
                     .join(", "),
-                p(1),
                 p(2)
             ),
-            delete: format!(
-                "DELETE FROM {TABLE} WHERE partner_tenant_id = {} AND id = {}",
-                p(1),
-                p(2)
-            ),
+            delete: format!("DELETE FROM {TABLE} WHERE {partner} AND id = {}", p(2)),
+            register_partner: dialect.register_partner(),
         }
     }
 }
@@ -311,7 +352,7 @@ pub fn select_statements(
 ) -> (Vec<String>, Vec<Param>) {
     let mut compiler = Compiler::new(dialect);
     let partner = compiler.bind(Param::Text(partner.to_owned()));
-    let mut conditions = vec![format!("partner_tenant_id = {partner}")];
+    let mut conditions = vec![dialect.partner_condition(&partner)];
     if let Some(filter) = &query.filter {
         conditions.push(compiler.condition(filter));
     }
@@ -362,7 +403,8 @@ pub fn count_query(
 ) -> (String, Vec<Param>) {
     let mut compiler = Compiler::new(dialect);
     let partner = compiler.bind(Param::Text(partner.to_owned()));
-    let mut text = format!("SELECT COUNT(*) FROM {TABLE} WHERE partner_tenant_id = {partner}");
+    let mut text =
+        format!("SELECT COUNT(*) FROM {TABLE} WHERE {}", dialect.partner_condition(&partner));
     if let Some(filter) = filter {
         text.push_str(" AND ");
         text.push_str(&compiler.condition(filter));
@@ -388,12 +430,44 @@ mod tests {
 
     #[test]
     fn every_query_is_scoped_to_the_partner() {
+        let scoped = "WHERE partner_key = (SELECT partner_key FROM beacon_partner \
+                      WHERE partner_tenant_id = ?1)";
         let statements = Statements::new(&Sqlite);
-        assert!(statements.select_one.contains("WHERE partner_tenant_id = ?1"));
+        assert!(statements.select_one.contains(scoped), "{}", statements.select_one);
+        assert!(statements.update.contains(scoped), "{}", statements.update);
+        assert!(statements.delete.contains(scoped), "{}", statements.delete);
         let (statements, _) =
             select_statements(&Sqlite, "p", &ListQuery { limit: 5, ..Default::default() });
-        assert!(statements[0].contains("WHERE partner_tenant_id = ?1"), "{statements:?}");
+        assert!(statements[0].contains(scoped), "{statements:?}");
         let (count, _) = count_query(&Sqlite, "p", None);
-        assert!(count.contains("WHERE partner_tenant_id = ?1"), "{count}");
+        assert!(count.contains(scoped), "{count}");
+    }
+
+    #[test]
+    fn sqlite_insert_stores_the_partner_key() {
+        let statements = Statements::new(&Sqlite);
+        assert!(statements.insert.starts_with(
+            "INSERT INTO aggregated_policy_compliance (partner_key, id, tenant_id, \
+             tenant_display_name, compliance_policy_id, compliance_policy_name, \
+             compliance_policy_type, compliance_policy_platform, number_of_compliant_devices, \
+             number_of_non_compliant_devices, number_of_error_devices, policy_modified_ticks, \
+             policy_modified_digits, last_refreshed_ticks, last_refreshed_digits, version) \
+             VALUES ((SELECT partner_key FROM beacon_partner WHERE partner_tenant_id = ?1), ?2"
+        ));
+        let register = statements.register_partner.as_deref();
+        assert_eq!(
+            register,
+            Some("INSERT INTO beacon_partner (partner_tenant_id) VALUES (?1) ON CONFLICT DO NOTHING")
+        );
+    }
+
+    #[test]
+    fn postgres_stores_the_tenant_id_itself() {
+        let statements = Statements::new(&Postgres);
+        assert!(statements.insert.starts_with(
+            "INSERT INTO aggregated_policy_compliance (partner_tenant_id, id, tenant_id,"
+        ));
+        assert!(statements.insert.contains(") VALUES ($1, $2, "), "{}", statements.insert);
+        assert_eq!(statements.register_partner, None);
     }
 }

@@ -57,7 +57,11 @@ fn open() -> Connection {
     }
 
     // The two rows, written as the store's writer writes them.
-    let insert = Statements::new(&Sqlite).insert;
+    let statements = Statements::new(&Sqlite);
+    if let Some(register) = &statements.register_partner {
+        connection.execute(register, [PARTNER]).expect("the partner registers");
+    }
+    let insert = statements.insert;
     for (id, fields) in [("full", full_fields()), ("empty", Fields::default())] {
         let entity = Entity { id: id.to_owned(), fields };
         let values = rows::insert_values(PARTNER, &entity, 1);

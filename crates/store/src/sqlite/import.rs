@@ -183,6 +183,9 @@ fn commit(
         true => drop_indexes(&transaction)?,
         false => Vec::new(),
     };
+    if let Some(register) = &statements.register_partner {
+        transaction.execute(register, [partner])?;
+    }
     let merged = transaction.execute(&statements.merge, [partner]);
     let merged = merged.and_then(|stored| {
         for definition in &rebuilt {

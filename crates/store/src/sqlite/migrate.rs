@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "index common filters",
         include_str!("../../migrations/sqlite/0002_index_common_filters.sql"),
     ),
+    (3, "partner key", include_str!("../../migrations/sqlite/0003_partner_key.sql")),
 ];
 
 /// The `application_id` in the header of every database file Beacon creates ("BEAC" in ASCII),

@@ -257,6 +257,10 @@ fn apply(
 
     match &command.write {
         Write::Create(entity) => {
+            if let Some(register) = &statements.register_partner {
+                let mut register = connection.prepare_cached(register).map_err(classify)?;
+                register.execute([partner]).map_err(classify)?;
+            }
             let stored = StoredEntity { entity: entity.clone(), version: initial_version() };
             execute(connection, &statements.insert, partner, &stored)?;
             Ok(stored)
