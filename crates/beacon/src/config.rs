@@ -220,7 +220,7 @@ fn read_file(
             .get_arguments()
             .find(|arg| arg.get_long() == Some(key) && is_setting(arg))
         else {
-            bail!("{at}: unknown key \"{key}\"{}", suggest(key, settings_command));
+            bail!("{at}: unknown key \"{key}\".{}", suggest(key, settings_command));
         };
         if known.get_id() == DATA_DIR_ARG && !explicit {
             bail!(
@@ -394,19 +394,26 @@ fn explain_environment_error(
 fn suggest(key: &str, settings_command: &Command) -> String {
     let keys: Vec<&str> = settings_command
         .get_arguments()
-        .filter(|arg| is_setting(arg))
+        .filter(|arg| is_setting(arg) && !arg.is_hide_set())
         .filter_map(Arg::get_long)
         .collect();
     let normalized = key.to_ascii_lowercase().replace('_', "-");
     let normalized = normalized.strip_prefix("--").unwrap_or(&normalized);
     let hint = match keys.iter().find(|known| **known == normalized) {
-        Some(known) => format!("; did you mean \"{known}\"?"),
+        Some(known) => format!(" Did you mean \"{known}\"?"),
         None => String::new(),
     };
-    format!("{hint} The keys are the long names of beacon serve's options: {}", keys.join(", "))
+    format!("{hint} The keys are the long names of beacon serve's options: {}.", keys.join(", "))
 }
 
 impl Settings {
+    /// Describes where the value of the option `key` (its long name) came from, such as
+    /// "beacon.toml, line 3"; `None` for an option that is not set.
+    pub fn source_of(&self, key: &str) -> Option<String> {
+        let setting = self.settings.iter().find(|setting| setting.key == key)?;
+        setting.source.as_ref().map(describe_source)
+    }
+
     /// Writes the settings as TOML that `--config` accepts, one key a line with its source as
     /// a comment. Options that are not set are commented out, and passwords in URLs are
     /// replaced by `REDACTED`, so a file made from the output needs its passwords put back.
@@ -510,8 +517,12 @@ fn quote(text: &str) -> String {
 }
 
 /// Replaces the password of a URL, in its user information (`scheme://user:password@host`)
-/// or in a `password` query parameter, with `REDACTED`.
+/// or in a `password` query parameter, or of a PostgreSQL keyword/value connection string
+/// (`host=db password=secret`), with `REDACTED`.
 pub fn redact(value: &str) -> String {
+    if !value.contains("://") {
+        return redact_keyword_value(value);
+    }
     let mut text = value.to_owned();
     if let Some(scheme_end) = text.find("://") {
         let authority_start = scheme_end + 3;
@@ -542,9 +553,80 @@ pub fn redact(value: &str) -> String {
     text
 }
 
+/// Replaces the value of each `password` keyword of a libpq keyword/value connection string
+/// with `REDACTED`. Keywords and values are separated by whitespace, a value may be written in
+/// single quotes with `\'` and `\\` escapes, and `=` may have whitespace around it. Text
+/// that is not such a string has no `password` keyword and comes back unchanged.
+fn redact_keyword_value(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        // Copy whitespace, then read a keyword up to whitespace or `=`.
+        let start = at;
+        while at < bytes.len() && bytes[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        let keyword_start = at;
+        while at < bytes.len() && !bytes[at].is_ascii_whitespace() && bytes[at] != b'=' {
+            at += 1;
+        }
+        let keyword = &text[keyword_start..at];
+        while at < bytes.len() && bytes[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        if at >= bytes.len() || bytes[at] != b'=' {
+            out.push_str(&text[start..at]);
+            continue;
+        }
+        at += 1;
+        while at < bytes.len() && bytes[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        out.push_str(&text[start..at]);
+
+        // Read the value, quoted or up to whitespace.
+        let value_start = at;
+        if at < bytes.len() && bytes[at] == b'\'' {
+            at += 1;
+            while at < bytes.len() && bytes[at] != b'\'' {
+                at += if bytes[at] == b'\\' { 2 } else { 1 };
+            }
+            at = (at + 1).min(bytes.len());
+        } else {
+            while at < bytes.len() && !bytes[at].is_ascii_whitespace() {
+                at += if bytes[at] == b'\\' { 2 } else { 1 };
+            }
+            at = at.min(bytes.len());
+        }
+        match keyword.eq_ignore_ascii_case("password") {
+            true => out.push_str("REDACTED"),
+            false => out.push_str(&text[value_start..at]),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redact_hides_keyword_value_passwords() {
+        for (given, expected) in [
+            (
+                "host=db user=b password=s3cret dbname=x",
+                "host=db user=b password=REDACTED dbname=x",
+            ),
+            ("password = 'a b\\'c' host=db", "password = REDACTED host=db"),
+            ("host=db password=", "host=db password=REDACTED"),
+            ("host=db PASSWORD=x", "host=db PASSWORD=REDACTED"),
+            ("host=db passfile=/home/b/.pgpass", "host=db passfile=/home/b/.pgpass"),
+            ("host='my db' user=b", "host='my db' user=b"),
+        ] {
+            assert_eq!(redact(given), expected, "{given}");
+        }
+    }
 
     #[test]
     fn redact_hides_url_passwords_only() {

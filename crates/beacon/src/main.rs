@@ -501,10 +501,18 @@ fn main() -> ExitCode {
         let misplaced = args.auth.jwks_options_in_dev_mode();
         if !misplaced.is_empty() {
             let verb = if misplaced.len() == 1 { "applies" } else { "apply" };
+            // Name the file line or variable of each, which the user may not know is set.
+            let named: Vec<String> = misplaced
+                .iter()
+                .map(|option| match settings.source_of(option.trim_start_matches('-')).as_deref() {
+                    None | Some("command line") => (*option).to_owned(),
+                    Some(source) => format!("{option} (from {source})"),
+                })
+                .collect();
             let message = format!(
                 "{} {verb} only with --auth jwks (or BEACON_AUTH=jwks), and the mode is dev; \
                  add --auth jwks or remove {}",
-                misplaced.join(", "),
+                named.join(", "),
                 if misplaced.len() == 1 { "it" } else { "them" }
             );
             let mut command = Cli::command();
@@ -538,10 +546,17 @@ fn main() -> ExitCode {
 /// on the data folder, for `beacon config` to show.
 fn derived_defaults(args: &ServeArgs) -> Vec<(&'static str, String)> {
     let data_dir = &args.storage.data_dir;
-    vec![
+    let mut defaults = vec![
         ("signing-key-file", data_dir.join(SIGNING_KEY_FILE).display().to_string()),
         ("database", data_dir.join(DATABASE_FILE).display().to_string()),
-    ]
+    ];
+    // Only jwks mode reads it, and dev mode rejects it, so a file made from the output of dev
+    // mode must not contain it.
+    if args.auth.auth == AuthMode::Jwks {
+        let refetch = humantime::format_duration(DEFAULT_MIN_REFETCH).to_string();
+        defaults.push(("jwks-min-refetch", refetch));
+    }
+    defaults
 }
 
 fn run_serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -166,17 +166,34 @@ fn unknown_keys_stop_the_start() {
     for (text, expected) in [
         (
             "listen = \"127.0.0.1:0\"\nrate_limit = 5\n",
-            ["line 2", "unknown key \"rate_limit\"", "did you mean \"rate-limit\"?"],
+            [
+                "line 2",
+                "unknown key \"rate_limit\". Did you mean \"rate-limit\"?",
+                "shutdown-timeout, log-format.",
+            ],
         ),
         (
             "[server]\nlisten = \"127.0.0.1:0\"\n",
-            ["line 1", "unknown key \"server\"", "metrics-listen"],
+            ["line 1", "unknown key \"server\". The keys are", "metrics-listen"],
         ),
         ("config = \"other.toml\"\n", ["line 1", "unknown key \"config\"", "rate-burst"]),
     ] {
         write_settings(folder.path(), text);
         assert_start_fails(&["--data-dir", dir], &[], &expected);
     }
+}
+
+#[test]
+fn unknown_key_message_leaves_out_hidden_options() {
+    let folder = DataFolder::new();
+    write_settings(folder.path(), "rate_limit = 5\n");
+
+    let output = run(&["serve", "--data-dir", folder.path().to_str().unwrap()], &[]);
+
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("rate-limit"), "{message}");
+    assert!(!message.contains("sqlite-max-page-count"), "{message}");
 }
 
 #[test]
@@ -296,6 +313,37 @@ fn config_output_redacts_passwords() {
             )
         )
     );
+
+    // libpq's keyword/value form of a connection string.
+    let output = config(
+        folder.path(),
+        &["--database", "host=db.example user=b password='kv secret' dbname=beacon"],
+        &[],
+    );
+    assert!(!output.contains("kv secret"), "{output}");
+    assert_eq!(
+        value(&output, "database").0,
+        "\"host=db.example user=b password=REDACTED dbname=beacon\""
+    );
+}
+
+#[test]
+fn config_output_shows_the_jwks_refetch_default() {
+    let folder = DataFolder::new();
+    write_settings(
+        folder.path(),
+        "auth = \"jwks\"\n\
+         jwks-url = \"https://keys.example/jwks.json\"\n\
+         issuer = \"https://issuer.example\"\n\
+         audience = \"api://beacon\"\n",
+    );
+    let output = config(folder.path(), &[], &[]);
+    assert_eq!(value(&output, "jwks-min-refetch"), ("\"30s\"".into(), "default".into()));
+
+    // Dev mode rejects the option, so its output leaves it unset.
+    let dev = DataFolder::new();
+    let output = config(dev.path(), &[], &[]);
+    assert!(output.contains("# jwks-min-refetch is not set"), "{output}");
 }
 
 #[test]
@@ -345,4 +393,22 @@ fn file_completes_options_from_environment() {
     let output = run(&["config", "--data-dir", dir], &[("BEACON_AUTH", "jwks")]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--issuer"), "{}", stderr(&output));
+}
+
+#[test]
+fn dev_mode_error_names_option_source() {
+    let folder = DataFolder::new();
+    write_settings(
+        folder.path(),
+        "listen = \"127.0.0.1:0\"\nissuer = \"https://issuer.example\"\n",
+    );
+    let dir = folder.path().display();
+
+    let output = run(&["serve", "--data-dir", folder.path().to_str().unwrap()], &[]);
+
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    let expected =
+        format!("--issuer (from {dir}/beacon.toml, line 2) applies only with --auth jwks");
+    assert!(message.contains(&expected), "{message}");
 }

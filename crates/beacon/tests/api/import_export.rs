@@ -394,6 +394,74 @@ async fn repeated_id_in_input_fails_import() {
 }
 
 #[tokio::test]
+async fn existing_id_in_key_order_input_fails_import() {
+    // Keys that ascend take the import's path without the staging index.
+    let folder = DataFolder::new();
+    let files = tempfile::tempdir().unwrap();
+    let first = write_file(files.path(), "first.ndjson", "{\"id\":\"b\"}\n");
+    let second = write_file(
+        files.path(),
+        "second.ndjson",
+        "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c\"}\n",
+    );
+    succeed("import", folder.path(), &[&first]);
+
+    let error = fail("import", folder.path(), &[&second]);
+
+    assert!(error.contains("second.ndjson line 2"), "{error}");
+    assert!(error.contains("the id 'b' already exists"), "{error}");
+    assert_eq!(export_rows(folder.path()).len(), 1);
+}
+
+#[tokio::test]
+async fn repeated_id_after_many_ascending_rows_fails_import() {
+    // The rows reach the store in batches of thousands, and the repeat comes in a later
+    // batch than the first use, after keys that ascend.
+    let folder = DataFolder::new();
+    let files = tempfile::tempdir().unwrap();
+    let mut given: Vec<Value> = (0..25_000).map(|i| json!({"id": format!("{i:06}")})).collect();
+    given.push(json!({"id": "000007"}));
+    let input = write_file(files.path(), "rows.ndjson", &ndjson(&given));
+
+    let error = fail("import", folder.path(), &[&input]);
+
+    assert!(error.contains("rows.ndjson line 25001"), "{error}");
+    assert!(error.contains("the id '000007' is already used by"), "{error}");
+    assert!(error.contains("rows.ndjson line 8;"), "{error}");
+    assert_eq!(export_rows(folder.path()).len(), 0);
+}
+
+#[tokio::test]
+async fn on_conflict_rules_apply_to_key_order_input() {
+    let folder = DataFolder::new();
+    let files = tempfile::tempdir().unwrap();
+    let first = write_file(
+        files.path(),
+        "first.ndjson",
+        "{\"id\":\"b\",\"tenantDisplayName\":\"old\"}\n{\"id\":\"d\",\"tenantDisplayName\":\"old\"}\n",
+    );
+    let text = "{\"id\":\"a\",\"tenantDisplayName\":\"new\"}\n\
+                {\"id\":\"b\",\"tenantDisplayName\":\"new\"}\n\
+                {\"id\":\"c\",\"tenantDisplayName\":\"new\"}\n";
+    let second = write_file(files.path(), "second.ndjson", text);
+    succeed("import", folder.path(), &[&first]);
+
+    let skip = beacon("import", folder.path(), &["--on-conflict", "skip", &second]);
+    let summary = String::from_utf8(skip.stderr).unwrap();
+    assert!(summary.contains("read 3 rows: stored 2, skipped 1, rejected 0"), "{summary}");
+    let names: Vec<Value> =
+        export_rows(folder.path()).iter().map(|row| row["tenantDisplayName"].clone()).collect();
+    assert_eq!(names, [json!("new"), json!("old"), json!("new"), json!("old")]);
+
+    let replace = beacon("import", folder.path(), &["--on-conflict", "replace", &second]);
+    let summary = String::from_utf8(replace.stderr).unwrap();
+    assert!(summary.contains("read 3 rows: stored 3, skipped 0, rejected 0"), "{summary}");
+    let names: Vec<Value> =
+        export_rows(folder.path()).iter().map(|row| row["tenantDisplayName"].clone()).collect();
+    assert_eq!(names, [json!("new"), json!("new"), json!("new"), json!("old")]);
+}
+
+#[tokio::test]
 async fn on_conflict_skip_keeps_stored_and_first_rows() {
     let folder = DataFolder::new();
     let files = tempfile::tempdir().unwrap();

@@ -40,6 +40,9 @@ pub struct ImportStatements {
     pub first_existing_key: String,
     /// Copies the staged rows into the table as the conflict rule sets; binds the partner.
     pub merge: String,
+    /// Copies the staged rows into the table like [`Self::merge`], for staged rows whose keys
+    /// ascend strictly in staging order, so that no key repeats and the rows need no sorting.
+    pub merge_ascending: String,
     /// Runs before the merge where the dialect has one ([`crate::sql::Dialect::register_partner`]);
     /// binds the partner.
     pub register_partner: Option<String>,
@@ -126,6 +129,14 @@ impl ImportStatements {
                  SELECT {}, {staged_list} FROM {STAGING} s WHERE {keep} \
                  ORDER BY s.id{on_existing}",
                 dialect.partner_value(&partner)
+            ),
+            // Without ORDER BY, SQLite reads the staging table in the order rows were staged,
+            // which is key order here. The order only affects speed, never the result.
+            merge_ascending: format!(
+                "INSERT INTO {TABLE} ({partner_column}, {list}) \
+                 SELECT {}, {staged_list} FROM {STAGING} s WHERE {}{on_existing}",
+                dialect.partner_value(&partner),
+                dialect.boolean(true)
             ),
             register_partner: dialect.register_partner(),
             count_staged: format!("SELECT COUNT(*) FROM {STAGING}"),

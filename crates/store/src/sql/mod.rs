@@ -457,7 +457,9 @@ mod tests {
         let register = statements.register_partner.as_deref();
         assert_eq!(
             register,
-            Some("INSERT INTO beacon_partner (partner_tenant_id) VALUES (?1) ON CONFLICT DO NOTHING")
+            Some(
+                "INSERT INTO beacon_partner (partner_tenant_id) VALUES (?1) ON CONFLICT DO NOTHING"
+            )
         );
     }
 

@@ -43,6 +43,10 @@ pub(super) struct SqliteImport {
     on_conflict: OnConflict,
     /// The statement texts of this import.
     statements: Arc<ImportStatements>,
+    /// Whether the keys staged so far ascend strictly, in staging order.
+    ascending: bool,
+    /// The last key staged so far.
+    last_key: Option<String>,
 }
 
 impl SqliteImport {
@@ -75,7 +79,23 @@ impl SqliteImport {
             partner: Arc::from(partner),
             on_conflict,
             statements,
+            ascending: true,
+            last_key: None,
         })
+    }
+
+    /// Notes whether the keys of `batch` continue the strictly ascending order of the keys
+    /// staged before it. Input exported from Beacon or paged from Graph comes in key order.
+    fn observe_key_order(&mut self, batch: &[(u64, Entity)]) {
+        let Some((_, last)) = batch.last() else { return };
+        if self.ascending {
+            let previous = self.last_key.as_deref();
+            let first = batch.first().map(|(_, entity)| entity.id.as_str());
+            let joined = previous.zip(first).is_none_or(|(previous, first)| previous < first);
+            let within = batch.windows(2).all(|pair| pair[0].1.id < pair[1].1.id);
+            self.ascending = joined && within;
+        }
+        self.last_key = Some(last.id.clone());
     }
 
     /// Runs `work` with the connection on the blocking thread pool.
@@ -102,6 +122,7 @@ impl SqliteImport {
 #[async_trait]
 impl Import for SqliteImport {
     async fn stage(&mut self, batch: Vec<(u64, Entity)>) -> Result<(), StoreError> {
+        self.observe_key_order(&batch);
         self.with_connection(move |connection, statements, _| {
             // Whole groups go through the many-row insert, the rest one row at a time. The
             // values are bound from the entities, without cloning their strings.
@@ -126,8 +147,9 @@ impl Import for SqliteImport {
 
     async fn commit(mut self: Box<Self>) -> Result<ImportOutcome, StoreError> {
         let on_conflict = self.on_conflict;
+        let ascending = self.ascending;
         self.with_connection(move |connection, statements, partner| {
-            commit(connection, statements, partner, on_conflict)
+            commit(connection, statements, partner, on_conflict, ascending)
         })
         .await
     }
@@ -145,22 +167,27 @@ fn bind_staged(
     rows::bind_insert_values(statement, first, seq, entity, initial_version())
 }
 
-/// Checks the staged rows and copies them into the table in one transaction.
+/// Checks the staged rows and copies them into the table in one transaction. `ascending` is
+/// true when the staged keys ascend strictly in staging order, so that none repeats.
 fn commit(
     connection: &mut Connection,
     statements: &ImportStatements,
     partner: &str,
     on_conflict: OnConflict,
+    ascending: bool,
 ) -> Result<ImportOutcome, rusqlite::Error> {
     // Everything up to the merge reads the staged rows or the committed table, so a server on
-    // the same file keeps writing meanwhile.
+    // the same file keeps writing meanwhile. Only keys out of order need the staging index,
+    // to find repeated keys and to merge in key order.
     let started = Instant::now();
     connection.execute_batch("COMMIT")?;
-    connection.execute(&statements.index_staging, [])?;
+    if !ascending {
+        connection.execute(&statements.index_staging, [])?;
+    }
     let staged: i64 = connection.query_row(&statements.count_staged, [], |row| row.get(0))?;
-    tracing::debug!(index_ms = started.elapsed().as_millis(), "indexed the staged rows");
+    tracing::debug!(ascending, index_ms = started.elapsed().as_millis(), "counted the staged rows");
     if on_conflict == OnConflict::Fail {
-        if let Some(conflict) = first_repeated_key(connection, statements)? {
+        if !ascending && let Some(conflict) = first_repeated_key(connection, statements)? {
             return Ok(ImportOutcome::Conflict(conflict));
         }
         if let Some(conflict) = first_existing_key(connection, statements, partner)? {
@@ -186,7 +213,11 @@ fn commit(
     if let Some(register) = &statements.register_partner {
         transaction.execute(register, [partner])?;
     }
-    let merged = transaction.execute(&statements.merge, [partner]);
+    let merge = match ascending {
+        true => &statements.merge_ascending,
+        false => &statements.merge,
+    };
+    let merged = transaction.execute(merge, [partner]);
     let merged = merged.and_then(|stored| {
         for definition in &rebuilt {
             transaction.execute(definition, [])?;
