@@ -12,7 +12,9 @@
 //! Off-the-shelf CSV readers drop the difference between an empty field and `""`, so the
 //! reader here is a small state machine of its own.
 
+use std::borrow::Cow;
 use std::io::{self, BufRead, Write};
+use std::ops::Range;
 
 /// One field of a record as read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,118 +52,230 @@ pub enum CsvError {
     },
 }
 
+/// The place of one field in a record's text, as [`CsvReader::read_record`] finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldSpan {
+    /// The field's bytes in the text: inside the quotes for a quoted field, whose doubled
+    /// quotes are still doubled.
+    pub range: Range<usize>,
+    /// Whether the field was quoted, which makes an empty field the empty string, not null.
+    pub quoted: bool,
+}
+
+impl FieldSpan {
+    /// Returns the field's text from the `text` it was read into, with quoting removed.
+    pub fn text<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let field = &text[self.range.clone()];
+        match self.quoted && field.contains("\"\"") {
+            true => Cow::Owned(field.replace("\"\"", "\"")),
+            false => Cow::Borrowed(field),
+        }
+    }
+}
+
+/// Returns a record's text as given: without its final line ending, and without a carriage
+/// return at the very end of the input either.
+pub fn raw_text(record: &str) -> &str {
+    let record = record.strip_suffix('\n').unwrap_or(record);
+    record.strip_suffix('\r').unwrap_or(record)
+}
+
 /// Reads CSV records one at a time.
 #[derive(Debug)]
 pub struct CsvReader<R> {
     input: R,
     /// The number of lines read so far.
     line: u64,
-    buffer: String,
+}
+
+/// The state of a record being read, between its characters.
+#[derive(Debug)]
+struct Scan {
+    /// The byte offset where the current field starts.
+    field_start: usize,
+    /// The byte offset where the current quoted field's text starts.
+    quoted_start: usize,
+    /// The byte offset of the quote that closed the current field.
+    quoted_end: usize,
+    /// Whether the current field began with a quote.
+    quoted: bool,
+    /// Whether the current unquoted field has any text.
+    has_text: bool,
+    /// Whether the scan is inside a quoted field's quotes.
+    in_quotes: bool,
+    /// Whether a quote closed the current field, so that only a comma or the line's end may
+    /// follow.
+    closed: bool,
 }
 
 impl<R: BufRead> CsvReader<R> {
     /// Reads from `input`.
     pub fn new(input: R) -> Self {
-        Self { input, line: 0, buffer: String::new() }
+        Self { input, line: 0 }
+    }
+
+    /// Returns the input it reads from.
+    pub fn get_ref(&self) -> &R {
+        &self.input
     }
 
     /// Returns the next record, or `None` at the end of the input. Blank lines between
     /// records are skipped.
     pub fn next_record(&mut self) -> Result<Option<Record>, CsvError> {
+        let mut text = String::new();
+        let mut spans = Vec::new();
+        let Some(line) = self.read_record(&mut text, &mut spans)? else {
+            return Ok(None);
+        };
+        let fields = spans
+            .iter()
+            .map(|span| Field { text: span.text(&text).into_owned(), quoted: span.quoted })
+            .collect();
+        Ok(Some(Record { line, fields, raw: raw_text(&text).to_owned() }))
+    }
+
+    /// Reads the next record onto the end of `text`, line endings included, checks its form
+    /// and adds the place of each of its fields to `fields`. Returns the line the record
+    /// starts on, or `None` at the end of the input. Blank lines between records are skipped.
+    ///
+    /// On an error, `text` may keep part of the record.
+    pub fn read_record(
+        &mut self,
+        text: &mut String,
+        fields: &mut Vec<FieldSpan>,
+    ) -> Result<Option<u64>, CsvError> {
+        let start = text.len();
         loop {
-            self.buffer.clear();
-            if self.input.read_line(&mut self.buffer)? == 0 {
+            if self.input.read_line(text)? == 0 {
                 return Ok(None);
             }
             self.line += 1;
             // Spreadsheet programs often begin a UTF-8 file with a byte order mark.
-            if self.line == 1 && self.buffer.starts_with('\u{feff}') {
-                self.buffer.drain(..'\u{feff}'.len_utf8());
+            if self.line == 1 && text[start..].starts_with('\u{feff}') {
+                text.replace_range(start..start + '\u{feff}'.len_utf8(), "");
             }
-            if !self.buffer.trim_end_matches(['\r', '\n']).is_empty() {
+            if !text[start..].trim_end_matches(['\r', '\n']).is_empty() {
                 break;
             }
+            text.truncate(start);
         }
-        let start = self.line;
-        let mut raw = String::new();
-        let mut fields = Vec::new();
-        let mut field = Field { text: String::new(), quoted: false };
-        // Inside quotes, and whether a quote just closed the field.
-        let mut in_quotes = false;
-        let mut closed = false;
+        let first_line = self.line;
+        let mut scan = Scan {
+            field_start: start,
+            quoted_start: start,
+            quoted_end: start,
+            quoted: false,
+            has_text: false,
+            in_quotes: false,
+            closed: false,
+        };
+        let mut line_start = start;
         loop {
-            let line = std::mem::take(&mut self.buffer);
-            let mut characters = line.chars().peekable();
-            while let Some(c) = characters.next() {
-                if in_quotes {
-                    match c {
-                        '"' if characters.peek() == Some(&'"') => {
-                            characters.next();
-                            field.text.push('"');
-                        }
-                        '"' => {
-                            in_quotes = false;
-                            closed = true;
-                        }
-                        other => field.text.push(other),
-                    }
-                    continue;
-                }
-                match c {
-                    ',' => {
-                        fields.push(std::mem::replace(
-                            &mut field,
-                            Field { text: String::new(), quoted: false },
-                        ));
-                        closed = false;
-                    }
-                    '\r' if characters.peek() == Some(&'\n') => {}
-                    '\n' => {}
-                    '"' if field.text.is_empty() && !field.quoted => {
-                        field.quoted = true;
-                        in_quotes = true;
-                    }
-                    other if closed => {
-                        return Err(CsvError::Malformed {
-                            line: self.line,
-                            reason: format!(
-                                "the character {other:?} follows a closing quote; a quoted field \
-                                 must end at a comma or the end of the line"
-                            ),
-                        });
-                    }
-                    '"' => {
-                        return Err(CsvError::Malformed {
-                            line: self.line,
-                            reason: "a quote inside an unquoted field; quote the field and \
-                                     double the quote"
-                                .to_owned(),
-                        });
-                    }
-                    other => field.text.push(other),
-                }
-            }
-            raw.push_str(&line);
-            // Give the line's allocation back, so that the next line reuses it.
-            self.buffer = line;
-            if !in_quotes {
+            self.scan_line(&mut scan, text, line_start, fields)?;
+            if !scan.in_quotes {
                 break;
             }
 
             // A quoted field goes on over the line break.
-            self.buffer.clear();
-            if self.input.read_line(&mut self.buffer)? == 0 {
+            line_start = text.len();
+            if self.input.read_line(text)? == 0 {
                 return Err(CsvError::Malformed {
-                    line: start,
+                    line: first_line,
                     reason: "a quoted field is not closed before the end of the input".to_owned(),
                 });
             }
             self.line += 1;
         }
-        fields.push(field);
-        let raw = raw.strip_suffix('\n').unwrap_or(&raw);
-        let raw = raw.strip_suffix('\r').unwrap_or(raw).to_owned();
-        Ok(Some(Record { line: start, fields, raw }))
+
+        // The line's end is not part of an unquoted last field, unless it is a carriage
+        // return at the very end of the input.
+        let line = text.as_str();
+        let end = match line.strip_suffix('\n') {
+            Some(line) => line.strip_suffix('\r').unwrap_or(line).len(),
+            None => line.len(),
+        };
+        fields.push(scan.finish_field(end));
+        Ok(Some(first_line))
+    }
+
+    /// Goes through the line at `text[line_start..]`, adding the place of each field that
+    /// ends on it, except the record's last field.
+    fn scan_line(
+        &self,
+        scan: &mut Scan,
+        text: &str,
+        line_start: usize,
+        fields: &mut Vec<FieldSpan>,
+    ) -> Result<(), CsvError> {
+        let bytes = text.as_bytes();
+        let mut at = line_start;
+        // The special characters are ASCII, and no byte of a multi-byte UTF-8 character is,
+        // so going through bytes finds the same ones as going through characters.
+        while let Some(&byte) = bytes.get(at) {
+            let next = bytes.get(at + 1).copied();
+            if scan.in_quotes {
+                match byte {
+                    b'"' if next == Some(b'"') => at += 1,
+                    b'"' => {
+                        scan.in_quotes = false;
+                        scan.closed = true;
+                        scan.quoted_end = at;
+                    }
+                    _ => {}
+                }
+                at += 1;
+                continue;
+            }
+            match byte {
+                b',' => {
+                    fields.push(scan.finish_field(at));
+                    scan.field_start = at + 1;
+                }
+                b'\r' if next == Some(b'\n') => {}
+                b'\n' => {}
+                b'"' if !scan.has_text && !scan.quoted => {
+                    scan.quoted = true;
+                    scan.in_quotes = true;
+                    scan.quoted_start = at + 1;
+                }
+                _ if scan.closed => {
+                    let other = text[at..].chars().next().unwrap_or_default();
+                    return Err(CsvError::Malformed {
+                        line: self.line,
+                        reason: format!(
+                            "the character {other:?} follows a closing quote; a quoted field \
+                             must end at a comma or the end of the line"
+                        ),
+                    });
+                }
+                b'"' => {
+                    return Err(CsvError::Malformed {
+                        line: self.line,
+                        reason: "a quote inside an unquoted field; quote the field and double \
+                                 the quote"
+                            .to_owned(),
+                    });
+                }
+                _ => scan.has_text = true,
+            }
+            at += 1;
+        }
+        Ok(())
+    }
+}
+
+impl Scan {
+    /// Returns the place of the current field, which ends at `end` unless it is quoted, and
+    /// starts the next field.
+    fn finish_field(&mut self, end: usize) -> FieldSpan {
+        let span = match self.quoted {
+            true => FieldSpan { range: self.quoted_start..self.quoted_end, quoted: true },
+            false => FieldSpan { range: self.field_start..end, quoted: false },
+        };
+        self.quoted = false;
+        self.has_text = false;
+        self.closed = false;
+        span
     }
 }
 

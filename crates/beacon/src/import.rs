@@ -3,36 +3,54 @@
 //!
 //! Every record goes through the body rules of a `POST` to the chosen view
 //! ([`body::decode`], then [`EntityInput::into_create`]), within the same body size limit, and
-//! a record without an `id` gets a new GUID as it would there. A reader thread parses and
-//! checks the records and hands batches to the store's [`Import`], which stages them out of
-//! sight; the commit at the end makes them visible together. A bad record stops the import
-//! before the commit, so nothing is stored, unless `--skip-invalid` sends it to a rejects file.
+//! a record without an `id` gets a new GUID as it would there.
+//!
+//! The work runs in steps on threads of their own:
+//!
+//! 1. A reader thread ([`split`]) splits the input into chunks of raw records.
+//! 2. Check workers ([`check`]), as many as [`std::thread::available_parallelism`] reports,
+//!    check the chunks in any order.
+//! 3. A collector takes the outcomes strictly in input order, writes rejects, reports
+//!    progress and hands batches of valid rows to the store's [`Import`], which stages them
+//!    out of sight.
+//! 4. The commit at the end makes the rows visible together.
+//!
+//! Because the collector takes the outcomes in input order, the first invalid record of the
+//! input stops the import before the commit, so nothing is stored, unless `--skip-invalid`
+//! sends it to a rejects file.
+//!
+//! [`body::decode`]: beacon_odata::body::decode
+//! [`EntityInput::into_create`]: beacon_odata::body::EntityInput::into_create
+//! [`Import`]: beacon_store::Import
+
+mod check;
+mod split;
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
 
 use anyhow::{Context, bail};
-use beacon_odata::body::{self, BodyError, EntityInput, ReadOptions};
 use beacon_odata::entity::Entity;
 use beacon_odata::model::View;
-use beacon_server::MAX_BODY_BYTES;
 use beacon_store::{ImportOutcome, KeyConflict, OnConflict};
 use clap::Args;
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::mpsc;
 
+use self::check::{CheckedChunk, Checker, Chunk, Place, Rejected};
+use self::split::Reader;
 use crate::bulk::BulkArgs;
-use crate::csv::{CsvReader, Record};
 use crate::progress::Progress;
 
 /// The number of rows handed to the store at a time.
 const BATCH_ROWS: usize = 10_000;
 
-/// The number of batches that may wait for the store, which bounds the reader's lead.
+/// The number of batches that may wait for the store, which bounds the collector's lead.
 const BATCHES_IN_FLIGHT: usize = 4;
 
 #[derive(Debug, Args)]
@@ -121,9 +139,9 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
         store.begin_import(&partner, on_conflict).await.context("cannot start the import")?;
     tracing::info!(partner = %partner, view = %view, on_conflict = %on_conflict, "importing");
 
-    // The reader thread parses and checks; this task stages what it sends.
+    // Threads of their own read and check the records, and this task stages their batches.
     let (sender, mut receiver) = mpsc::channel(BATCHES_IN_FLIGHT);
-    let reader = tokio::task::spawn_blocking(move || read_source(source, view, rejects, sender));
+    let reading = tokio::task::spawn_blocking(move || read_source(source, view, rejects, sender));
     let mut staging_error = None;
     let mut staged_rows = 0;
     while let Some(batch) = receiver.recv().await {
@@ -135,7 +153,7 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
     }
     drop(receiver);
     tracing::debug!(rows = staged_rows, "staged every row");
-    let read = reader.await.context("the reader thread failed")?;
+    let read = reading.await.context("the collector thread failed")?;
     if let Some(error) = staging_error {
         return Err(anyhow::Error::new(error).context("cannot stage the rows; nothing was stored"));
     }
@@ -273,7 +291,7 @@ fn label(path: &Option<PathBuf>) -> String {
     path.as_ref().map_or_else(|| "standard input".to_owned(), |p| p.display().to_string())
 }
 
-/// The report of the reader thread once the input is read.
+/// The report of the collector once the input is read.
 #[derive(Debug)]
 struct ReadSummary {
     /// The records read, valid or not.
@@ -341,10 +359,114 @@ struct Rejection {
     input: String,
 }
 
-/// Reads and checks every record, sends the valid ones on in batches, and handles the
-/// invalid ones: into the rejects file, or as the error that stops the import.
-struct Reader {
+/// A chunk for a check worker, with the channel for its outcomes.
+type Job = (Chunk, Sender<CheckedChunk>);
+
+/// Reads and checks every record and sends the valid rows to the store in batches.
+///
+/// The steps run on threads of their own: the reader splits the input into chunks of raw
+/// records, the check workers check the chunks in any order, and the collector (the calling
+/// thread) takes their outcomes strictly in input order. For each chunk the reader sends the
+/// receiving end of its outcome channel to the collector, in order, so the collector waits
+/// for the chunk that comes next and never for a later one.
+fn read_source(
+    source: Source,
     view: View,
+    rejects: Option<Rejects>,
+    sender: mpsc::Sender<Vec<(u64, Entity)>>,
+) -> anyhow::Result<ReadSummary> {
+    let progress = Progress::start(source.total_bytes());
+    let bytes = Arc::new(AtomicU64::new(0));
+    let workers = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    tracing::debug!(workers, "checking records");
+
+    let jobs = start_check_workers(view, workers)?;
+    // The reader blocks while `workers * CHUNKS_IN_FLIGHT_PER_WORKER` chunks wait for the
+    // collector.
+    let (order, in_order) = crossbeam_channel::bounded(workers * CHUNKS_IN_FLIGHT_PER_WORKER);
+    let reader = start_reader(source, view, Arc::clone(&bytes), jobs, order)?;
+
+    let mut collector = Collector {
+        rejects,
+        sender,
+        batch: Vec::with_capacity(BATCH_ROWS),
+        rows: 0,
+        rejected: 0,
+        progress,
+        bytes,
+    };
+    let collected = collector.collect(&in_order);
+    collector.progress.finish();
+    // On an error the reader is left alone: it may be waiting for standard input, and it
+    // stops at its next send now that the collector's channel is gone.
+    drop(in_order);
+    collected?;
+
+    // The order channel closed, so the reader has returned.
+    let origins = match reader.join() {
+        Ok(read) => read?,
+        Err(_) => bail!("the reader thread failed"),
+    };
+    collector.flush()?;
+    if let Some(rejects) = collector.rejects.take() {
+        rejects.finish()?;
+    }
+    Ok(ReadSummary {
+        rows: collector.rows,
+        rejected: collector.rejected,
+        origins,
+        progress: collector.progress,
+    })
+}
+
+/// Starts `count` check workers for `view` and returns the queue of their jobs. They end
+/// once every sender of the queue is dropped and every queued chunk is checked.
+fn start_check_workers(view: View, count: usize) -> anyhow::Result<Sender<Job>> {
+    let (jobs, queued) = crossbeam_channel::bounded::<Job>(count);
+    for index in 0..count {
+        let queued = queued.clone();
+        std::thread::Builder::new()
+            .name(format!("import-check-{index}"))
+            .spawn(move || {
+                let mut checker = Checker::new(view);
+                for (chunk, outcome) in queued {
+                    // The collector drops the receiver only when the import has stopped.
+                    let _ = outcome.send(checker.check_chunk(chunk));
+                }
+            })
+            .context("cannot start a check thread")?;
+    }
+    Ok(jobs)
+}
+
+/// Starts the reader thread, which queues each chunk in `jobs` and sends the receiver of
+/// its outcomes to `order`. It returns how to name a row by its position.
+fn start_reader(
+    source: Source,
+    view: View,
+    bytes: Arc<AtomicU64>,
+    jobs: Sender<Job>,
+    order: Sender<Receiver<CheckedChunk>>,
+) -> anyhow::Result<JoinHandle<anyhow::Result<Origins>>> {
+    let send = move |chunk: Chunk| {
+        let (outcome, checked) = crossbeam_channel::bounded(1);
+        let stopped = || anyhow::anyhow!("the import stopped taking records");
+        order.send(checked).map_err(|_| stopped())?;
+        jobs.send((chunk, outcome)).map_err(|_| stopped())
+    };
+    std::thread::Builder::new()
+        .name("import-read".to_owned())
+        .spawn(move || Reader::new(view, bytes, send).read_source(source))
+        .context("cannot start the reader thread")
+}
+
+/// The chunks that may wait for the collector, per check worker, which bounds the reader's
+/// lead and the memory of records read but not yet handled.
+const CHUNKS_IN_FLIGHT_PER_WORKER: usize = 2;
+
+/// Handles the checked records in input order: sends the valid ones on in batches, and the
+/// invalid ones into the rejects file or as the error that stops the import.
+struct Collector {
     rejects: Option<Rejects>,
     sender: mpsc::Sender<Vec<(u64, Entity)>>,
     batch: Vec<(u64, Entity)>,
@@ -353,242 +475,43 @@ struct Reader {
     progress: Progress,
     /// Bytes of the input read so far.
     bytes: Arc<AtomicU64>,
-    /// JSON text of a CSV record, reused from record to record.
-    scratch: Vec<u8>,
 }
 
-fn read_source(
-    source: Source,
-    view: View,
-    rejects: Option<Rejects>,
-    sender: mpsc::Sender<Vec<(u64, Entity)>>,
-) -> anyhow::Result<ReadSummary> {
-    let progress = Progress::start(source.total_bytes());
-    let mut reader = Reader {
-        view,
-        rejects,
-        sender,
-        batch: Vec::with_capacity(BATCH_ROWS),
-        rows: 0,
-        rejected: 0,
-        progress,
-        bytes: Arc::new(AtomicU64::new(0)),
-        scratch: Vec::new(),
-    };
-    let mut origins = Origins::default();
-    let outcome = match source {
-        Source::Lines { format, path } => {
-            origins.files.push((1, label(&path)));
-            let input = reader.open(&path)?;
-            match format {
-                ImportFormat::Csv => reader.read_csv(input, &label(&path)),
-                _ => reader.read_ndjson(input, &label(&path)),
+impl Collector {
+    /// Handles every chunk's outcomes, in the order the reader sent the chunks, until the
+    /// reader has sent its last one.
+    fn collect(&mut self, in_order: &Receiver<Receiver<CheckedChunk>>) -> anyhow::Result<()> {
+        for checked in in_order {
+            // A worker drops the sender without sending only if it panicked.
+            let Ok(chunk) = checked.recv() else {
+                bail!("a check thread failed, so not every record was checked");
+            };
+            for (place, outcome) in chunk.rows {
+                self.accept(outcome, place, &chunk.file, chunk.unit)?;
             }
-        }
-        Source::Pages { paths } => {
-            origins.records = true;
-            let mut next = 1;
-            let mut outcome = Ok(());
-            for path in &paths {
-                origins.files.push((next, label(path)));
-                outcome = reader.read_pages(path, next).map(|records| next += records);
-                if outcome.is_err() {
-                    break;
-                }
-            }
-            outcome
-        }
-    };
-    reader.progress.finish();
-    outcome?;
-    reader.flush()?;
-    if let Some(rejects) = reader.rejects.take() {
-        rejects.finish()?;
-    }
-    Ok(ReadSummary {
-        rows: reader.rows,
-        rejected: reader.rejected,
-        origins,
-        progress: reader.progress,
-    })
-}
-
-impl Reader {
-    /// Opens a file, or standard input for `None`, counting the bytes read.
-    fn open(&self, path: &Option<PathBuf>) -> anyhow::Result<BufReader<Box<dyn Read + Send>>> {
-        let input: Box<dyn Read + Send> = match path {
-            Some(path) => Box::new(
-                File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
-            ),
-            None => Box::new(io::stdin()),
-        };
-        let counting = CountingReader { input, bytes: Arc::clone(&self.bytes) };
-        Ok(BufReader::with_capacity(256 * 1024, Box::new(counting)))
-    }
-
-    /// Reads one JSON object a line; blank lines are skipped but counted.
-    fn read_ndjson(&mut self, mut input: impl BufRead, file: &str) -> anyhow::Result<()> {
-        let mut line = Vec::new();
-        let mut number = 0;
-        loop {
-            line.clear();
-            if input.read_until(b'\n', &mut line).with_context(|| format!("cannot read {file}"))?
-                == 0
-            {
-                return Ok(());
-            }
-            number += 1;
-            let text = trim_line_end(&line);
-            if text.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let checked = check(self.view, text, ReadOptions::default());
-            self.accept(checked, number, file, "line", || {
-                String::from_utf8_lossy(text).into_owned()
-            })?;
-        }
-    }
-
-    /// Reads a header of property names, then one row a record.
-    fn read_csv(&mut self, input: impl BufRead, file: &str) -> anyhow::Result<()> {
-        let mut records = CsvReader::new(input);
-        let header = match records.next_record().with_context(|| format!("cannot read {file}"))? {
-            Some(header) => header,
-            None => return Ok(()),
-        };
-        let names = self.check_header(&header, file)?;
-        // Each name as a JSON string and a colon, written once rather than once a record.
-        let names: Vec<Vec<u8>> = names
-            .iter()
-            .map(|name| {
-                let mut member = serde_json::to_vec(name)?;
-                member.push(b':');
-                Ok(member)
-            })
-            .collect::<Result<_, serde_json::Error>>()?;
-        while let Some(record) =
-            records.next_record().with_context(|| format!("cannot read {file}"))?
-        {
-            let checked = self.check_csv_record(&names, &record);
-            let line = record.line;
-            self.accept(checked, line, file, "line", || record.raw.clone())?;
         }
         Ok(())
     }
 
-    /// Checks that each header field names a property of the view, once.
-    fn check_header(&self, header: &Record, file: &str) -> anyhow::Result<Vec<String>> {
-        let mut names: Vec<String> = Vec::new();
-        for field in &header.fields {
-            let name = field.text.clone();
-            if self.view.property(&name).is_none() {
-                let error = BodyError::UnknownProperty { name, view: self.view };
-                bail!("{file} line {}: the CSV header is invalid: {error}", header.line);
-            }
-            if names.contains(&name) {
-                bail!("{file} line {}: the CSV header names '{name}' twice", header.line);
-            }
-            names.push(name);
-        }
-        Ok(names)
-    }
-
-    /// Writes a CSV record as the JSON object a `POST` would carry, with every non-null
-    /// value as a JSON string, and checks it as such, Int64 strings included.
-    fn check_csv_record(&mut self, names: &[Vec<u8>], record: &Record) -> Result<Entity, Fault> {
-        if record.fields.len() != names.len() {
-            return Err(Fault {
-                property: None,
-                reason: format!(
-                    "The row has {} fields, but the header has {}.",
-                    record.fields.len(),
-                    names.len()
-                ),
-            });
-        }
-        let json = &mut self.scratch;
-        json.clear();
-        json.push(b'{');
-        for (i, (name, field)) in names.iter().zip(&record.fields).enumerate() {
-            if i > 0 {
-                json.push(b',');
-            }
-            json.extend_from_slice(name);
-            if field.text.is_empty() && !field.quoted {
-                json.extend_from_slice(b"null");
-            } else {
-                serde_json::to_writer(&mut *json, &field.text).map_err(Fault::internal)?;
-            }
-        }
-        json.push(b'}');
-        check(self.view, json, ReadOptions { int64_as_string: true })
-    }
-
-    /// Reads the Graph list responses of one file, or of standard input, numbering their
-    /// records from `first`. Returns the number of records read.
-    fn read_pages(&mut self, path: &Option<PathBuf>, first: u64) -> anyhow::Result<u64> {
-        #[derive(Deserialize)]
-        struct Page<'a> {
-            #[serde(borrow)]
-            value: Vec<&'a RawValue>,
-        }
-
-        let file = label(path);
-        let mut text = Vec::new();
-        self.open(path)?.read_to_end(&mut text).with_context(|| format!("cannot read {file}"))?;
-        let mut position = first;
-        for (index, page) in
-            serde_json::Deserializer::from_slice(&text).into_iter::<Page<'_>>().enumerate()
-        {
-            let page = page.with_context(|| {
-                format!(
-                    "{file}: page {} is not a Graph list response such as {{\"value\":[…]}}",
-                    index + 1
-                )
-            })?;
-            for record in page.value {
-                let checked = check(self.view, record.get().as_bytes(), ReadOptions::default());
-                let number = position - first + 1;
-                self.accept_at(checked, position, number, &file, "record", || {
-                    record.get().to_owned()
-                })?;
-                position += 1;
-            }
-        }
-        Ok(position - first)
-    }
-
+    /// Queues a valid row at its position, or handles an invalid one, named by its number in
+    /// `file`.
     fn accept(
         &mut self,
-        checked: Result<Entity, Fault>,
-        number: u64,
+        outcome: Result<Entity, Rejected>,
+        place: Place,
         file: &str,
         unit: &str,
-        input: impl FnOnce() -> String,
-    ) -> anyhow::Result<()> {
-        self.accept_at(checked, number, number, file, unit, input)
-    }
-
-    /// Queues a valid row at `position`, or handles an invalid one, named by `number` in
-    /// `file`.
-    fn accept_at(
-        &mut self,
-        checked: Result<Entity, Fault>,
-        position: u64,
-        number: u64,
-        file: &str,
-        unit: &str,
-        input: impl FnOnce() -> String,
     ) -> anyhow::Result<()> {
         self.rows += 1;
-        match checked {
+        match outcome {
             Ok(entity) => {
-                self.batch.push((position, entity));
+                self.batch.push((place.position, entity));
                 if self.batch.len() >= BATCH_ROWS {
                     self.flush()?;
                 }
             }
-            Err(fault) => {
+            Err(Rejected { fault, input }) => {
+                let number = place.number;
                 let Some(rejects) = &mut self.rejects else {
                     let property = fault
                         .property
@@ -605,7 +528,7 @@ impl Reader {
                     number,
                     property: fault.property,
                     reason: fault.reason,
-                    input: input(),
+                    input,
                 };
                 rejects.write(&rejection, unit)?;
                 self.rejected += 1;
@@ -628,70 +551,5 @@ impl Reader {
             bail!("the store stopped taking rows");
         }
         Ok(())
-    }
-}
-
-/// The reason a record was rejected.
-#[derive(Debug)]
-struct Fault {
-    property: Option<String>,
-    reason: String,
-}
-
-impl Fault {
-    fn internal(error: serde_json::Error) -> Fault {
-        Fault { property: None, reason: format!("The record could not be converted: {error}.") }
-    }
-}
-
-impl From<BodyError> for Fault {
-    fn from(error: BodyError) -> Fault {
-        let property = match &error {
-            BodyError::UnknownProperty { name, .. } => Some(name.clone()),
-            BodyError::InvalidValue { property, .. } => Some((*property).to_owned()),
-            BodyError::RequiredProperties { missing, null } => {
-                missing.first().or(null.first()).map(|name| (*name).to_owned())
-            }
-            BodyError::WrongEntityType { .. } => Some("@odata.type".to_owned()),
-            BodyError::Json(_) | BodyError::NotAnObject(_) => None,
-        };
-        Fault { property, reason: error.to_string() }
-    }
-}
-
-/// Applies the rules of a `POST` to `view` to one record: the body size limit, the body's
-/// JSON form and values, the view's required properties, and a new GUID for a missing key.
-fn check(view: View, record: &[u8], options: ReadOptions) -> Result<Entity, Fault> {
-    if record.len() > MAX_BODY_BYTES {
-        return Err(Fault {
-            property: None,
-            reason: format!(
-                "The record is {} bytes long, and a request body may be at most {MAX_BODY_BYTES}.",
-                record.len()
-            ),
-        });
-    }
-    let input: EntityInput = body::decode(view, record, options)?;
-    let (id, fields) = input.into_create(view)?;
-    let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    Ok(Entity { id, fields })
-}
-
-fn trim_line_end(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-/// Counts the bytes read through it, for the progress report.
-struct CountingReader {
-    input: Box<dyn Read + Send>,
-    bytes: Arc<AtomicU64>,
-}
-
-impl Read for CountingReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let read = self.input.read(buf)?;
-        self.bytes.fetch_add(read as u64, Ordering::Relaxed);
-        Ok(read)
     }
 }

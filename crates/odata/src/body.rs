@@ -139,7 +139,7 @@ pub fn decode(view: View, text: &[u8], options: ReadOptions) -> Result<EntityInp
             continue;
         }
         let Some(property) = view.property(&name) else {
-            return Err(BodyError::UnknownProperty { name, view });
+            return Err(BodyError::UnknownProperty { name: name.into_owned(), view });
         };
         match property.field_index() {
             None => input.id = decode_id(value)?,
@@ -197,9 +197,9 @@ impl EntityInput {
     }
 }
 
-fn check_entity_type(view: View, value: &JsonValue) -> Result<(), BodyError> {
+fn check_entity_type(view: View, value: &JsonValue<'_>) -> Result<(), BodyError> {
     let given = match value {
-        JsonValue::String(text) => text.as_str(),
+        JsonValue::String(text) => text.as_ref(),
         other => {
             return Err(BodyError::WrongEntityType {
                 given: other.kind().to_owned(),
@@ -218,7 +218,7 @@ fn check_entity_type(view: View, value: &JsonValue) -> Result<(), BodyError> {
 
 /// Checks a `property@odata.type` annotation: the property must exist in the view, and the
 /// type must be its declared type, written as `#Int64`, `Int64`, `#Edm.Int64` or `Edm.Int64`.
-fn check_property_type(view: View, name: &str, value: &JsonValue) -> Result<(), BodyError> {
+fn check_property_type(view: View, name: &str, value: &JsonValue<'_>) -> Result<(), BodyError> {
     let Some(property) = view.property(name) else {
         return Err(BodyError::UnknownProperty { name: name.to_owned(), view });
     };
@@ -252,7 +252,7 @@ pub const MAX_ID_BYTES: usize = 1024;
 /// so neither store accepts it, and both stores contain the same strings.
 const NUL_REASON: &str = "it contains the character U+0000, which no string value may contain";
 
-fn decode_id(value: JsonValue) -> Result<Option<String>, BodyError> {
+fn decode_id(value: JsonValue<'_>) -> Result<Option<String>, BodyError> {
     match value {
         JsonValue::Null => Ok(None),
         JsonValue::String(text) if text.is_empty() => Ok(None),
@@ -263,7 +263,7 @@ fn decode_id(value: JsonValue) -> Result<Option<String>, BodyError> {
         JsonValue::String(text) if text.contains('\0') => {
             Err(BodyError::InvalidValue { property: "id", reason: NUL_REASON.to_owned() })
         }
-        JsonValue::String(text) => Ok(Some(text)),
+        JsonValue::String(text) => Ok(Some(text.into_owned())),
         other => Err(BodyError::InvalidValue {
             property: "id",
             reason: format!("expected a string, but it is {}", other.kind()),
@@ -274,7 +274,7 @@ fn decode_id(value: JsonValue) -> Result<Option<String>, BodyError> {
 fn decode_value(
     view: View,
     property: Property,
-    value: JsonValue,
+    value: JsonValue<'_>,
     options: ReadOptions,
 ) -> Result<Option<Value>, BodyError> {
     let name = property.name(view);
@@ -293,7 +293,7 @@ fn decode_value(
                 text.len()
             )));
         }
-        (EdmType::String, JsonValue::String(text)) => Value::String(text),
+        (EdmType::String, JsonValue::String(text)) => Value::String(text.into_owned()),
         (EdmType::Int64, JsonValue::Number(number)) => {
             Value::Int64(count_from_number(number).map_err(invalid)?)
         }

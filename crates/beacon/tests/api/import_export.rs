@@ -240,6 +240,81 @@ async fn bad_csv_value_names_line_and_property() {
     assert_eq!(export_rows(folder.path()).len(), 0);
 }
 
+/// Returns `count` NDJSON lines `{"id":"r0001",…}`, with a negative counter on each line
+/// number in `bad`.
+fn rows_with_bad_lines(count: usize, bad: &[usize]) -> String {
+    (1..=count)
+        .map(|line| {
+            let errors = if bad.contains(&line) { -1 } else { 0 };
+            format!("{{\"id\":\"r{line:04}\",\"numberOfErrorDevices\":{errors}}}\n")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn first_bad_row_of_many_stops_import() {
+    // Rows are checked in chunks of up to 512 on several threads, and the first bad row in
+    // input order must still be the one named.
+    let folder = DataFolder::new();
+    let files = tempfile::tempdir().unwrap();
+    let input = write_file(files.path(), "rows.ndjson", &rows_with_bad_lines(3000, &[1700, 2900]));
+
+    let error = fail("import", folder.path(), &[&input]);
+
+    assert!(error.contains("rows.ndjson line 1700:"), "{error}");
+    assert!(!error.contains("line 2900"), "{error}");
+    assert_eq!(export_rows(folder.path()).len(), 0);
+}
+
+#[tokio::test]
+async fn rejects_of_many_rows_keep_input_order() {
+    let folder = DataFolder::new();
+    let files = tempfile::tempdir().unwrap();
+    let bad: Vec<usize> = (1..=3000).filter(|line| line % 7 == 3).collect();
+    let input = write_file(files.path(), "rows.ndjson", &rows_with_bad_lines(3000, &bad));
+    let rejects = files.path().join("rejects.ndjson");
+
+    let output =
+        beacon("import", folder.path(), &["--skip-invalid", rejects.to_str().unwrap(), &input]);
+
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<u64> = std::fs::read_to_string(&rejects)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["line"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = bad.iter().map(|&line| line as u64).collect();
+    assert_eq!(lines, expected);
+    let rows = export_rows(folder.path());
+    assert_eq!(rows.len(), 3000 - bad.len());
+    assert_eq!(rows[2]["id"], "r0004");
+}
+
+#[tokio::test]
+async fn bad_csv_value_before_malformed_record_is_named() {
+    let folder = DataFolder::new();
+    let files = tempfile::tempdir().unwrap();
+    let mut text = "id,numberOfErrorDevices\r\n".to_owned();
+    for line in 2..=2000 {
+        let errors = if line == 900 { "-1" } else { "0" };
+        text.push_str(&format!("r{line},{errors}\r\n"));
+    }
+    text.push_str("bad\"quote,0\r\n");
+    let input = write_file(files.path(), "rows.csv", &text);
+
+    let error = fail("import", folder.path(), &[&input]);
+    assert!(error.contains("rows.csv line 900:"), "{error}");
+
+    // With the bad value sent to the rejects file, the malformed record stops the import.
+    let rejects = files.path().join("rejects.ndjson");
+    let error =
+        fail("import", folder.path(), &["--skip-invalid", rejects.to_str().unwrap(), &input]);
+    assert!(error.contains("line 2001: a quote inside an unquoted field"), "{error}");
+    let rejected = std::fs::read_to_string(&rejects).unwrap();
+    assert!(rejected.contains("\"line\":900"), "{rejected}");
+    assert_eq!(export_rows(folder.path()).len(), 0);
+}
+
 #[tokio::test]
 async fn seed_view_applies_its_create_rules() {
     let folder = DataFolder::new();
