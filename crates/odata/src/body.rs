@@ -344,11 +344,20 @@ fn count_from_number(number: JsonNumber) -> Result<i64, String> {
         JsonNumber::Negative(value) => {
             Err(format!("{value} is negative; a count must be {COUNT_RANGE}"))
         }
+        // JSON integers past the u64 range arrive as doubles, and only approximately, so they
+        // are shown in exponent form rather than as digits the client did not write.
+        JsonNumber::Float(value) if value.fract() == 0.0 && value.abs() >= TWO_TO_THE_63 => {
+            let reason = if value < 0.0 { "negative" } else { "out of range" };
+            Err(format!("{value:e} is {reason}; a count must be {COUNT_RANGE}"))
+        }
         JsonNumber::Float(value) => {
             Err(format!("{} is not an integer {COUNT_RANGE}", FloatText(value)))
         }
     }
 }
+
+/// 2^63, the first integer past the Int64 range, as a double.
+const TWO_TO_THE_63: f64 = 9_223_372_036_854_775_808.0;
 
 fn count_from_text(text: &str) -> Result<i64, String> {
     let digits = text.strip_prefix('+').unwrap_or(text);
@@ -376,6 +385,16 @@ impl fmt::Display for FloatText {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_past_u64_are_out_of_range() {
+        let huge = count_from_number(JsonNumber::Float(1e20)).unwrap_err();
+        assert_eq!(huge, "1e20 is out of range; a count must be from 0 to 9223372036854775807");
+        let negative = count_from_number(JsonNumber::Float(-1e20)).unwrap_err();
+        assert!(negative.starts_with("-1e20 is negative;"), "{negative}");
+        let fraction = count_from_number(JsonNumber::Float(12.5)).unwrap_err();
+        assert!(fraction.starts_with("12.5 is not an integer"), "{fraction}");
+    }
 
     const SEED_EXAMPLE: &str = r##"{
         "@odata.type": "#microsoft.management.services.api.aggregatedPolicyCompliance",
