@@ -332,6 +332,9 @@ impl Rejects {
         line.insert("property".to_owned(), rejection.property.clone().into());
         line.insert("reason".to_owned(), rejection.reason.clone().into());
         line.insert("input".to_owned(), rejection.input.clone().into());
+        if let Some(bytes) = &rejection.input_base64 {
+            line.insert("inputBase64".to_owned(), bytes.clone().into());
+        }
         serde_json::to_writer(&mut self.out, &line)?;
         self.out.write_all(b"\n")?;
         Ok(())
@@ -355,8 +358,10 @@ struct Rejection {
     property: Option<String>,
     /// The full message, as a `POST` would send it.
     reason: String,
-    /// The record as given.
+    /// The record as given, with each invalid UTF-8 sequence replaced by U+FFFD.
     input: String,
+    /// The record's bytes in standard Base64, when they are not valid UTF-8.
+    input_base64: Option<String>,
 }
 
 /// A chunk for a check worker, with the channel for its outcomes.
@@ -510,7 +515,7 @@ impl Collector {
                     self.flush()?;
                 }
             }
-            Err(Rejected { fault, input }) => {
+            Err(Rejected { fault, input, input_base64 }) => {
                 let number = place.number;
                 let Some(rejects) = &mut self.rejects else {
                     let property = fault
@@ -529,6 +534,7 @@ impl Collector {
                     property: fault.property,
                     reason: fault.reason,
                     input,
+                    input_base64,
                 };
                 rejects.write(&rejection, unit)?;
                 self.rejected += 1;

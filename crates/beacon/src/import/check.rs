@@ -6,8 +6,11 @@
 //! first written as the JSON object a `POST` would carry, with every non-null value a JSON
 //! string, and checked with Int64 strings allowed.
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Arc;
+
+use base64::prelude::{BASE64_STANDARD, Engine as _};
 
 use beacon_odata::body::{self, BodyError, EntityInput, ReadOptions};
 use beacon_odata::entity::Entity;
@@ -80,8 +83,11 @@ pub(super) struct CheckedChunk {
 pub(super) struct Rejected {
     /// The reason.
     pub(super) fault: Fault,
-    /// The record as given.
+    /// The record as given, with each invalid UTF-8 sequence replaced by U+FFFD.
     pub(super) input: String,
+    /// The record's bytes in standard Base64, when they are not valid UTF-8 and `input`
+    /// therefore differs from them.
+    pub(super) input_base64: Option<String>,
 }
 
 /// The reason a record was rejected.
@@ -143,9 +149,13 @@ impl Checker {
     }
 
     fn check_json(&self, record: &[u8]) -> Result<Entity, Rejected> {
-        check(self.view, record, ReadOptions::default()).map_err(|fault| Rejected {
-            fault,
-            input: String::from_utf8_lossy(record).into_owned(),
+        check(self.view, record, ReadOptions::default()).map_err(|fault| {
+            let input = String::from_utf8_lossy(record);
+            let input_base64 = match input {
+                Cow::Borrowed(_) => None,
+                Cow::Owned(_) => Some(BASE64_STANDARD.encode(record)),
+            };
+            Rejected { fault, input: input.into_owned(), input_base64 }
         })
     }
 
@@ -159,6 +169,7 @@ impl Checker {
         self.check_csv_record(names, text, fields).map_err(|fault| Rejected {
             fault,
             input: csv::raw_text(&text[record.text.clone()]).to_owned(),
+            input_base64: None,
         })
     }
 

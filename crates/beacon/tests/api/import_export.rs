@@ -366,6 +366,33 @@ async fn skip_invalid_writes_rejects_and_stores_the_rest() {
     assert_eq!(lines[1]["line"], 3);
     assert_eq!(lines[1]["property"], Value::Null);
     assert_eq!(lines[1]["input"], "not json");
+    assert_eq!(lines[1].get("inputBase64"), None, "{}", lines[1]);
+}
+
+#[tokio::test]
+async fn rejected_invalid_utf8_keeps_its_bytes() {
+    let folder = DataFolder::new();
+    let files = tempfile::tempdir().unwrap();
+    let bad_line: &[u8] = b"{\"id\":\"a\",\"tenantDisplayName\":\"\xff\"}";
+    let mut text = bad_line.to_vec();
+    text.extend_from_slice(b"\n{\"id\":\"b\"}\n");
+    let input = files.path().join("rows.ndjson");
+    std::fs::write(&input, &text).unwrap();
+    let rejects = files.path().join("rejects.ndjson");
+
+    let output = beacon(
+        "import",
+        folder.path(),
+        &["--skip-invalid", rejects.to_str().unwrap(), input.to_str().unwrap()],
+    );
+
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let line: Value =
+        serde_json::from_str(std::fs::read_to_string(&rejects).unwrap().trim_end()).unwrap();
+    assert_eq!(line["input"], "{\"id\":\"a\",\"tenantDisplayName\":\"\u{FFFD}\"}");
+    let encoded = line["inputBase64"].as_str().unwrap();
+    let decoded = base64::Engine::decode(&base64::prelude::BASE64_STANDARD, encoded).unwrap();
+    assert_eq!(decoded, bad_line);
 }
 
 #[tokio::test]
