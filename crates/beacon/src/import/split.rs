@@ -205,15 +205,22 @@ impl<F: FnMut(Chunk) -> anyhow::Result<()>> Reader<F> {
         }
 
         let first = *next;
-        let pages = serde_json::Deserializer::from_slice(text).into_iter::<Page<'_>>();
+        let pages = serde_json::Deserializer::from_slice(text).into_iter::<&RawValue>();
         for (index, page) in pages.enumerate() {
-            let page = page.with_context(|| {
+            let context = || {
                 format!(
                     "{}: page {} is not a Graph list response such as {{\"value\":[…]}}",
                     chunk.file,
                     index + 1
                 )
-            })?;
+            };
+            // serde reads a struct from an array too, and its message would then speak of a
+            // sequence, so anything but an object is named here.
+            let page = page.with_context(context)?;
+            if let Some(kind) = json_kind(page.get()).filter(|kind| *kind != "an object") {
+                return Err(anyhow::anyhow!("it is {kind}").context(context()));
+            }
+            let page: Page<'_> = serde_json::from_str(page.get()).with_context(context)?;
             for record in page.value {
                 if chunk.is_full() {
                     self.send(chunk.take())?;
@@ -225,6 +232,19 @@ impl<F: FnMut(Chunk) -> anyhow::Result<()>> Reader<F> {
         }
         Ok(())
     }
+}
+
+/// Names the kind of the JSON value `text`, from its first character.
+fn json_kind(text: &str) -> Option<&'static str> {
+    let kind = match text.trim_start().bytes().next()? {
+        b'{' => "an object",
+        b'[' => "an array",
+        b'"' => "a string",
+        b't' | b'f' => "a boolean",
+        b'n' => "null",
+        _ => "a number",
+    };
+    Some(kind)
 }
 
 /// Returns whether reading the next line may wait for more input, because no complete line

@@ -681,6 +681,28 @@ async fn bad_graph_record_names_its_page_file() {
 }
 
 #[tokio::test]
+async fn page_that_is_not_an_object_is_named() {
+    let folder = DataFolder::new();
+    let files = tempfile::tempdir().unwrap();
+    let cases = [
+        ("array.json", "[1,2]", "it is an array"),
+        ("text.json", "\"value\"", "it is a string"),
+        ("second.json", "{\"value\":[{\"id\":\"a\"}]}\n{\"items\":[]}", "missing field `value`"),
+    ];
+    for (name, text, reason) in cases {
+        let input = write_file(files.path(), name, text);
+
+        let error = fail("import", folder.path(), &["--format", "json", &input]);
+
+        let page = if name == "second.json" { 2 } else { 1 };
+        let expected = format!("{name}: page {page} is not a Graph list response");
+        assert!(error.contains(&expected), "{error}");
+        assert!(error.contains(reason), "{error}");
+    }
+    assert_eq!(export_rows(folder.path()).len(), 0);
+}
+
+#[tokio::test]
 async fn running_server_sees_imported_rows() {
     let server = TestServer::start().await;
     let response = server.create(GRAPH, &json!({"id": "before"})).await;
