@@ -75,6 +75,9 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
         Err(error) => bail!("--filter is invalid: {error}"),
     };
 
+    // The store opens before the output file is created, so that an export from a store that
+    // cannot be opened leaves an existing output file as it was.
+    let store = args.bulk.open_existing_store().await?;
     let out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
@@ -86,7 +89,6 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
         write_csv_header(&mut out, view)?;
     }
 
-    let store = args.bulk.open_existing_store().await?;
     let mut query = ListQuery { filter, limit: PAGE_ROWS, ..ListQuery::default() };
     let mut rows = 0_u64;
     loop {

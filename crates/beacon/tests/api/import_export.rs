@@ -459,6 +459,22 @@ async fn export_of_missing_store_fails_and_creates_nothing() {
 }
 
 #[tokio::test]
+async fn export_of_missing_store_keeps_output_file() {
+    if test_postgres_url().is_some() {
+        eprintln!("SKIPPED: a PostgreSQL schema has no data folder to mistype");
+        return;
+    }
+    let files = tempfile::tempdir().unwrap();
+    let missing = files.path().join("mistyped");
+    let output = write_file(files.path(), "rows.ndjson", "{\"id\":\"kept\"}\n");
+
+    let error = fail("export", &missing, &[&output]);
+
+    assert!(error.contains("does not exist"), "{error}");
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), "{\"id\":\"kept\"}\n");
+}
+
+#[tokio::test]
 async fn existing_id_fails_import_by_default() {
     let folder = DataFolder::new();
     let files = tempfile::tempdir().unwrap();
