@@ -92,6 +92,7 @@ impl BulkArgs {
             pool_size: 2,
             readers: 1,
             max_page_count: None,
+            upgrade: false,
         };
         open_store(&choice, &self.data_dir).await
     }

@@ -517,32 +517,37 @@ fn quote(text: &str) -> String {
 }
 
 /// Replaces the password of a URL, in its user information (`scheme://user:password@host`)
-/// or in a `password` query parameter, or of a PostgreSQL keyword/value connection string
-/// (`host=db password=secret`), with `REDACTED`.
+/// or in a `password` or `sslpassword` query parameter, or of a PostgreSQL keyword/value
+/// connection string (`host=db password=secret`), with `REDACTED`.
 pub fn redact(value: &str) -> String {
-    if !value.contains("://") {
+    let Some(scheme_end) = value.find("://") else {
         return redact_keyword_value(value);
-    }
+    };
     let mut text = value.to_owned();
-    if let Some(scheme_end) = text.find("://") {
-        let authority_start = scheme_end + 3;
-        let authority_end = text[authority_start..]
-            .find(['/', '?', '#'])
-            .map_or(text.len(), |at| authority_start + at);
-        // The last `@` ends the user information, since a password may contain `@` unencoded.
-        if let Some(at) = text[authority_start..authority_end].rfind('@') {
-            let user_info_end = authority_start + at;
-            if let Some(colon) = text[authority_start..user_info_end].find(':') {
-                text.replace_range(authority_start + colon + 1..user_info_end, "REDACTED");
-            }
+
+    // The PostgreSQL driver reads the user information up to the first `@`, even past an
+    // unencoded `/`, `?` or `#` in the password. A password or a user name may also contain
+    // `@`, so the user information here ends at the last `@` before the query, which keeps
+    // every reading of an ambiguous URL's password hidden.
+    let rest_start = scheme_end + 3;
+    if let Some(first_at) = text[rest_start..].find('@').map(|at| rest_start + at) {
+        let query = text[first_at..].find(['?', '#']).map_or(text.len(), |at| first_at + at);
+        let last_at = text[first_at..query].rfind('@').map_or(first_at, |at| first_at + at);
+        // A user name contains no `/`, `?` or `#`, so a colon after one is not the password's.
+        let user_info = &text[rest_start..last_at];
+        let colon =
+            user_info.find(':').filter(|colon| !user_info[..*colon].contains(['/', '?', '#']));
+        if let Some(colon) = colon {
+            text.replace_range(rest_start + colon + 1..last_at, "REDACTED");
         }
     }
+
     if let Some(query_start) = text.find('?') {
         let (head, query) = text.split_at(query_start + 1);
         let redacted: Vec<String> = query
             .split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                Some((name, _)) if is_password_name(&percent_decode(name)) => {
                     format!("{name}=REDACTED")
                 }
                 _ => pair.to_owned(),
@@ -553,9 +558,40 @@ pub fn redact(value: &str) -> String {
     text
 }
 
-/// Replaces the value of each `password` keyword of a libpq keyword/value connection string
-/// with `REDACTED`. Keywords and values are separated by whitespace, a value may be written in
-/// single quotes with `\'` and `\\` escapes, and `=` may have whitespace around it. Text
+/// Tells whether a connection parameter holds a secret: `password`, or another name ending
+/// in it, such as libpq's `sslpassword`, in any case.
+fn is_password_name(name: &str) -> bool {
+    name.to_ascii_lowercase().ends_with("password")
+}
+
+/// Decodes the `%XX` escapes of a URL component, leaving malformed ones as they are.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let escaped = (bytes[at] == b'%')
+            .then(|| text.get(at + 1..at + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                at += 3;
+            }
+            None => {
+                out.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Replaces the value of each `password` or `sslpassword` keyword of a libpq keyword/value
+/// connection string with `REDACTED`. Keywords and values are separated by whitespace, a value
+/// may be written in single quotes with `\'` and `\\` escapes, and `=` may have whitespace
+/// around it. Text
 /// that is not such a string has no `password` keyword and comes back unchanged.
 fn redact_keyword_value(text: &str) -> String {
     let bytes = text.as_bytes();
@@ -585,11 +621,13 @@ fn redact_keyword_value(text: &str) -> String {
         }
         out.push_str(&text[start..at]);
 
-        // Read the value, quoted or up to whitespace.
+        // Read the value, quoted or up to whitespace. libpq quotes with `'` only, but a
+        // value in `"` is read to its closing quote too, so that no part of it is shown.
         let value_start = at;
-        if at < bytes.len() && bytes[at] == b'\'' {
+        if at < bytes.len() && (bytes[at] == b'\'' || bytes[at] == b'"') {
+            let quote = bytes[at];
             at += 1;
-            while at < bytes.len() && bytes[at] != b'\'' {
+            while at < bytes.len() && bytes[at] != quote {
                 at += if bytes[at] == b'\\' { 2 } else { 1 };
             }
             at = (at + 1).min(bytes.len());
@@ -599,7 +637,7 @@ fn redact_keyword_value(text: &str) -> String {
             }
             at = at.min(bytes.len());
         }
-        match keyword.eq_ignore_ascii_case("password") {
+        match is_password_name(keyword) {
             true => out.push_str("REDACTED"),
             false => out.push_str(&text[value_start..at]),
         }
@@ -623,6 +661,8 @@ mod tests {
             ("host=db PASSWORD=x", "host=db PASSWORD=REDACTED"),
             ("host=db passfile=/home/b/.pgpass", "host=db passfile=/home/b/.pgpass"),
             ("host='my db' user=b", "host='my db' user=b"),
+            ("host=db password=\"x y\" user=b", "host=db password=REDACTED user=b"),
+            ("host=db sslpassword=k", "host=db sslpassword=REDACTED"),
         ] {
             assert_eq!(redact(given), expected, "{given}");
         }
@@ -642,6 +682,17 @@ mod tests {
                 "postgres://db/beacon?user=b&password=REDACTED&sslmode=require",
             ),
             ("https://host/keys?a=b:c@d", "https://host/keys?a=b:c@d"),
+            ("postgres://u:pa?ss@127.0.0.1/db", "postgres://u:REDACTED@127.0.0.1/db"),
+            ("postgres://u:pa/ss@127.0.0.1/db", "postgres://u:REDACTED@127.0.0.1/db"),
+            ("postgres://u:pa#ss@db/beacon", "postgres://u:REDACTED@db/beacon"),
+            ("postgres://u:p@s/s@db/beacon", "postgres://u:REDACTED@db/beacon"),
+            (
+                "postgres://u:pw@db/beacon?application_name=a@b",
+                "postgres://u:REDACTED@db/beacon?application_name=a@b",
+            ),
+            ("postgres://user@server:pw@db/beacon", "postgres://user@server:REDACTED@db/beacon"),
+            ("postgres://db/beacon?pass%77ord=x", "postgres://db/beacon?pass%77ord=REDACTED"),
+            ("postgres://db/beacon?sslpassword=x", "postgres://db/beacon?sslpassword=REDACTED"),
             ("./beacon-data/signing-key.pem", "./beacon-data/signing-key.pem"),
             ("127.0.0.1:8080", "127.0.0.1:8080"),
         ] {

@@ -498,6 +498,15 @@ fn main() -> ExitCode {
         }
     };
     if let Command::Serve(args) | Command::Config(args) = &cli.command {
+        // A bad --database stops `config` as it stops `serve`, and names where it was set.
+        if let Err(message) = parse_database(args.database.as_deref(), &args.storage.data_dir) {
+            match settings.source_of("database").as_deref() {
+                None | Some("command line") => eprintln!("error: {message}"),
+                Some(source) => eprintln!("error: {message} (the value is from {source})"),
+            }
+            return ExitCode::from(2);
+        }
+
         let misplaced = args.auth.jwks_options_in_dev_mode();
         if !misplaced.is_empty() {
             let verb = if misplaced.len() == 1 { "applies" } else { "apply" };
@@ -608,6 +617,7 @@ async fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
         pool_size: usize::from(args.db_pool_size),
         readers: usize::from(args.db_readers),
         max_page_count: args.sqlite_max_page_count,
+        upgrade: true,
     };
     let store = open_store(&choice, data_dir).await?;
     let key = match existing_key {
@@ -858,6 +868,9 @@ struct StoreChoice<'a> {
     readers: usize,
     /// The size cap of the SQLite file in pages, for tests only.
     max_page_count: Option<u32>,
+    /// Whether to upgrade a SQLite file at an older schema version; only `serve` does, so
+    /// that an import or export beside an older server leaves its schema alone.
+    upgrade: bool,
 }
 
 /// Opens the store that `--database` selects and applies its pending migrations.
@@ -871,8 +884,11 @@ async fn open_store(choice: &StoreChoice<'_>, data_dir: &Path) -> anyhow::Result
                     "--database-ca-file is ignored, because the SQLite store opens no connections"
                 );
             }
-            let options =
-                SqliteOptions { readers: choice.readers, max_page_count: choice.max_page_count };
+            let options = SqliteOptions {
+                readers: choice.readers,
+                max_page_count: choice.max_page_count,
+                upgrade: choice.upgrade,
+            };
             let opened = tokio::task::spawn_blocking({
                 let path = path.clone();
                 move || SqliteStore::open(&path, &options)

@@ -267,3 +267,30 @@ async fn partner_without_rows_reads_nothing_and_registers_nothing() {
         connection.query_row("SELECT COUNT(*) FROM beacon_partner", [], |row| row.get(0)).unwrap();
     assert_eq!(partners, 1, "only a create registers a partner");
 }
+
+#[test]
+fn older_schema_is_left_alone_without_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("beacon.sqlite3");
+    create_version_2_database(&path, &[("p1", "a", 11)]);
+    let before = std::fs::read(&path).unwrap();
+
+    let options = SqliteOptions { upgrade: false, ..SqliteOptions::default() };
+    let error = SqliteStore::open(&path, &options).unwrap_err();
+
+    assert!(matches!(error, OpenError::SchemaTooOld { found: 2, .. }), "{error}");
+    assert!(error.to_string().contains("start this one"), "{error}");
+    assert!(std::fs::read(&path).unwrap() == before, "the file changed");
+}
+
+#[test]
+fn new_file_is_set_up_without_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("beacon.sqlite3");
+    let options = SqliteOptions { upgrade: false, ..SqliteOptions::default() };
+
+    drop(SqliteStore::open(&path, &options).unwrap());
+
+    // Opening it again finds the newest version, which needs no upgrade.
+    drop(SqliteStore::open(&path, &options).unwrap());
+}

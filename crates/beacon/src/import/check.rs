@@ -138,7 +138,11 @@ impl Checker {
         let Chunk { file, unit, places, records } = chunk;
         let outcomes: Vec<Result<Entity, Rejected>> = match records {
             Records::Json { text, spans } => {
-                spans.into_iter().map(|span| self.check_json(&text[span])).collect()
+                // Graph writes Int64 values as strings in responses to a client that asked
+                // for IEEE754Compatible=true, as Beacon's dashboard does, and such pages are
+                // still Graph list responses.
+                let options = ReadOptions { int64_as_string: unit == "record" };
+                spans.into_iter().map(|span| self.check_json(&text[span], options)).collect()
             }
             Records::Csv { names, text, records, fields } => records
                 .iter()
@@ -148,8 +152,8 @@ impl Checker {
         CheckedChunk { file, unit, rows: places.into_iter().zip(outcomes).collect() }
     }
 
-    fn check_json(&self, record: &[u8]) -> Result<Entity, Rejected> {
-        check(self.view, record, ReadOptions::default()).map_err(|fault| {
+    fn check_json(&self, record: &[u8], options: ReadOptions) -> Result<Entity, Rejected> {
+        check(self.view, record, options).map_err(|fault| {
             let input = String::from_utf8_lossy(record);
             let input_base64 = match input {
                 Cow::Borrowed(_) => None,
@@ -186,7 +190,7 @@ impl Checker {
             return Err(Fault {
                 property: None,
                 reason: format!(
-                    "The row has {} fields, but the header has {}.",
+                    "The row has {} field(s), but the header has {}.",
                     fields.len(),
                     names.len()
                 ),

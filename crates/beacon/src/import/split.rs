@@ -184,7 +184,9 @@ impl<F: FnMut(Chunk) -> anyhow::Result<()>> Reader<F> {
         self.open(path)?.read_to_end(&mut text).with_context(|| format!("cannot read {file}"))?;
         let mut chunk = JsonChunk::new(file, "record");
         let mut next = first;
-        let outcome = self.fill_pages(&text, &mut chunk, &mut next);
+        // A byte order mark may start a file that a Windows tool saved.
+        let pages = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&text);
+        let outcome = self.fill_pages(pages, &mut chunk, &mut next);
         // The records before the end, or before a page that is not valid, go on first.
         let sent = self.send(chunk.take());
         outcome.and(sent)?;

@@ -314,17 +314,18 @@ fn config_output_redacts_passwords() {
         )
     );
 
-    // libpq's keyword/value form of a connection string.
-    let output = config(
-        folder.path(),
-        &["--database", "host=db.example user=b password='kv secret' dbname=beacon"],
-        &[],
+    // libpq's keyword/value form, which serve rejects, stops config too, naming where it was
+    // set and showing no password.
+    let output = run(
+        &["config", "--data-dir", folder.path().to_str().unwrap()],
+        &[("BEACON_DATABASE_URL", "host=db.example user=b password='kv secret' dbname=beacon")],
     );
-    assert!(!output.contains("kv secret"), "{output}");
-    assert_eq!(
-        value(&output, "database").0,
-        "\"host=db.example user=b password=REDACTED dbname=beacon\""
-    );
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("--database takes a URL"), "{message}");
+    assert!(message.contains("environment variable BEACON_DATABASE_URL"), "{message}");
+    assert!(!message.contains("kv secret"), "{message}");
+    assert!(output.stdout.is_empty());
 }
 
 #[test]

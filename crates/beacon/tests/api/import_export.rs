@@ -697,6 +697,66 @@ async fn bad_graph_record_names_its_page_file() {
 }
 
 #[tokio::test]
+async fn import_and_export_leave_an_older_schema_alone() {
+    // A file at schema version 2, as a server of that version left it.
+    let folder = DataFolder::new();
+    std::fs::create_dir_all(folder.path()).unwrap();
+    let path = folder.path().join("beacon.sqlite3");
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = WAL; CREATE TABLE schema_migrations (version INTEGER PRIMARY \
+             KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT;",
+        )
+        .unwrap();
+    connection
+        .execute_batch(include_str!(
+            "../../../store/migrations/sqlite/0001_create_aggregated_policy_compliance.sql"
+        ))
+        .unwrap();
+    connection
+        .execute_batch(include_str!(
+            "../../../store/migrations/sqlite/0002_index_common_filters.sql"
+        ))
+        .unwrap();
+    connection
+        .execute_batch(
+            "INSERT INTO schema_migrations VALUES (1, 'a', 'now'), (2, 'b', 'now'); \
+             PRAGMA wal_checkpoint(TRUNCATE);",
+        )
+        .unwrap();
+    drop(connection);
+    let before = std::fs::read(&path).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let input = write_file(files.path(), "rows.ndjson", "{\"id\":\"a\"}\n");
+
+    let import_error = fail("import", folder.path(), &[&input]);
+    let export_error = fail("export", folder.path(), &[]);
+
+    for error in [import_error, export_error] {
+        assert!(error.contains("has schema version 2, older than version 3"), "{error}");
+        assert!(error.contains("beacon serve"), "{error}");
+    }
+    assert!(std::fs::read(&path).unwrap() == before, "the file changed");
+}
+
+#[tokio::test]
+async fn pages_with_bom_or_int64_strings_load() {
+    let folder = DataFolder::new();
+    let files = tempfile::tempdir().unwrap();
+    let text = "\u{FEFF}{\"value\":[{\"id\":\"a\",\"numberOfCompliantDevices\":\"9007199254740993\"},\
+                {\"id\":\"b\",\"numberOfCompliantDevices\":7}]}";
+    let input = write_file(files.path(), "page.json", text);
+
+    succeed("import", folder.path(), &[&input]);
+
+    let rows = export_rows(folder.path());
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["numberOfCompliantDevices"], json!(9_007_199_254_740_993_i64));
+    assert_eq!(rows[1]["numberOfCompliantDevices"], json!(7));
+}
+
+#[tokio::test]
 async fn page_that_is_not_an_object_is_named() {
     let folder = DataFolder::new();
     let files = tempfile::tempdir().unwrap();

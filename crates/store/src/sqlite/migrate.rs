@@ -30,11 +30,12 @@ pub(super) const APPLICATION_ID: i64 = 0x4245_4143;
 
 /// Checks, without changing the file, that an existing database at `path` is one this build
 /// can open: a SQLite file that is empty or carries Beacon's application id, with a schema
-/// version no newer than the last of [`MIGRATIONS`].
-pub(super) fn inspect(path: &Path) -> Result<(), OpenError> {
+/// version no newer than the last of [`MIGRATIONS`]. Returns the file's schema version, 0 for
+/// a file that does not exist or has no tables.
+pub(super) fn inspect(path: &Path) -> Result<i64, OpenError> {
     let open_error = |source| OpenError::Open { path: path.to_owned(), source };
     if !path.exists() {
-        return Ok(());
+        return Ok(0);
     }
     let connection =
         Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(open_error)?;
@@ -46,7 +47,7 @@ pub(super) fn inspect(path: &Path) -> Result<(), OpenError> {
         .and_then(|mut statement| statement.query_map([], |row| row.get(0))?.collect())
         .map_err(open_error)?;
     if tables.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     if application_id != APPLICATION_ID {
         return Err(OpenError::Foreign { path: path.to_owned(), tables });
@@ -59,7 +60,7 @@ pub(super) fn inspect(path: &Path) -> Result<(), OpenError> {
     if found > known {
         return Err(OpenError::SchemaTooNew { path: path.to_owned(), found, known });
     }
-    Ok(())
+    Ok(found)
 }
 
 /// Reads the highest version recorded in `schema_migrations`, 0 when none is.

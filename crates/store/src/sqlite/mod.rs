@@ -77,11 +77,15 @@ pub struct SqliteOptions {
     /// past which writes fail as [`StoreError::Full`]; `None` keeps SQLite's default. The
     /// tests use it to fill the store without filling a disk.
     pub max_page_count: Option<u32>,
+    /// Whether a file at an older schema version is upgraded. When false, such a file is
+    /// rejected with [`OpenError::SchemaTooOld`], so that a tool run beside an older server
+    /// leaves the schema that server reads alone; a new or empty file is still set up.
+    pub upgrade: bool,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        Self { readers: 4, max_page_count: None }
+        Self { readers: 4, max_page_count: None, upgrade: true }
     }
 }
 
@@ -102,6 +106,21 @@ pub enum OpenError {
          build of Beacon knows; run a newer Beacon"
     )]
     SchemaTooNew {
+        /// The database file.
+        path: PathBuf,
+        /// The version recorded in the file.
+        found: i64,
+        /// The newest version this build supports.
+        known: i64,
+    },
+    /// The file's schema is older than this build's, and the caller asked not to upgrade it
+    /// ([`SqliteOptions::upgrade`]).
+    #[error(
+        "the database {path} has schema version {found}, older than version {known} of this \
+         build, which upgrades it when `beacon serve` of this build first starts on it; stop \
+         the servers of the older version and start this one, then run this command again"
+    )]
+    SchemaTooOld {
         /// The database file.
         path: PathBuf,
         /// The version recorded in the file.
@@ -192,7 +211,11 @@ impl SqliteStore {
         // as it was. A restore that runs between the check and the lock has checked its file in
         // the same way.
         check_writable(path)?;
-        migrate::inspect(path)?;
+        let found = migrate::inspect(path)?;
+        let known = migrate::MIGRATIONS.last().map_or(0, |(version, _, _)| *version);
+        if !options.upgrade && found > 0 && found < known {
+            return Err(OpenError::SchemaTooOld { path: path.to_owned(), found, known });
+        }
         let lock = backup::lock_shared(path).map_err(OpenError::Lock)?;
         let mut connection = Connection::open(path).map_err(open_error)?;
         configure(&connection, false).map_err(open_error)?;
