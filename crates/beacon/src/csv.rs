@@ -86,6 +86,8 @@ pub struct CsvReader<R> {
     input: R,
     /// The number of lines read so far.
     line: u64,
+    /// The bytes of the line being read, before they are checked as UTF-8.
+    bytes: Vec<u8>,
 }
 
 /// The state of a record being read, between its characters.
@@ -111,7 +113,7 @@ struct Scan {
 impl<R: BufRead> CsvReader<R> {
     /// Reads from `input`.
     pub fn new(input: R) -> Self {
-        Self { input, line: 0 }
+        Self { input, line: 0, bytes: Vec::new() }
     }
 
     /// Returns the input it reads from.
@@ -134,6 +136,27 @@ impl<R: BufRead> CsvReader<R> {
         Ok(Some(Record { line, fields, raw: raw_text(&text).to_owned() }))
     }
 
+    /// Reads the next line onto the end of `text`, its line ending included, and returns its
+    /// length in bytes, 0 at the end of the input. A line that is not valid UTF-8 is an error
+    /// that names it, where [`BufRead::read_line`] would name no line.
+    fn read_line(&mut self, text: &mut String) -> Result<usize, CsvError> {
+        self.bytes.clear();
+        let read = self.input.read_until(b'\n', &mut self.bytes)?;
+        match std::str::from_utf8(&self.bytes) {
+            Ok(line) => {
+                text.push_str(line);
+                Ok(read)
+            }
+            Err(error) => Err(CsvError::Malformed {
+                line: self.line + 1,
+                reason: format!(
+                    "the line is not valid UTF-8 (byte {} of the line is the first invalid one)",
+                    error.valid_up_to() + 1
+                ),
+            }),
+        }
+    }
+
     /// Reads the next record onto the end of `text`, line endings included, checks its form
     /// and adds the place of each of its fields to `fields`. Returns the line the record
     /// starts on, or `None` at the end of the input. Blank lines between records are skipped.
@@ -146,7 +169,7 @@ impl<R: BufRead> CsvReader<R> {
     ) -> Result<Option<u64>, CsvError> {
         let start = text.len();
         loop {
-            if self.input.read_line(text)? == 0 {
+            if self.read_line(text)? == 0 {
                 return Ok(None);
             }
             self.line += 1;
@@ -178,7 +201,7 @@ impl<R: BufRead> CsvReader<R> {
 
             // A quoted field goes on over the line break.
             line_start = text.len();
-            if self.input.read_line(text)? == 0 {
+            if self.read_line(text)? == 0 {
                 return Err(CsvError::Malformed {
                     line: first_line,
                     reason: "a quoted field is not closed before the end of the input".to_owned(),

@@ -37,7 +37,7 @@ use std::thread::JoinHandle;
 use anyhow::{Context, bail};
 use beacon_odata::entity::Entity;
 use beacon_odata::model::View;
-use beacon_store::{ImportOutcome, KeyConflict, OnConflict};
+use beacon_store::{ImportOutcome, KeyConflict, OnConflict, PartnerTenantId};
 use clap::Args;
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::mpsc;
@@ -133,6 +133,26 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
         None => None,
     };
 
+    // The rejects file exists from here on, and a rerun needs a new one.
+    let outcome = import_rows(&args, partner, view, source, rejects).await;
+    match (outcome, &args.skip_invalid) {
+        (Err(error), Some(path)) => Err(anyhow::anyhow!(
+            "{error:#}. The rejects file {} was written, so remove it or name another before \
+             running the import again",
+            path.display()
+        )),
+        (outcome, _) => outcome,
+    }
+}
+
+/// Reads, checks and stages every record and commits the import.
+async fn import_rows(
+    args: &ImportArgs,
+    partner: PartnerTenantId,
+    view: View,
+    source: Source,
+    rejects: Option<Rejects>,
+) -> anyhow::Result<()> {
     let store = args.bulk.open_store().await?;
     let on_conflict = OnConflict::from(args.on_conflict);
     let mut import =

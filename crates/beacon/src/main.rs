@@ -510,12 +510,21 @@ fn main() -> ExitCode {
         let misplaced = args.auth.jwks_options_in_dev_mode();
         if !misplaced.is_empty() {
             let verb = if misplaced.len() == 1 { "applies" } else { "apply" };
-            // Name the file line or variable of each, which the user may not know is set.
+            // Name the file line or variable of each, which the user may not know is set. When
+            // some come from the command line and some not, every one is named.
+            let sources: Vec<Option<String>> = misplaced
+                .iter()
+                .map(|option| settings.source_of(option.trim_start_matches('-')))
+                .collect();
+            let all_from_command_line = sources
+                .iter()
+                .all(|source| matches!(source.as_deref(), None | Some("command line")));
             let named: Vec<String> = misplaced
                 .iter()
-                .map(|option| match settings.source_of(option.trim_start_matches('-')).as_deref() {
-                    None | Some("command line") => (*option).to_owned(),
-                    Some(source) => format!("{option} (from {source})"),
+                .zip(&sources)
+                .map(|(option, source)| match (all_from_command_line, source) {
+                    (false, Some(source)) => format!("{option} (from {source})"),
+                    _ => (*option).to_owned(),
                 })
                 .collect();
             let message = format!(

@@ -23,7 +23,7 @@ use serde_json::value::RawValue;
 
 use super::check::{Chunk, CsvRecord, Place, Records};
 use super::{ImportFormat, Origins, Source, label};
-use crate::csv::{CsvReader, FieldSpan, Record};
+use crate::csv::{CsvError, CsvReader, FieldSpan, Record};
 
 /// The maximum number of records in a chunk.
 const CHUNK_RECORDS: usize = 512;
@@ -130,10 +130,11 @@ impl<F: FnMut(Chunk) -> anyhow::Result<()>> Reader<F> {
     /// Reads a header of property names, then one row a record.
     fn read_csv(&mut self, input: Input, file: Arc<str>) -> anyhow::Result<()> {
         let mut records = CsvReader::new(input);
-        let header = match records.next_record().with_context(|| format!("cannot read {file}"))? {
-            Some(header) => header,
-            None => return Ok(()),
-        };
+        let header =
+            match records.next_record().map_err(|error| describe_csv_error(error, &file))? {
+                Some(header) => header,
+                None => return Ok(()),
+            };
         let names = check_header(self.view, &header, &file)?;
         // Each name as a JSON string and a colon, written once rather than once a record.
         let names: Vec<Vec<u8>> = names
@@ -165,7 +166,7 @@ impl<F: FnMut(Chunk) -> anyhow::Result<()>> Reader<F> {
             let first_field = chunk.fields.len();
             let line = records
                 .read_record(&mut chunk.text, &mut chunk.fields)
-                .with_context(|| format!("cannot read {}", chunk.file))?;
+                .map_err(|error| describe_csv_error(error, &chunk.file))?;
             let Some(line) = line else { return Ok(()) };
             let record = CsvRecord {
                 text: start..chunk.text.len(),
@@ -233,6 +234,14 @@ impl<F: FnMut(Chunk) -> anyhow::Result<()>> Reader<F> {
             }
         }
         Ok(())
+    }
+}
+
+/// Names the file and line of a malformed CSV record, as the messages about its values do.
+fn describe_csv_error(error: CsvError, file: &str) -> anyhow::Error {
+    match error {
+        CsvError::Malformed { line, reason } => anyhow::anyhow!("{file} line {line}: {reason}"),
+        CsvError::Io(error) => anyhow::Error::new(error).context(format!("cannot read {file}")),
     }
 }
 

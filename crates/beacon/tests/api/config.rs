@@ -412,4 +412,15 @@ fn dev_mode_error_names_option_source() {
     let expected =
         format!("--issuer (from {dir}/beacon.toml, line 2) applies only with --auth jwks");
     assert!(message.contains(&expected), "{message}");
+
+    // With one from the command line too, each names its source.
+    let output = run(
+        &["serve", "--data-dir", folder.path().to_str().unwrap(), "--audience", "api://beacon"],
+        &[],
+    );
+    let message = stderr(&output);
+    let expected = format!(
+        "--issuer (from {dir}/beacon.toml, line 2), --audience (from command line) apply only"
+    );
+    assert!(message.contains(&expected), "{message}");
 }
