@@ -877,8 +877,8 @@ struct StoreChoice<'a> {
     readers: usize,
     /// The size cap of the SQLite file in pages, for tests only.
     max_page_count: Option<u32>,
-    /// Whether to upgrade a SQLite file at an older schema version; only `serve` does, so
-    /// that an import or export beside an older server leaves its schema alone.
+    /// Whether to upgrade a store at an older schema version; only `serve` does, so that an
+    /// import or export beside an older server leaves its schema alone.
     upgrade: bool,
 }
 
@@ -911,6 +911,7 @@ async fn open_store(choice: &StoreChoice<'_>, data_dir: &Path) -> anyhow::Result
             let options = PostgresOptions {
                 pool_size: choice.pool_size,
                 ca_file: choice.ca_file.map(Path::to_path_buf),
+                upgrade: choice.upgrade,
                 ..PostgresOptions::default()
             };
             let opened = PostgresStore::open(&url, &options).await?;

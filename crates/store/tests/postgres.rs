@@ -42,6 +42,39 @@ async fn newer_schema_is_rejected_with_its_version() {
 }
 
 #[tokio::test]
+async fn older_schema_is_left_alone_without_upgrade() {
+    let Some(schema) = common::schema("postgres::older_schema_is_left_alone_without_upgrade").await
+    else {
+        return;
+    };
+    schema.store().await.close().await;
+    let client = schema.client().await;
+    client.execute("DELETE FROM schema_migrations WHERE version > 1", &[]).await.unwrap();
+
+    let options = PostgresOptions { upgrade: false, ..PostgresOptions::default() };
+    let error = PostgresStore::connect(schema.config(), &options).await.unwrap_err();
+
+    assert!(matches!(error, OpenError::SchemaTooOld { found: 1, .. }), "{error}");
+    assert!(error.to_string().contains("start this one"), "{error}");
+    let recorded: i64 =
+        client.query_one("SELECT COUNT(*) FROM schema_migrations", &[]).await.unwrap().get(0);
+    assert_eq!(recorded, 1, "a migration ran");
+}
+
+#[tokio::test]
+async fn empty_schema_is_set_up_without_upgrade() {
+    let Some(schema) = common::schema("postgres::empty_schema_is_set_up_without_upgrade").await
+    else {
+        return;
+    };
+    let options = PostgresOptions { upgrade: false, ..PostgresOptions::default() };
+
+    let store = PostgresStore::connect(schema.config(), &options).await.unwrap();
+
+    store.close().await;
+}
+
+#[tokio::test]
 async fn concurrent_starts_migrate_once() {
     let Some(schema) = common::schema("postgres::concurrent_starts_migrate_once").await else {
         return;

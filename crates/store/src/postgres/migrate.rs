@@ -31,13 +31,14 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
 /// The key of the advisory lock held while migrating ("BEAC" in ASCII).
 const LOCK_KEY: i64 = 0x4245_4143;
 
-/// Brings the schema that `client`'s search path selects to the newest version.
-pub(super) async fn run(client: &mut Client) -> Result<(), OpenError> {
+/// Brings the schema that `client`'s search path selects to the newest version; with
+/// `upgrade` false, only an empty schema.
+pub(super) async fn run(client: &mut Client, upgrade: bool) -> Result<(), OpenError> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
         .await
         .map_err(OpenError::Connect)?;
-    let result = migrate(client).await;
+    let result = migrate(client, upgrade).await;
     // Closing the session would release the lock too, but the connection returns to the pool.
     let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]).await;
     result?;
@@ -45,7 +46,7 @@ pub(super) async fn run(client: &mut Client) -> Result<(), OpenError> {
     Ok(())
 }
 
-async fn migrate(client: &mut Client) -> Result<(), OpenError> {
+async fn migrate(client: &mut Client, upgrade: bool) -> Result<(), OpenError> {
     let migrate_error = |version| move |source| OpenError::Migrate { version, source };
     // The table is created only when missing, so a server can start on a read-only standby
     // whose schema is current.
@@ -75,6 +76,9 @@ async fn migrate(client: &mut Client) -> Result<(), OpenError> {
     let known = MIGRATIONS.last().map_or(0, |(version, _, _)| *version);
     if current > known {
         return Err(OpenError::SchemaTooNew { found: current, known });
+    }
+    if !upgrade && current > 0 && current < known {
+        return Err(OpenError::SchemaTooOld { found: current, known });
     }
 
     for (version, name, sql) in MIGRATIONS.iter().filter(|(version, _, _)| *version > current) {

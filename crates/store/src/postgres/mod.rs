@@ -99,6 +99,10 @@ pub struct PostgresOptions {
     /// A PEM file of CA certificates to trust besides the system's, for servers whose
     /// certificates a private CA signed. It must contain at least one certificate.
     pub ca_file: Option<PathBuf>,
+    /// Whether a schema at an older version is upgraded. When false, such a schema is
+    /// rejected with [`OpenError::SchemaTooOld`], so that a tool run beside older servers
+    /// leaves the schema they read alone; an empty schema is still set up.
+    pub upgrade: bool,
 }
 
 impl Default for PostgresOptions {
@@ -108,6 +112,7 @@ impl Default for PostgresOptions {
             wait_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             ca_file: None,
+            upgrade: true,
         }
     }
 }
@@ -154,6 +159,19 @@ pub enum OpenError {
          of Beacon knows; run a newer Beacon"
     )]
     SchemaTooNew {
+        /// The version recorded in `schema_migrations`.
+        found: i64,
+        /// The newest version this build supports.
+        known: i64,
+    },
+    /// The schema is older than this build's, and the caller asked not to upgrade it
+    /// ([`PostgresOptions::upgrade`]).
+    #[error(
+        "the PostgreSQL schema has version {found}, older than version {known} of this build, \
+         which upgrades it when `beacon serve` of this build first starts on it; stop the \
+         servers of the older version and start this one, then run this command again"
+    )]
+    SchemaTooOld {
         /// The version recorded in `schema_migrations`.
         found: i64,
         /// The newest version this build supports.
@@ -227,7 +245,7 @@ impl PostgresStore {
             },
             other => OpenError::Pool(other.to_string()),
         })?;
-        migrate::run(&mut client).await?;
+        migrate::run(&mut client, options.upgrade).await?;
         drop(client);
 
         let statements = Statements::new(&Postgres);
