@@ -327,7 +327,7 @@ fn check_value(arg: &Arg, value: &str) -> Result<(), String> {
 /// rejected with `error`.
 fn describe_invalid(arg: &Arg, value: &str, error: &clap::Error) -> String {
     let reason = match std::error::Error::source(error) {
-        Some(source) => source.to_string(),
+        Some(source) => plain_reason(source, value),
         None if value.is_empty() => "the value is empty".to_owned(),
         None => "not a valid value".to_owned(),
     };
@@ -346,6 +346,29 @@ fn describe_invalid(arg: &Arg, value: &str, error: &clap::Error) -> String {
     } else {
         format!("invalid value \"{value}\" (allowed: {allowed})")
     }
+}
+
+/// Words a parser's error in plain terms where its own message names the parser's internals,
+/// such as Rust's "invalid digit found in string" or clap's "5 is not in 1..=4294967295".
+fn plain_reason(source: &(dyn std::error::Error + 'static), value: &str) -> String {
+    use std::num::IntErrorKind;
+
+    if let Some(error) = source.downcast_ref::<std::num::ParseIntError>() {
+        let reason = match error.kind() {
+            IntErrorKind::Empty => "the value is empty",
+            IntErrorKind::InvalidDigit => "not a whole number",
+            IntErrorKind::PosOverflow => "the number is too large",
+            IntErrorKind::NegOverflow => "the number is too small",
+            IntErrorKind::Zero => "zero is not allowed",
+            _ => "not a valid number",
+        };
+        return reason.to_owned();
+    }
+    let text = source.to_string();
+    if text.starts_with(&format!("{value} is not in ")) && text.contains("..") {
+        return "the number is out of range".to_owned();
+    }
+    text
 }
 
 /// Rewrites clap's error for an invalid value from an environment variable so that it names
