@@ -581,7 +581,7 @@ pub fn redact(value: &str) -> String {
     text
 }
 
-/// Tells whether a connection parameter holds a secret: `password`, or another name ending
+/// Tells whether a connection parameter contains a secret: `password`, or another name ending
 /// in it, such as libpq's `sslpassword`, in any case.
 fn is_password_name(name: &str) -> bool {
     name.to_ascii_lowercase().ends_with("password")

@@ -877,7 +877,7 @@ struct StoreChoice<'a> {
     readers: usize,
     /// The size cap of the SQLite file in pages, for tests only.
     max_page_count: Option<u32>,
-    /// Whether to upgrade a store at an older schema version; only `serve` does, so that an
+    /// Whether to upgrade a store at an older schema version. Only `serve` does, so that an
     /// import or export beside an older server leaves its schema alone.
     upgrade: bool,
 }

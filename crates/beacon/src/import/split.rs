@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, bail};
 use beacon_odata::body::BodyError;
+use beacon_odata::json::{self, JsonValue};
 use beacon_odata::model::View;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -220,7 +221,9 @@ impl<F: FnMut(Chunk) -> anyhow::Result<()>> Reader<F> {
             // serde reads a struct from an array too, and its message would then speak of a
             // sequence, so anything but an object is named here.
             let page = page.with_context(context)?;
-            if let Some(kind) = json_kind(page.get()).filter(|kind| *kind != "an object") {
+            if !page.get().trim_start().starts_with('{') {
+                let parsed = json::parse(page.get().as_bytes());
+                let kind = parsed.as_ref().map_or("not an object", JsonValue::kind);
                 return Err(anyhow::anyhow!("it is {kind}").context(context()));
             }
             let page: Page<'_> = serde_json::from_str(page.get()).with_context(context)?;
@@ -243,19 +246,6 @@ fn describe_csv_error(error: CsvError, file: &str) -> anyhow::Error {
         CsvError::Malformed { line, reason } => anyhow::anyhow!("{file} line {line}: {reason}"),
         CsvError::Io(error) => anyhow::Error::new(error).context(format!("cannot read {file}")),
     }
-}
-
-/// Names the kind of the JSON value `text`, from its first character.
-fn json_kind(text: &str) -> Option<&'static str> {
-    let kind = match text.trim_start().bytes().next()? {
-        b'{' => "an object",
-        b'[' => "an array",
-        b'"' => "a string",
-        b't' | b'f' => "a boolean",
-        b'n' => "null",
-        _ => "a number",
-    };
-    Some(kind)
 }
 
 /// Returns whether reading the next line may wait for more input, because no complete line

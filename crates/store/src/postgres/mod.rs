@@ -101,7 +101,7 @@ pub struct PostgresOptions {
     pub ca_file: Option<PathBuf>,
     /// Whether a schema at an older version is upgraded. When false, such a schema is
     /// rejected with [`OpenError::SchemaTooOld`], so that a tool run beside older servers
-    /// leaves the schema they read alone; an empty schema is still set up.
+    /// leaves the schema they read alone. An empty schema is still set up.
     pub upgrade: bool,
 }
 

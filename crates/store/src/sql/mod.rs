@@ -43,7 +43,7 @@ pub trait Dialect: fmt::Debug + Send + Sync {
         self.placeholder(n)
     }
 
-    /// The column of the table that identifies a row's partner.
+    /// Returns the column of the table that identifies a row's partner.
     fn partner_column(&self) -> &'static str {
         "partner_tenant_id"
     }
@@ -60,8 +60,8 @@ pub trait Dialect: fmt::Debug + Send + Sync {
         format!("{} = {}", self.partner_column(), self.partner_value(placeholder))
     }
 
-    /// Writes the statement that must run, binding the partner's tenant id, before the first
-    /// row of a partner is stored; `None` where the table stores the tenant id itself.
+    /// Writes the statement that must run before the first row of a partner is stored, which
+    /// binds the partner's tenant id. Returns `None` where the table stores the tenant id.
     fn register_partner(&self) -> Option<String> {
         None
     }

@@ -79,7 +79,7 @@ pub struct SqliteOptions {
     pub max_page_count: Option<u32>,
     /// Whether a file at an older schema version is upgraded. When false, such a file is
     /// rejected with [`OpenError::SchemaTooOld`], so that a tool run beside an older server
-    /// leaves the schema that server reads alone; a new or empty file is still set up.
+    /// leaves the schema that server reads alone. A new or empty file is still set up.
     pub upgrade: bool,
 }
 
